@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { deflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { PreprocessError, preprocessFundusImage, type PreprocessErrorCode } from './preprocess.js';
+
+/** Synthetic fundus: a textured bright disc (orange, like a real fundus) on black, raw RGB. */
+function drawDisc(options: {
+  width: number;
+  height: number;
+  centreX: number;
+  centreY: number;
+  radius: number;
+  vignette?: boolean;
+}): Buffer {
+  const { width, height, centreX, centreY, radius } = options;
+  const data = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const distance = Math.hypot(x + 0.5 - centreX, y + 0.5 - centreY);
+      if (distance > radius) continue;
+      // Vignetting: brightness falls to 25% at the rim, as in underexposed photographs.
+      const falloff = options.vignette ? 1 - 0.75 * (distance / radius) ** 2 : 1;
+      const texture = 0.85 + 0.15 * Math.sin(x / 7) * Math.cos(y / 5);
+      const base = (y * width + x) * 3;
+      data[base] = Math.round(220 * falloff * texture);
+      data[base + 1] = Math.round(110 * falloff * texture);
+      data[base + 2] = Math.round(40 * falloff * texture);
+    }
+  }
+  return data;
+}
+
+function encodePng(raw: Buffer, width: number, height: number, channels: 1 | 3 | 4 = 3): Promise<Buffer> {
+  return sharp(raw, { raw: { width, height, channels } }).png().toBuffer();
+}
+
+async function discPng(options: Parameters<typeof drawDisc>[0]): Promise<Buffer> {
+  return encodePng(drawDisc(options), options.width, options.height);
+}
+
+function assertNear(actual: number, expected: number, tolerance: number, label: string): void {
+  assert.ok(Math.abs(actual - expected) <= tolerance, `${label}: ${actual} not within ${tolerance} of ${expected}`);
+}
+
+function pixelAt(pixels: Uint8Array, size: number, x: number, y: number): [number, number, number] {
+  const base = (y * size + x) * 3;
+  return [pixels[base] ?? -1, pixels[base + 1] ?? -1, pixels[base + 2] ?? -1];
+}
+
+/** PNG consisting of a valid signature + IHDR (claiming width x height) + an IEND, with no image data. */
+function pngHeaderOnly(width: number, height: number): Buffer {
+  const chunk = (type: string, body: Buffer): Buffer => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(body.length);
+    const typeAndBody = Buffer.concat([Buffer.from(type, 'ascii'), body]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(typeAndBody));
+    return Buffer.concat([length, typeAndBody, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // colour type RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.alloc(16))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function crc32(bytes: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit += 1) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+describe('preprocessFundusImage geometry', () => {
+  it('crops an off-centre disc on black to its bounding square', async () => {
+    const input = await discPng({ width: 400, height: 300, centreX: 150, centreY: 160, radius: 100 });
+    const result = await preprocessFundusImage(input, { size: 64 });
+    assert.deepEqual(result.original, { width: 400, height: 300 });
+    assertNear(result.crop.side, 200, 3, 'side');
+    assertNear(result.crop.x, 50, 3, 'x');
+    assertNear(result.crop.y, 60, 3, 'y');
+    assert.equal(result.pixels.length, 64 * 64 * 3);
+    assert.equal(result.size, 64);
+    assert.ok(pixelAt(result.pixels, 64, 32, 32)[0] > 150, 'centre of the output is the bright disc');
+    assert.deepEqual(pixelAt(result.pixels, 64, 0, 0), [0, 0, 0], 'corner outside the disc is black');
+  });
+
+  it('centres a disc cut at top and bottom (srahim-like photograph) and pads the square with black', async () => {
+    const input = await discPng({ width: 400, height: 240, centreX: 200, centreY: 120, radius: 140 });
+    const result = await preprocessFundusImage(input, { size: 70 });
+    assertNear(result.crop.side, 280, 3, 'side');
+    assertNear(result.crop.x, 60, 3, 'x');
+    assertNear(result.crop.y, -20, 3, 'y');
+    // The top 5 output rows (20 px of 280 -> 5 px of 70) lie above the image: padded black.
+    assert.deepEqual(pixelAt(result.pixels, 70, 35, 1), [0, 0, 0]);
+    assert.ok(pixelAt(result.pixels, 70, 35, 35)[0] > 150);
+  });
+
+  it('places a disc cut by the top edge only from its visible bottom edge', async () => {
+    const input = await discPng({ width: 400, height: 300, centreX: 200, centreY: 100, radius: 120 });
+    const result = await preprocessFundusImage(input, { size: 64 });
+    assertNear(result.crop.side, 240, 3, 'side');
+    assertNear(result.crop.x, 80, 3, 'x');
+    assertNear(result.crop.y, -20, 3, 'y');
+  });
+
+  it('keeps a disc that already fills the square (eyepacs-processed) as the whole image', async () => {
+    const input = await discPng({ width: 256, height: 256, centreX: 128, centreY: 128, radius: 128 });
+    const result = await preprocessFundusImage(input, { size: 128 });
+    assertNear(result.crop.side, 256, 2, 'side');
+    assertNear(result.crop.x, 0, 2, 'x');
+    assertNear(result.crop.y, 0, 2, 'y');
+  });
+
+  it('finds a vignetted disc despite salt noise and a caption block in the border', async () => {
+    const width = 500;
+    const height = 400;
+    const raw = drawDisc({ width, height, centreX: 260, centreY: 200, radius: 150, vignette: true });
+    for (let i = 0; i < 300; i += 1) {
+      const x = (i * 37) % width;
+      const y = (i * 91) % 40; // specks in the top band, outside the disc
+      raw.fill(255, (y * width + x) * 3, (y * width + x) * 3 + 3);
+    }
+    for (let y = 370; y < 390; y += 1) raw.fill(230, (y * width + 5) * 3, (y * width + 60) * 3); // "text"
+    const result = await preprocessFundusImage(await encodePng(raw, width, height), { size: 64 });
+    assertNear(result.crop.side, 300, 4, 'side');
+    assertNear(result.crop.x, 110, 4, 'x');
+    assertNear(result.crop.y, 50, 4, 'y');
+  });
+
+  it('applies EXIF orientation before cropping (coordinates are in the upright image)', async () => {
+    // Stored 300x200 with the disc on the left; orientation 6 means "rotate 90 degrees clockwise to view".
+    const stored = await sharp(drawDisc({ width: 300, height: 200, centreX: 90, centreY: 100, radius: 80 }), {
+      raw: { width: 300, height: 200, channels: 3 },
+    })
+      .jpeg({ quality: 95 })
+      .withMetadata({ orientation: 6 })
+      .toBuffer();
+    const result = await preprocessFundusImage(stored, { size: 32 });
+    assert.deepEqual(result.original, { width: 200, height: 300 });
+    // Upright, the disc is at the top: centre (100, 90).
+    assertNear(result.crop.x + result.crop.side / 2, 100, 4, 'centre x');
+    assertNear(result.crop.y + result.crop.side / 2, 90, 4, 'centre y');
+  });
+
+  it('gives identical pixels for identical input (training and serving see the same bytes)', async () => {
+    const input = await discPng({ width: 300, height: 220, centreX: 140, centreY: 110, radius: 100 });
+    const first = await preprocessFundusImage(input, { size: 48 });
+    const second = await preprocessFundusImage(input, { size: 48 });
+    assert.deepEqual(Buffer.from(first.pixels), Buffer.from(second.pixels));
+  });
+});
+
+describe('preprocessFundusImage colour formats', () => {
+  const width = 200;
+  const height = 160;
+  const disc = { width, height, centreX: 100, centreY: 80, radius: 70 };
+
+  it('expands grayscale to three equal channels', async () => {
+    const rgb = drawDisc(disc);
+    const grey = Buffer.alloc(width * height);
+    for (let i = 0; i < grey.length; i += 1) grey[i] = rgb[i * 3] ?? 0;
+    const result = await preprocessFundusImage(await encodePng(grey, width, height, 1), { size: 32 });
+    const [r, g, b] = pixelAt(result.pixels, 32, 16, 16);
+    assert.ok(r > 100);
+    assert.equal(r, g);
+    assert.equal(g, b);
+    assertNear(result.crop.side, 140, 3, 'side');
+  });
+
+  it('reduces a 16-bit PNG to 8-bit values', async () => {
+    const png16 = await sharp(drawDisc(disc), { raw: { width, height, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+    assert.equal((await sharp(png16).metadata()).depth, 'ushort');
+    const result = await preprocessFundusImage(png16, { size: 32 });
+    const [r] = pixelAt(result.pixels, 32, 16, 16);
+    assert.ok(r > 150 && r <= 255, `red ${r} is an 8-bit value of a bright pixel`);
+    assertNear(result.crop.side, 140, 3, 'side');
+  });
+
+  it('flattens alpha on black, so a transparent white surround is background', async () => {
+    const rgb = drawDisc(disc);
+    const rgba = Buffer.alloc(width * height * 4);
+    for (let i = 0; i < width * height; i += 1) {
+      const inside = (rgb[i * 3] ?? 0) > 0;
+      rgba[i * 4] = inside ? (rgb[i * 3] ?? 0) : 255;
+      rgba[i * 4 + 1] = inside ? (rgb[i * 3 + 1] ?? 0) : 255;
+      rgba[i * 4 + 2] = inside ? (rgb[i * 3 + 2] ?? 0) : 255;
+      rgba[i * 4 + 3] = inside ? 255 : 0;
+    }
+    const result = await preprocessFundusImage(await encodePng(rgba, width, height, 4), { size: 32 });
+    assert.equal(result.pixels.length, 32 * 32 * 3);
+    assertNear(result.crop.side, 140, 3, 'side');
+    assert.deepEqual(pixelAt(result.pixels, 32, 0, 0), [0, 0, 0]);
+  });
+
+  it('converts a CMYK JPEG to RGB', async () => {
+    const cmyk = await sharp(drawDisc(disc), { raw: { width, height, channels: 3 } }).toColourspace('cmyk').jpeg().toBuffer();
+    assert.equal((await sharp(cmyk).metadata()).space, 'cmyk');
+    const result = await preprocessFundusImage(cmyk, { size: 32 });
+    const [r, , b] = pixelAt(result.pixels, 32, 16, 16);
+    assert.ok(r > b + 50, `orange disc stays red-dominant after CMYK->sRGB (r=${r}, b=${b})`);
+    assertNear(result.crop.side, 140, 4, 'side');
+  });
+});
+
+describe('preprocessFundusImage errors', () => {
+  const cases: { name: string; input: () => Promise<Buffer>; code: PreprocessErrorCode; maxInputPixels?: number }[] = [
+    { name: 'zero bytes', input: async () => Buffer.alloc(0), code: 'EMPTY_FILE' },
+    { name: 'random bytes', input: async () => randomBytes(4096), code: 'NOT_AN_IMAGE' },
+    {
+      name: 'a truncated PNG',
+      input: async () => (await discPng({ width: 200, height: 160, centreX: 100, centreY: 80, radius: 70 })).subarray(0, 60),
+      code: 'NOT_AN_IMAGE',
+    },
+    {
+      name: 'an all-black image',
+      input: () => sharp({ create: { width: 300, height: 200, channels: 3, background: '#000' } }).jpeg().toBuffer(),
+      code: 'NO_FUNDUS',
+    },
+    {
+      name: 'an all-white image',
+      input: () => sharp({ create: { width: 300, height: 200, channels: 3, background: '#fff' } }).png().toBuffer(),
+      code: 'NO_FUNDUS',
+    },
+    {
+      name: 'a bright region too small to be a fundus',
+      input: () => discPng({ width: 400, height: 300, centreX: 200, centreY: 150, radius: 12 }),
+      code: 'NO_FUNDUS',
+    },
+    { name: 'a 20000x20000 PNG header', input: async () => pngHeaderOnly(20000, 20000), code: 'TOO_MANY_PIXELS' },
+    {
+      name: 'an image over a small configured cap',
+      input: () => discPng({ width: 200, height: 160, centreX: 100, centreY: 80, radius: 70 }),
+      code: 'TOO_MANY_PIXELS',
+      maxInputPixels: 10_000,
+    },
+  ];
+  for (const testCase of cases) {
+    it(`rejects ${testCase.name} with ${testCase.code}`, async () => {
+      const input = await testCase.input();
+      await assert.rejects(preprocessFundusImage(input, { size: 32, maxInputPixels: testCase.maxInputPixels }), (error) => {
+        assert.ok(error instanceof PreprocessError, `expected PreprocessError, got ${String(error)}`);
+        assert.equal(error.code, testCase.code, error.message);
+        assert.ok(error.message.length > 10, 'message names the reason');
+        return true;
+      });
+    });
+  }
+});
