@@ -1,0 +1,220 @@
+import type { Metadata } from 'next';
+import { DR_GRADES, describeDrGrade } from '../../lib/grades';
+import {
+  K_MAX,
+  K_MIN,
+  parseSearchForm,
+  searchSimilarCases,
+  type SearchFormValues,
+  type SearchOutcome,
+  type SimilarCaseHit,
+} from '../../lib/similar-cases';
+
+export const metadata: Metadata = { title: 'Similar-case search' };
+
+type SearchPageProps = { searchParams: Promise<Record<string, string | string[] | undefined>> };
+
+export default async function SearchPage({ searchParams }: SearchPageProps) {
+  const form = parseSearchForm(await searchParams);
+  const outcome = form.input ? await searchSimilarCases(form.input) : null;
+
+  return (
+    <>
+      <h1>Similar-case search</h1>
+      <SearchForm values={form.values} />
+      {form.problems.length > 0 && (
+        <div className="alert" role="alert">
+          <p className="alert-title">The search was not run</p>
+          <ul>
+            {form.problems.map((problem) => (
+              <li key={problem}>{problem}</li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {outcome && <SearchResults outcome={outcome} />}
+    </>
+  );
+}
+
+function SearchForm({ values }: { values: SearchFormValues }) {
+  return (
+    <form className="search-form" method="get" action="/search" aria-label="Similar-case search">
+      <div className="field">
+        <label htmlFor="imageId">Image id</label>
+        <input
+          id="imageId"
+          name="imageId"
+          type="text"
+          required
+          autoComplete="off"
+          spellCheck={false}
+          defaultValue={values.imageId}
+          aria-describedby="imageId-hint"
+        />
+        <p id="imageId-hint" className="hint">
+          The fundus photograph to find similar cases for.
+        </p>
+      </div>
+      <div className="field field-narrow">
+        <label htmlFor="k">Number of cases</label>
+        <input
+          id="k"
+          name="k"
+          type="number"
+          inputMode="numeric"
+          min={K_MIN}
+          max={K_MAX}
+          step={1}
+          required
+          defaultValue={values.k}
+          aria-describedby="k-hint"
+        />
+        <p id="k-hint" className="hint">
+          {K_MIN}–{K_MAX}
+        </p>
+      </div>
+      <div className="field field-narrow">
+        <label htmlFor="eye">Eye</label>
+        <select id="eye" name="eye" defaultValue={values.eye}>
+          <option value="">Either eye</option>
+          <option value="LEFT">Left</option>
+          <option value="RIGHT">Right</option>
+        </select>
+      </div>
+      <fieldset className="grades">
+        <legend>DR grade (ICDR)</legend>
+        <p className="hint">None selected: all grades.</p>
+        {DR_GRADES.map(({ grade, name }) => (
+          <label key={grade} className="checkbox">
+            <input type="checkbox" name="grade" value={grade} defaultChecked={values.grades.includes(grade)} />
+            <span>
+              {grade} – {name}
+            </span>
+          </label>
+        ))}
+      </fieldset>
+      <div className="actions">
+        <button type="submit">Search</button>
+      </div>
+    </form>
+  );
+}
+
+function SearchResults({ outcome }: { outcome: SearchOutcome }) {
+  if (!outcome.ok) {
+    return (
+      <div className="alert" role="alert" data-error-code={outcome.code}>
+        <p className="alert-title">The search failed</p>
+        <p>{outcome.message}</p>
+        <p className="alert-code">
+          Error code: <code>{outcome.code}</code>
+        </p>
+      </div>
+    );
+  }
+
+  const { hits, modelVersion } = outcome.result;
+  return (
+    <section aria-labelledby="results-heading" className="results">
+      <h2 id="results-heading">
+        {hits.length === 0 ? 'No similar cases' : `${hits.length} similar case${hits.length === 1 ? '' : 's'}`}
+      </h2>
+      <p className="hint">Model version {modelVersion}</p>
+      {hits.length === 0 ? (
+        <p>No earlier case matched these filters. Widen the DR grades or eye, or raise the number of cases.</p>
+      ) : (
+        <div className="table-scroll">
+          <table className="hits">
+            <caption className="visually-hidden">Similar cases, most similar first</caption>
+            <thead>
+              <tr>
+                <th scope="col">Rank</th>
+                <th scope="col">Similarity</th>
+                <th scope="col">Case</th>
+                <th scope="col">Patient MRN</th>
+                <th scope="col">Sex</th>
+                <th scope="col">Birth year</th>
+                <th scope="col">Eye</th>
+                <th scope="col">DR grade</th>
+                <th scope="col">Diagnoses</th>
+                <th scope="col">Treatments</th>
+              </tr>
+            </thead>
+            <tbody>
+              {hits.map((hit) => (
+                <HitRow key={hit.case.id} hit={hit} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+const NONE = '—';
+
+function formatEnum(value: string | null | undefined): string {
+  if (!value) return NONE;
+  const words = value.toLowerCase().replaceAll('_', ' ');
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+function HitRow({ hit }: { hit: SimilarCaseHit }) {
+  const { case: similarCase } = hit;
+  const grading = similarCase.referenceGrading;
+  return (
+    <tr>
+      <td className="numeric">{hit.rank}</td>
+      <td className="numeric">{hit.similarity.toFixed(3)}</td>
+      <td>
+        <code>{similarCase.id}</code>
+        {similarCase.isSynthetic && (
+          <>
+            {' '}
+            <span className="badge" title="Generated test data, not a patient">
+              synthetic
+            </span>
+          </>
+        )}
+      </td>
+      <td>
+        <code>{similarCase.patient.mrn}</code>
+      </td>
+      <td>{formatEnum(similarCase.patient.sex)}</td>
+      <td className="numeric">{similarCase.patient.birthYear ?? NONE}</td>
+      <td>{formatEnum(similarCase.image.eye)}</td>
+      <td>{grading ? describeDrGrade(grading.drGrade) : 'Not graded'}</td>
+      <td>
+        {similarCase.diagnoses.length === 0 ? (
+          NONE
+        ) : (
+          <ul className="plain">
+            {similarCase.diagnoses.map((diagnosis) => (
+              <li key={diagnosis.code}>
+                <code title={diagnosis.text}>{diagnosis.code}</code>
+                <span className="visually-hidden">: {diagnosis.text}</span>
+              </li>
+            ))}
+          </ul>
+        )}
+      </td>
+      <td>
+        {similarCase.treatments.length === 0 ? (
+          NONE
+        ) : (
+          <ul className="plain">
+            {similarCase.treatments.map((treatment, index) => (
+              <li key={`${treatment.type}-${treatment.date}-${index}`}>
+                {formatEnum(treatment.type)}
+                {treatment.agent && ` (${treatment.agent})`}, {treatment.date.slice(0, 10)}
+                {treatment.eye && `, ${formatEnum(treatment.eye).toLowerCase()} eye`}
+              </li>
+            ))}
+          </ul>
+        )}
+      </td>
+    </tr>
+  );
+}

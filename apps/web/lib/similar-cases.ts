@@ -1,0 +1,166 @@
+// Similar-case search: reading the GET form, and the one GraphQL operation behind it. Field names follow the
+// committed schema.graphql at the repository root.
+import { config } from './config';
+import { isDrGrade, type DrGrade } from './grades';
+
+export const K_MIN = 1;
+export const K_MAX = 100;
+export const K_DEFAULT = 10;
+
+export const EYES = ['LEFT', 'RIGHT'] as const;
+export type Eye = (typeof EYES)[number];
+
+export interface CaseFilters {
+  drGrades?: DrGrade[];
+  eye?: Eye;
+}
+
+export interface SimilarCasesInput {
+  imageId: string;
+  k: number;
+  filters?: CaseFilters;
+}
+
+export interface SimilarCaseHit {
+  rank: number;
+  similarity: number;
+  case: {
+    id: string;
+    isSynthetic: boolean;
+    image: { id: string; eye: Eye };
+    patient: { mrn: string; sex: string | null; birthYear: number | null };
+    referenceGrading: { drGrade: number; maculopathy: boolean | null } | null;
+    diagnoses: { code: string; text: string }[];
+    treatments: { type: string; agent: string | null; date: string; eye: Eye | null }[];
+  };
+}
+
+export interface SimilarCasesResult {
+  modelVersion: string;
+  hits: SimilarCaseHit[];
+}
+
+export type SearchOutcome =
+  | { ok: true; result: SimilarCasesResult }
+  | { ok: false; message: string; code: string };
+
+export const SIMILAR_CASES_QUERY = /* GraphQL */ `
+  query Similar($input: SimilarCasesInput!) {
+    similarCases(input: $input) {
+      modelVersion
+      hits {
+        rank
+        similarity
+        case {
+          id
+          isSynthetic
+          image { id eye }
+          patient { mrn sex birthYear }
+          referenceGrading { drGrade maculopathy }
+          diagnoses { code text }
+          treatments { type agent date eye }
+        }
+      }
+    }
+  }
+`;
+
+type SearchParams = Record<string, string | string[] | undefined>;
+
+/** What the form shows: exactly what was submitted, so a rejected value can be corrected in place. */
+export interface SearchFormValues {
+  imageId: string;
+  k: string;
+  grades: number[];
+  eye: string;
+}
+
+export interface ParsedSearchForm {
+  submitted: boolean;
+  values: SearchFormValues;
+  /** Set only when the submitted form is valid. */
+  input: SimilarCasesInput | null;
+  problems: string[];
+}
+
+function allValues(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value : [value];
+}
+
+function firstValue(value: string | string[] | undefined): string {
+  return allValues(value)[0] ?? '';
+}
+
+export function parseSearchForm(params: SearchParams): ParsedSearchForm {
+  const submitted = params.imageId !== undefined;
+  const values: SearchFormValues = {
+    imageId: firstValue(params.imageId).trim(),
+    k: firstValue(params.k).trim() || String(K_DEFAULT),
+    grades: [...new Set(allValues(params.grade).map(Number).filter(isDrGrade))].sort((a, b) => a - b),
+    eye: firstValue(params.eye),
+  };
+  if (!submitted) return { submitted, values, input: null, problems: [] };
+
+  const problems: string[] = [];
+  if (values.imageId === '') problems.push('Enter the image id of the case to compare against.');
+  const k = Number(values.k);
+  if (!Number.isInteger(k) || k < K_MIN || k > K_MAX) {
+    problems.push(`Number of cases must be a whole number from ${K_MIN} to ${K_MAX}.`);
+  }
+  const eye = EYES.find((candidate) => candidate === values.eye);
+  if (values.eye !== '' && eye === undefined) problems.push('Eye must be left, right or either.');
+  if (problems.length > 0) return { submitted, values, input: null, problems };
+
+  const filters: CaseFilters = {};
+  if (values.grades.length > 0) filters.drGrades = values.grades as DrGrade[];
+  if (eye !== undefined) filters.eye = eye;
+  const input: SimilarCasesInput = { imageId: values.imageId, k };
+  if (Object.keys(filters).length > 0) input.filters = filters;
+  return { submitted, values, input, problems };
+}
+
+interface GraphQLResponse {
+  data?: { similarCases?: SimilarCasesResult | null } | null;
+  errors?: { message?: string; extensions?: { code?: string } }[];
+}
+
+/** Runs on the server only; failures come back as an outcome, never as a thrown error. */
+export async function searchSimilarCases(input: SimilarCasesInput): Promise<SearchOutcome> {
+  let response: Response;
+  try {
+    response = await fetch(config.apiUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ operationName: 'Similar', query: SIMILAR_CASES_QUERY, variables: { input } }),
+      cache: 'no-store',
+      signal: AbortSignal.timeout(config.apiTimeoutMs),
+    });
+  } catch (error) {
+    const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
+    return timedOut
+      ? { ok: false, code: 'API_TIMEOUT', message: `The search service did not answer within ${config.apiTimeoutMs / 1000} s.` }
+      : { ok: false, code: 'API_UNREACHABLE', message: 'The search service could not be reached. Try again shortly.' };
+  }
+
+  let body: GraphQLResponse;
+  try {
+    body = (await response.json()) as GraphQLResponse;
+  } catch {
+    return { ok: false, code: `HTTP_${response.status}`, message: 'The search service sent a response that is not GraphQL.' };
+  }
+
+  const firstError = body.errors?.[0];
+  if (firstError) {
+    return {
+      ok: false,
+      message: firstError.message ?? 'The search failed.',
+      code: firstError.extensions?.code ?? 'INTERNAL_SERVER_ERROR',
+    };
+  }
+  const result = body.data?.similarCases;
+  if (!result) {
+    return { ok: false, code: `HTTP_${response.status}`, message: 'The search service returned no result.' };
+  }
+  return { ok: true, result };
+}
