@@ -1,0 +1,49 @@
+/**
+ * Test helpers shared by embedding and evaluation tests: paths of the committed tiny ONNX models
+ * (made by make-tiny-model.py) and synthetic images. Never real data.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import type { PreprocessedImage } from '../preprocess.js';
+
+/** Repository root, from apps/api/dist/embedding/testing/. */
+export const REPOSITORY_ROOT = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../..');
+export const TINY_MODEL = path.join(REPOSITORY_ROOT, 'test/fixtures/models/tiny-fundus-cbr.onnx');
+export const TINY_MODEL_WITH_SIDECAR = path.join(REPOSITORY_ROOT, 'test/fixtures/models/tiny-fundus-cbr-sidecar.onnx');
+export const TINY_MODEL_INPUT_SIZE = 64;
+
+/** Deterministic pseudo-random image (seeded LCG), already "preprocessed" to size x size. */
+export function makeSyntheticPreprocessedImage(seed: number, size = TINY_MODEL_INPUT_SIZE): PreprocessedImage {
+  const pixels = new Uint8Array(size * size * 3);
+  let state = (seed * 2654435761) >>> 0;
+  for (let i = 0; i < pixels.length; i += 1) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    pixels[i] = state >>> 24;
+  }
+  return {
+    pixels,
+    size,
+    original: { width: size, height: size },
+    crop: { x: 0, y: 0, side: size },
+    fundusFound: true,
+    fundusAreaFraction: 1,
+  };
+}
+
+/** PNG of a bright orange disc with some texture on black, `width` x `height`, disc hue varied by `tint`. */
+export async function makeSyntheticFundusPng(options: { width: number; height: number; tint: number }): Promise<Buffer> {
+  const { width, height, tint } = options;
+  const data = Buffer.alloc(width * height * 3);
+  const radius = Math.min(width, height) * 0.45;
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      if (Math.hypot(x - width / 2, y - height / 2) > radius) continue;
+      const base = (y * width + x) * 3;
+      data[base] = 200;
+      data[base + 1] = Math.round(60 + 60 * tint + 20 * Math.sin(x / 5));
+      data[base + 2] = Math.round(30 + 20 * Math.cos(y / (3 + tint)));
+    }
+  }
+  return sharp(data, { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
