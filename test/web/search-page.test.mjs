@@ -48,8 +48,8 @@ const SIMILAR_CASES = {
           { code: 'H35.81', text: 'Retinal edema' },
         ],
         treatments: [
-          { type: 'ANTI_VEGF', agent: 'aflibercept', date: '2025-03-14', eye: 'RIGHT' },
-          { type: 'PANRETINAL_PHOTOCOAGULATION', agent: null, date: '2025-06-02T00:00:00.000Z', eye: 'RIGHT' },
+          { type: 'ANTI_VEGF', agent: 'AFLIBERCEPT', date: '2025-03-14', eye: 'RIGHT' },
+          { type: 'PRP_LASER', agent: null, date: '2025-06-02T00:00:00.000Z', eye: 'BOTH' },
         ],
       },
     },
@@ -76,7 +76,7 @@ const SIMILAR_CASES = {
         patient: { mrn: 'MRN-400042', sex: 'MALE', birthYear: null },
         referenceGrading: { drGrade: 2, maculopathy: null },
         diagnoses: [],
-        treatments: [{ type: 'ANTI_VEGF', agent: 'ranibizumab', date: '2024-11-30', eye: 'RIGHT' }],
+        treatments: [{ type: 'ANTI_VEGF', agent: 'RANIBIZUMAB', date: '2024-11-30', eye: 'UNSPECIFIED' }],
       },
     },
   ],
@@ -236,7 +236,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
         '4 – Proliferative DR',
         // Codes show; each code's text is there for screen readers (and as a tooltip).
         'E11.3553 : Type 2 diabetes with stable proliferative diabetic retinopathy, bilateral H35.81 : Retinal edema',
-        'Anti vegf (aflibercept), 2025-03-14, right eye Panretinal photocoagulation, 2025-06-02, right eye',
+        'Anti-VEGF (aflibercept), 2025-03-14, right eye PRP laser, 2025-06-02, both eyes',
       ],
       [
         '2',
@@ -250,7 +250,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
         'E11.3393 : Type 2 diabetes with moderate NPDR without macular edema, bilateral',
         '—',
       ],
-      ['3', '0.800', 'case-0042', 'MRN-400042', 'Male', '—', 'Right', '2 – Moderate NPDR', '—', 'Anti vegf (ranibizumab), 2024-11-30, right eye'],
+      ['3', '0.800', 'case-0042', 'MRN-400042', 'Male', '—', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30'],
     ]);
     assert.equal(await page.locator('table.hits .badge').count(), 1, 'only the synthetic case has the badge');
     assert.equal(await page.getByRole('heading', { name: '3 similar cases' }).count(), 1);

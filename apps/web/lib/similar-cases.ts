@@ -31,7 +31,8 @@ export interface SimilarCaseHit {
     patient: { mrn: string; sex: string | null; birthYear: number | null };
     referenceGrading: { drGrade: number; maculopathy: boolean | null } | null;
     diagnoses: { code: string; text: string }[];
-    treatments: { type: string; agent: string | null; date: string; eye: Eye | null }[];
+    // eye: the treated eye(s), LEFT | RIGHT | BOTH | UNSPECIFIED (Laterality), unlike the photograph's Eye.
+    treatments: { type: string; agent: string | null; date: string; eye: string | null }[];
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Metadata } from 'next';
 import { DR_GRADES, describeDrGrade } from '../../lib/grades';
+import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } from '../../lib/labels';
 import {
   K_MAX,
   K_MIN,
@@ -153,14 +154,6 @@ function SearchResults({ outcome }: { outcome: SearchOutcome }) {
   );
 }
 
-const NONE = '—';
-
-function formatEnum(value: string | null | undefined): string {
-  if (!value) return NONE;
-  const words = value.toLowerCase().replaceAll('_', ' ');
-  return words.charAt(0).toUpperCase() + words.slice(1);
-}
-
 function HitRow({ hit }: { hit: SimilarCaseHit }) {
   const { case: similarCase } = hit;
   const grading = similarCase.referenceGrading;
@@ -207,9 +200,10 @@ function HitRow({ hit }: { hit: SimilarCaseHit }) {
           <ul className="plain">
             {similarCase.treatments.map((treatment, index) => (
               <li key={`${treatment.type}-${treatment.date}-${index}`}>
-                {formatEnum(treatment.type)}
-                {treatment.agent && ` (${treatment.agent})`}, {treatment.date.slice(0, 10)}
-                {treatment.eye && `, ${formatEnum(treatment.eye).toLowerCase()} eye`}
+                {formatTreatmentType(treatment.type)}
+                {treatment.agent && ` (${formatEnum(treatment.agent).toLowerCase()})`},{' '}
+                <span className="nowrap">{formatDate(treatment.date)}</span>
+                {formatLaterality(treatment.eye) && `, ${formatLaterality(treatment.eye)}`}
               </li>
             ))}
           </ul>
