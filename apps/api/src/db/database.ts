@@ -1,0 +1,125 @@
+// Opens the one database of a server: embedded PGlite (with pgvector) by default, PostgreSQL + pgvector when
+// DATABASE_URL is set. Both get the same migrations and the same Prisma client; callers never branch on the kind.
+import fs from 'node:fs/promises';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
+import { PrismaPGlite } from 'pglite-prisma-adapter';
+import type { AppConfig } from '../config.js';
+import { PrismaClient } from '../generated/prisma/client.js';
+import { applyMigrations } from './migrate.js';
+import type { SqlRunner } from './sql-runner.js';
+
+export type Database = {
+  kind: 'pglite' | 'postgres';
+  prisma: PrismaClient;
+  sql: SqlRunner;
+  /** Statements sent to the database since open; lets tests prove a request costs O(1) queries. */
+  statementCount(): number;
+  close(): Promise<void>;
+};
+
+type PGliteLike = PGlite | Transaction;
+
+function pgliteRunner(db: PGliteLike, count: () => void): SqlRunner {
+  return {
+    async exec(sql) {
+      count();
+      await db.exec(sql);
+    },
+    async query(sql, params = []) {
+      count();
+      const result = await db.query(sql, params);
+      return result.rows as never[];
+    },
+    async transaction(work) {
+      if (!(db instanceof PGlite)) return work(this);
+      return db.transaction((tx) => work(pgliteRunner(tx, count)));
+    },
+  };
+}
+
+function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void): SqlRunner {
+  return {
+    async exec(sql) {
+      count();
+      await client.query(sql);
+    },
+    async query(sql, params = []) {
+      count();
+      const result = await client.query(sql, params);
+      return result.rows;
+    },
+    async transaction(work) {
+      if (!(client instanceof pg.Pool)) return work(this);
+      const connection = await client.connect();
+      try {
+        await connection.query('BEGIN');
+        const result = await work(postgresRunner(connection, count));
+        await connection.query('COMMIT');
+        return result;
+      } catch (error) {
+        await connection.query('ROLLBACK');
+        throw error;
+      } finally {
+        connection.release();
+      }
+    },
+  };
+}
+
+/** Counts statements by wrapping the driver object Prisma's adapter calls. */
+function countCalls<T extends object>(target: T, methods: string[], count: () => void): T {
+  for (const method of methods) {
+    const original = (target as Record<string, unknown>)[method];
+    if (typeof original !== 'function') continue;
+    (target as Record<string, unknown>)[method] = function (this: unknown, ...args: unknown[]) {
+      count();
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    };
+  }
+  return target;
+}
+
+export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'>): Promise<Database> {
+  let statements = 0;
+  const count = () => {
+    statements += 1;
+  };
+
+  if (config.database.kind === 'pglite') {
+    await fs.mkdir(config.database.dataDir, { recursive: true });
+    const pglite = await PGlite.create(config.database.dataDir, { extensions: { vector } });
+    const sql = pgliteRunner(pglite, count);
+    await applyMigrations(sql, config.migrationsDir);
+    countCalls(pglite, ['query', 'exec'], count);
+    const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
+    return {
+      kind: 'pglite',
+      prisma,
+      sql,
+      statementCount: () => statements,
+      async close() {
+        await prisma.$disconnect();
+        await pglite.close();
+      },
+    };
+  }
+
+  const pool = new pg.Pool({ connectionString: config.database.url, max: 10 });
+  const sql = postgresRunner(pool, count);
+  await applyMigrations(sql, config.migrationsDir);
+  countCalls(pool, ['query'], count);
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  return {
+    kind: 'postgres',
+    prisma,
+    sql,
+    statementCount: () => statements,
+    async close() {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
+}

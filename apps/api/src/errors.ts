@@ -1,0 +1,75 @@
+// The closed set of error codes clients can rely on. A new code must be added to ERROR_CODES, and the
+// Record below makes the compiler insist on its HTTP status, so no code is ever left unmapped.
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+
+export type ErrorCode =
+  | 'BAD_USER_INPUT'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'QUERY_TOO_COMPLEX'
+  | 'EMBEDDING_UNAVAILABLE'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'INTERNAL_SERVER_ERROR';
+
+export const HTTP_STATUS_BY_CODE: Record<ErrorCode, number> = {
+  BAD_USER_INPUT: 400,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  QUERY_TOO_COMPLEX: 400,
+  EMBEDDING_UNAVAILABLE: 409,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  INTERNAL_SERVER_ERROR: 500,
+};
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+export const badInput = (message: string, details?: Record<string, unknown>) => new AppError('BAD_USER_INPUT', message, details);
+export const notFound = (message: string, details?: Record<string, unknown>) => new AppError('NOT_FOUND', message, details);
+
+/** Codes that graphql-js and Apollo assign themselves (parse/validation/variable coercion); passed through. */
+const FRAMEWORK_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT', 'BAD_REQUEST', 'PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED', 'OPERATION_RESOLUTION_FAILURE']);
+
+function findAppError(error: unknown): AppError | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth += 1) {
+    if (current instanceof AppError) return current;
+    current = (current as { originalError?: unknown }).originalError;
+  }
+  return undefined;
+}
+
+/**
+ * Apollo's formatError: AppErrors keep their code and message, framework validation errors keep theirs, and
+ * anything else is logged and shown as INTERNAL_SERVER_ERROR without internals (no stack, no SQL).
+ */
+export function createErrorFormatter(logError: (error: unknown) => void) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const appError = findAppError(error);
+    if (appError) {
+      return { message: appError.message, locations: formatted.locations, path: formatted.path, extensions: { code: appError.code, ...appError.details } };
+    }
+    const code = formatted.extensions?.code;
+    if (typeof code === 'string' && FRAMEWORK_CODES.has(code)) {
+      return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
+    }
+    logError(error);
+    return { message: 'Internal server error', path: formatted.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } };
+  };
+}
+
+export function toGraphQLError(error: AppError): GraphQLError {
+  return new GraphQLError(error.message, { extensions: { code: error.code, ...error.details }, originalError: error });
+}
