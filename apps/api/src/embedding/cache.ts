@@ -59,7 +59,7 @@ export async function buildPreprocessedCache(options: {
   onEvent?: (event: CacheEvent) => void;
 }): Promise<CacheSummary> {
   const { sources, outDirectory, size } = options;
-  const previousRows = options.force ? new Map<string, IndexRow>() : await readPreviousIndex(outDirectory);
+  const previousRows = await readPreviousIndex(outDirectory);
   const summary: CacheSummary = { written: 0, reused: 0, skipped: {}, indexRows: 0 };
   const jobs = sources.flatMap((source) => source.images.map((image) => ({ set: source.set, image })));
   const rows: (IndexRow | undefined)[] = new Array(jobs.length);
@@ -81,7 +81,7 @@ export async function buildPreprocessedCache(options: {
     seenPaths.add(cachePath);
     const target = path.join(outDirectory, cachePath);
     const previous = previousRows.get(cachePath);
-    if (previous && previous['image'] === job.image.image && (await fileExists(target))) {
+    if (!options.force && previous && previous['image'] === job.image.image && (await fileExists(target))) {
       rows[index] = { ...previous, patient_id: job.image.patientId, eye: job.image.eye, grade: formatGrade(job.image.grade) };
       summary.reused += 1;
       done += 1;

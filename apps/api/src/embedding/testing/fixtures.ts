@@ -47,3 +47,30 @@ export async function makeSyntheticFundusPng(options: { width: number; height: n
   }
   return sharp(data, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
+
+export const CLI_DIRECTORY = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../cli');
+
+export interface SyntheticImage {
+  name: string;
+  patientId: string;
+  eye: 'L' | 'R';
+  grade: number;
+  /** 'fundus' draws a disc (tint = grade / 4); the others write a bad file of that kind. */
+  kind: 'fundus' | 'empty' | 'garbage' | 'black';
+}
+
+/** Writes `<directory>/labels.csv` + `<directory>/images/<name>` for the given images. */
+export async function writeSyntheticSet(directory: string, images: readonly SyntheticImage[]): Promise<void> {
+  const { mkdir, writeFile } = await import('node:fs/promises');
+  await mkdir(path.join(directory, 'images'), { recursive: true });
+  for (const [index, image] of images.entries()) {
+    let bytes: Buffer;
+    if (image.kind === 'fundus') bytes = await makeSyntheticFundusPng({ width: 160 + index * 8, height: 120 + index * 4, tint: image.grade / 4 });
+    else if (image.kind === 'empty') bytes = Buffer.alloc(0);
+    else if (image.kind === 'garbage') bytes = Buffer.from('definitely not an image'.repeat(20));
+    else bytes = await sharp({ create: { width: 120, height: 90, channels: 3, background: '#000' } }).png().toBuffer();
+    await writeFile(path.join(directory, 'images', image.name), bytes);
+  }
+  const rows = images.map((image) => `images/${image.name},${image.patientId},${image.eye},${image.grade}`);
+  await writeFile(path.join(directory, 'labels.csv'), `image,patient_id,eye,grade\n${rows.join('\n')}\n`);
+}
