@@ -1,0 +1,75 @@
+"""Train one embedding model on the product's preprocessed cache; model selection on validation patients only.
+
+Example (the shipped model):
+  /usr/bin/python3 models/scripts/train.py --cache models/cache/256 --out models/runs/mirror-ftl \
+      --attention mirror --loss fine_triplet --steps 600
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from fundus_cbr.config import LossConfig, ModelConfig, TrainConfig  # noqa: E402
+from fundus_cbr.data import AS_TAKEN_SETS, GRADED_SETS, load_split, sampling_weights  # noqa: E402
+from fundus_cbr.evaluation import make_validator  # noqa: E402
+from fundus_cbr.training import train  # noqa: E402
+
+
+def main() -> None:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", required=True, help="cache dir with index.csv (npm run build-cache)")
+    parser.add_argument("--out", required=True, help="run dir for checkpoints and logs")
+    parser.add_argument("--attention", choices=["mirror", "cbam", "none"], default="mirror")
+    parser.add_argument("--loss", choices=["fine_triplet", "triplet", "cross_entropy"], default="fine_triplet")
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--threads", type=int, default=defaults.threads)
+    parser.add_argument("--grades-per-batch", type=int, default=defaults.grades_per_batch)
+    parser.add_argument("--images-per-grade", type=int, default=defaults.images_per_grade)
+    parser.add_argument("--width", type=float, default=ModelConfig.backbone_width)
+    parser.add_argument("--stages", type=int, default=ModelConfig.backbone_stages)
+    parser.add_argument("--init-checkpoint", default=None, help="torchvision resnet .pth to start from (width 1, 4 stages)")
+    args = parser.parse_args()
+
+    model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages)
+    config = TrainConfig(
+        model=model_config,
+        loss=LossConfig(kind=args.loss),
+        steps=args.steps,
+        eval_every=args.eval_every,
+        learning_rate=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        grades_per_batch=args.grades_per_batch,
+        images_per_grade=args.images_per_grade,
+    )
+    started = time.time()
+    size = model_config.input_size
+    train_split = load_split(args.cache, "train", GRADED_SETS, config.test_fraction, config.validation_fraction, size)
+    validation = load_split(args.cache, "validation", AS_TAKEN_SETS, config.test_fraction, config.validation_fraction, size)
+    print(f"loaded {len(train_split.records)} training images ({len(set(train_split.patients))} patients), "
+          f"{len(validation.records)} validation photographs ({len(set(validation.patients))} patients) "
+          f"in {time.time() - started:.0f}s", flush=True)
+    result = train(
+        config,
+        train_split.images,
+        train_split.grades,
+        sampling_weights(train_split.records, config.as_taken_weight),
+        args.out,
+        validate=make_validator(validation.images, validation.grades, validation.patients),
+        init_checkpoint=args.init_checkpoint,
+        log=lambda line: print(line, flush=True),
+    )
+    print(f"done: best validation macro P@10 {result['best_validation']:.3f} at step {result['best_step']}, "
+          f"{result['wall_seconds'] / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""ONNX export following models/contract.json: input `image` (B, 3, S, S) float32 RGB 0-255, outputs `embedding`
+(B, 128) L2-normalised and `attention` (B, h, w) heat map at feature resolution (sums to 1 per image), dynamic
+batch axis, metadata_props, a checker pass, and a sidecar <model>.onnx.json with the same metadata."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Tuple
+
+import torch
+from torch import nn
+
+from . import MODEL_VERSION
+from .model import FundusEmbedder
+
+CONTRACT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contract.json")
+OPSET = 13  # the oldest opset the contract allows: every op here exists there, and onnxruntime-node runs it
+
+
+def read_contract(path: str = CONTRACT_PATH) -> Dict[str, object]:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+class ExportWrapper(nn.Module):
+    def __init__(self, model: FundusEmbedder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(image)
+        return output.embedding, output.attention
+
+
+def export_metadata(model: FundusEmbedder, contract: Dict[str, object], model_version: str = MODEL_VERSION) -> Dict[str, str]:
+    keys = contract["metadata_keys"]
+    return {
+        keys["model_version"]: model_version,
+        keys["input_size"]: str(model.config.input_size),
+        keys["embedding_dim"]: str(model.config.embedding_dim),
+    }
+
+
+def export_onnx(model: FundusEmbedder, path: str, model_version: str = MODEL_VERSION, extra_sidecar: Dict[str, object] = None) -> Dict[str, object]:
+    """Writes path and path + '.json'; returns the sidecar content."""
+    import onnx
+
+    contract = read_contract()
+    if model.config.embedding_dim != contract["embedding_dim"]:
+        raise ValueError(f"embedding_dim {model.config.embedding_dim} != contract {contract['embedding_dim']}")
+    model.eval()
+    size = model.config.input_size
+    example = torch.rand(2, 3, size, size) * 255.0
+    input_name, embedding_name, attention_name = contract["input_name"], contract["embedding_output"], contract["attention_output"]
+    torch.onnx.export(
+        ExportWrapper(model),
+        example,
+        path,
+        input_names=[input_name],
+        output_names=[embedding_name, attention_name],
+        dynamic_axes={input_name: {0: "batch"}, embedding_name: {0: "batch"}, attention_name: {0: "batch"}},
+        opset_version=OPSET,
+        do_constant_folding=True,
+    )
+    metadata = export_metadata(model, contract, model_version)
+    proto = onnx.load(path)
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+    feature_size = size // model.backbone.stride
+    sidecar = {
+        "metadata_props": metadata,
+        "input": {"name": input_name, "shape": ["batch", 3, size, size], "dtype": "float32", "range": "RGB 0-255"},
+        "outputs": {
+            embedding_name: {"shape": ["batch", model.config.embedding_dim], "l2_normalised": True},
+            attention_name: {
+                "shape": ["batch", feature_size, feature_size],
+                "meaning": _attention_meaning(model.config.attention),
+                "sums_to": 1.0,
+            },
+        },
+        "opset": OPSET,
+        "model_config": json.loads(model.config.to_json()),
+    }
+    if extra_sidecar:
+        sidecar.update(extra_sidecar)
+    with open(path + ".json", "w") as handle:
+        json.dump(sidecar, handle, indent=2)
+    return sidecar
+
+
+def _attention_meaning(kind: str) -> str:
+    if kind == "mirror":
+        return ("mirror attention: attention mass each anchor position receives from the mirrored views' queries, "
+                "mean over the horizontal and vertical branches, at feature resolution (upsample to the input)")
+    if kind == "cbam":
+        return "CBAM spatial gate, normalised to sum 1, at feature resolution"
+    return "per-position L2 norm of the backbone features (no attention module), normalised to sum 1"

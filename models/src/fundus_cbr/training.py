@@ -1,0 +1,136 @@
+"""Training loop: grade-balanced batches, one of three losses, model selection on validation patients only."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .checkpoint import save_checkpoint
+from .config import TrainConfig
+from .data import GradeBalancedBatchSampler, augment_batch
+from .losses import batch_hard_triplet_loss, fine_triplet_loss, relevance_degree
+from .model import FundusEmbedder, load_init_checkpoint
+
+ValidationFn = Callable[[FundusEmbedder], Dict[str, float]]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def learning_rate_at(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def compute_loss(model: FundusEmbedder, images: torch.Tensor, grades: torch.Tensor, config: TrainConfig):
+    output = model(images)
+    loss_config = config.loss
+    if loss_config.kind == "fine_triplet":
+        relevance = None
+        if output.horizontal_descriptor is not None:
+            relevance = relevance_degree(output.horizontal_descriptor, output.vertical_descriptor)
+        loss = fine_triplet_loss(
+            output.embedding, grades, relevance, loss_config.margin, loss_config.gamma, loss_config.relevance_floor
+        )
+    elif loss_config.kind == "triplet":
+        loss = batch_hard_triplet_loss(output.embedding, grades, loss_config.triplet_margin)
+    elif loss_config.kind == "cross_entropy":
+        loss = F.cross_entropy(output.logits, grades)
+    else:
+        raise ValueError(f"unknown loss {loss_config.kind!r}")
+    return loss, output
+
+
+def train(
+    config: TrainConfig,
+    images: torch.Tensor,
+    grades: np.ndarray,
+    sample_weights: np.ndarray,
+    out_dir: str,
+    validate: Optional[ValidationFn] = None,
+    selection_metric: str = "macro_p@10",
+    init_checkpoint: Optional[str] = None,
+    log: Callable[[str], None] = print,
+) -> Dict[str, object]:
+    """images uint8 (N, 3, H, W) of the training patients. Writes best.pt (by validation) and last.pt to out_dir.
+
+    Without a validation function, best.pt is the last step (only for smoke tests)."""
+    os.makedirs(out_dir, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    generator = seed_everything(config.seed)
+    model = FundusEmbedder(config.model, with_classifier=config.loss.kind == "cross_entropy")
+    if init_checkpoint:
+        log(f"init checkpoint {init_checkpoint}: {load_init_checkpoint(model, init_checkpoint)}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    sampler = GradeBalancedBatchSampler(grades, sample_weights, config.grades_per_batch, config.images_per_grade, config.seed)
+    with open(os.path.join(out_dir, "config.json"), "w") as handle:
+        json.dump(dataclasses.asdict(config), handle, indent=2)
+    history = []
+    best_score, best_step = -float("inf"), -1
+    started = time.time()
+    running = 0.0
+    for step in range(config.steps):
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(step, config)
+        indices = sampler.next_batch()
+        batch = augment_batch(
+            images[torch.from_numpy(indices)],
+            generator,
+            config.rotation_degrees,
+            config.scale_range,
+            config.translate_fraction,
+            config.brightness,
+            config.contrast,
+            config.saturation,
+        )
+        loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long(), config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            elapsed = time.time() - started
+            eta = elapsed / done * (config.steps - done)
+            log(f"step {done}/{config.steps} loss {running:.4f} lr {learning_rate_at(step, config):.2e} "
+                f"{elapsed / done:.2f}s/step elapsed {elapsed / 60:.1f}min eta {eta / 60:.1f}min")
+        if validate is not None and (done % config.eval_every == 0 or done == config.steps):
+            summary = validate(model)
+            score = summary[selection_metric]
+            history.append({"step": done, **summary})
+            improved = score > best_score
+            if improved:
+                best_score, best_step = score, done
+                save_checkpoint(os.path.join(out_dir, "best.pt"), model, {"step": done, "validation": summary})
+            log(f"validation step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in summary.items() if not k.startswith("p@10_grade"))
+                + (" (best)" if improved else ""))
+    save_checkpoint(os.path.join(out_dir, "last.pt"), model, {"step": config.steps})
+    if validate is None:
+        save_checkpoint(os.path.join(out_dir, "best.pt"), model, {"step": config.steps})
+        best_step = config.steps
+    result = {
+        "best_step": best_step,
+        "best_validation": best_score,
+        "wall_seconds": time.time() - started,
+        "history": history,
+    }
+    with open(os.path.join(out_dir, "training.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    return result
