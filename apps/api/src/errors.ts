@@ -62,7 +62,7 @@ export function createErrorFormatter(logError: (error: unknown) => void) {
       return { message: appError.message, locations: formatted.locations, path: formatted.path, extensions: { code: appError.code, ...appError.details } };
     }
     const code = formatted.extensions?.code;
-    if (typeof code === 'string' && FRAMEWORK_CODES.has(code)) {
+    if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR' && (FRAMEWORK_CODES.has(code) || code in HTTP_STATUS_BY_CODE)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };
     }
     logError(error);

@@ -1,0 +1,16 @@
+// What every resolver receives. The viewer is the seam for roles (clinician, researcher, EHR system) and
+// de-identification: today every request acts as a clinician because the API has no authentication yet.
+import type { Database } from './db/database.js';
+import type { Logger } from './logger.js';
+
+export type ViewerRole = 'CLINICIAN' | 'RESEARCHER' | 'EHR_SYSTEM';
+export type Viewer = { role: ViewerRole; subject: string };
+
+export type RequestContext = {
+  requestId: string;
+  viewer: Viewer;
+  db: Database;
+  logger: Logger;
+  /** Pinned model version for searches, when configured; else the newest in the database. */
+  searchModelVersion: string | undefined;
+};

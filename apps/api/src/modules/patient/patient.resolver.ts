@@ -1,0 +1,40 @@
+import 'reflect-metadata';
+import { Arg, Ctx, Field, FieldResolver, Int, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import type { RequestContext } from '../../context.js';
+import { listPatientCases } from '../case/case.service.js';
+import { CaseConnection, Patient } from '../case/case.type.js';
+import { PageInfo } from '../common/pagination.js';
+import { getPatientByMrnOrThrow, listPatients } from './patient.service.js';
+
+@ObjectType()
+export class PatientConnection {
+  @Field(() => [Patient]) nodes!: Patient[];
+  @Field(() => PageInfo) pageInfo!: PageInfo;
+}
+
+@Resolver(() => Patient)
+export class PatientResolver {
+  @Query(() => Patient, { description: 'A patient by medical record number. NOT_FOUND when there is none.' })
+  patient(@Ctx() context: RequestContext, @Arg('mrn', () => String) mrn: string, @Arg('system', () => String, { nullable: true }) system?: string | null) {
+    return getPatientByMrnOrThrow({ prisma: context.db.prisma, mrn, system });
+  }
+
+  @Query(() => PatientConnection, { complexity: ({ args, childComplexity }) => Math.min(Number(args.first) || 1, 100) * childComplexity })
+  patients(
+    @Ctx() context: RequestContext,
+    @Arg('first', () => Int, { defaultValue: 20 }) first: number,
+    @Arg('after', () => String, { nullable: true }) after?: string | null,
+    @Arg('dataset', () => String, { nullable: true }) dataset?: string | null,
+  ) {
+    return listPatients({ prisma: context.db.prisma, first, after, datasetName: dataset });
+  }
+
+  @FieldResolver(() => CaseConnection, {
+    description: "The patient's photographs in the order they were recorded.",
+    // Loads per patient: priced high so lists of patients cannot fan out into many of these.
+    complexity: ({ args, childComplexity }) => 50 + Math.min(Number(args.first) || 1, 100) * childComplexity,
+  })
+  cases(@Root() patient: Patient, @Ctx() context: RequestContext, @Arg('first', () => Int, { defaultValue: 20 }) first: number, @Arg('after', () => String, { nullable: true }) after?: string | null) {
+    return listPatientCases({ prisma: context.db.prisma, patientId: patient.id, first, after });
+  }
+}

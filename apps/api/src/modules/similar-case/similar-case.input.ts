@@ -1,0 +1,39 @@
+import 'reflect-metadata';
+import { Field, ID, InputType, Int } from 'type-graphql';
+import { Eye, Sex, TreatmentType } from '../common/enums.js';
+
+@InputType({ description: 'Which cases may be returned. Every field narrows the result; omitted fields do not filter.' })
+export class CaseFiltersInput {
+  @Field(() => [Int], { nullable: true, description: 'Reference ICDR grades (0-4) the hits must have.' })
+  drGrades?: number[] | null;
+
+  @Field(() => Eye, { nullable: true })
+  eye?: Eye | null;
+
+  @Field(() => Sex, { nullable: true })
+  sex?: Sex | null;
+
+  @Field(() => Int, { nullable: true, description: 'Minimum age in years at the visit (inclusive).' })
+  ageMin?: number | null;
+
+  @Field(() => Int, { nullable: true, description: 'Maximum age in years at the visit (inclusive).' })
+  ageMax?: number | null;
+
+  @Field(() => [TreatmentType], { nullable: true, description: "Hits' eyes must have received at least one of these treatments." })
+  treatmentTypes?: TreatmentType[] | null;
+}
+
+@InputType()
+export class SimilarCasesInput {
+  @Field(() => ID, { description: 'An existing photograph to search with.' })
+  imageId!: string;
+
+  @Field(() => Int, { defaultValue: 10, description: 'How many hits, 1-100.' })
+  k!: number;
+
+  @Field(() => CaseFiltersInput, { nullable: true })
+  filters?: CaseFiltersInput | null;
+
+  @Field(() => Boolean, { defaultValue: true, description: "Leave out the query patient's own photographs (both eyes, all visits)." })
+  excludeSamePatient!: boolean;
+}

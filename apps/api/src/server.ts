@@ -1,0 +1,110 @@
+// createServer(config): the whole API as an importable value (tests start it on port 0). index.ts only listens.
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { expressMiddleware } from '@as-integrations/express5';
+import express, { type ErrorRequestHandler } from 'express';
+import type { AppConfig } from './config.js';
+import type { RequestContext } from './context.js';
+import { openDatabase, type Database } from './db/database.js';
+import { createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
+import { seedDemoCohortIfEmpty } from './fixtures/seed.js';
+import { complexityLimitPlugin, depthLimitRule } from './graphql/limits.js';
+import { buildApiSchema } from './graphql/schema.js';
+import { createLogger, type Logger } from './logger.js';
+
+export type RunningServer = {
+  url: string;
+  db: Database;
+  close(): Promise<void>;
+};
+
+export type ApiServer = {
+  db: Database;
+  logger: Logger;
+  httpServer: http.Server;
+  listen(port?: number, host?: string): Promise<RunningServer>;
+};
+
+export async function createServer(config: AppConfig, options: { database?: Database; logger?: Logger } = {}): Promise<ApiServer> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const db = options.database ?? (await openDatabase(config));
+  if (config.seedDemoCohort) {
+    const seeded = await seedDemoCohortIfEmpty(db);
+    if (seeded) logger.info('seeded the demo cohort into an empty database', seeded);
+  }
+  const schema = await buildApiSchema();
+  const app = express();
+  const httpServer = http.createServer(app);
+
+  const apollo = new ApolloServer<RequestContext>({
+    schema,
+    formatError: createErrorFormatter((error) => logger.error('unexpected error in a GraphQL request', { error: String((error as Error)?.stack ?? error) })),
+    validationRules: [depthLimitRule(config.maxQueryDepth)],
+    plugins: [ApolloServerPluginDrainHttpServer({ httpServer }), complexityLimitPlugin(schema, config.maxQueryComplexity)],
+    // CSRF prevention stays on (Apollo's default): a POST must be JSON or carry a preflight header.
+    csrfPrevention: true,
+    introspection: true,
+  });
+  await apollo.start();
+
+  app.disable('x-powered-by');
+  app.get('/healthz', (_request, response) => {
+    response.json({ status: 'ok', database: db.kind });
+  });
+  app.use(
+    '/graphql',
+    express.json({ limit: config.maxBodyBytes }),
+    expressMiddleware(apollo, {
+      context: async (): Promise<RequestContext> => ({
+        requestId: randomUUID(),
+        viewer: { role: 'CLINICIAN', subject: 'development' },
+        db,
+        logger,
+        searchModelVersion: config.searchModelVersion,
+      }),
+    }),
+  );
+  // Body-parser failures (too large, malformed JSON) answer in GraphQL's error shape with a stable code.
+  const handleBodyErrors: ErrorRequestHandler = (error, _request, response, next) => {
+    if (response.headersSent) return next(error);
+    const type = (error as { type?: string }).type;
+    if (type === 'entity.too.large') {
+      response.status(HTTP_STATUS_BY_CODE.PAYLOAD_TOO_LARGE).json({
+        errors: [{ message: `Request body exceeds the limit of ${config.maxBodyBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }],
+      });
+      return;
+    }
+    if (type === 'entity.parse.failed') {
+      response.status(400).json({ errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+      return;
+    }
+    logger.error('unexpected HTTP error', { error: String((error as Error)?.stack ?? error) });
+    response.status(500).json({ errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
+  };
+  app.use(handleBodyErrors);
+
+  return {
+    db,
+    logger,
+    httpServer,
+    listen(port = config.port, host = config.host) {
+      return new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(port, host, () => {
+          const address = httpServer.address() as AddressInfo;
+          resolve({
+            url: `http://${host}:${address.port}/graphql`,
+            db,
+            async close() {
+              await apollo.stop();
+              await db.close();
+            },
+          });
+        });
+      });
+    },
+  };
+}
