@@ -13,13 +13,16 @@ function drawDisc(options: {
   centreY: number;
   radius: number;
   vignette?: boolean;
+  /** Camera mask: rows outside [maskTop, maskBottom) stay black (straight cuts inside the frame). */
+  maskTop?: number;
+  maskBottom?: number;
 }): Buffer {
   const { width, height, centreX, centreY, radius } = options;
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y += 1) {
     for (let x = 0; x < width; x += 1) {
       const distance = Math.hypot(x + 0.5 - centreX, y + 0.5 - centreY);
-      if (distance > radius) continue;
+      if (distance > radius || y < (options.maskTop ?? 0) || y >= (options.maskBottom ?? height)) continue;
       // Vignetting: brightness falls to 25% at the rim, as in underexposed photographs.
       const falloff = options.vignette ? 1 - 0.75 * (distance / radius) ** 2 : 1;
       const texture = 0.85 + 0.15 * Math.sin(x / 7) * Math.cos(y / 5);
@@ -112,6 +115,24 @@ describe('preprocessFundusImage geometry', () => {
     assertNear(result.crop.side, 240, 3, 'side');
     assertNear(result.crop.x, 80, 3, 'x');
     assertNear(result.crop.y, -20, 3, 'y');
+  });
+
+  it('centres a disc cut by straight camera-mask lines inside the frame on its fitted circle', async () => {
+    // Mask rows 45..270 of a circle centred at y = 170: the bbox centre (157.5) is 12.5 px off.
+    const input = await discPng({ width: 400, height: 340, centreX: 200, centreY: 170, radius: 130, maskTop: 45, maskBottom: 270 });
+    const result = await preprocessFundusImage(input, { size: 64 });
+    assertNear(result.crop.side, 260, 4, 'side');
+    assertNear(result.crop.x, 70, 3, 'x');
+    assertNear(result.crop.y, 40, 3, 'y');
+  });
+
+  it('centres a disc cut by the top edge and by a mask line above the bottom edge (EyePACS-like)', async () => {
+    // Circle centre y = 120, r = 130: cut at the top by the image, at y = 230 by the mask; black rows below.
+    const input = await discPng({ width: 400, height: 300, centreX: 200, centreY: 120, radius: 130, maskBottom: 230 });
+    const result = await preprocessFundusImage(input, { size: 64 });
+    assertNear(result.crop.side, 260, 4, 'side');
+    assertNear(result.crop.x, 70, 3, 'x');
+    assertNear(result.crop.y, -10, 3, 'y');
   });
 
   it('keeps a disc that already fills the square (eyepacs-processed) as the whole image', async () => {

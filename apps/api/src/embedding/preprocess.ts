@@ -11,10 +11,14 @@
  * - Find the fundus disc on a copy downscaled to at most DETECTION_SIDE px: threshold the per-pixel maximum
  *   channel (the fundus is bright in red even when underexposed; camera borders are near 0 plus JPEG noise),
  *   keep the largest 4-connected bright component (drops noise specks and burnt-in text), take its bounding box.
- * - Crop a square of side max(bbox width, bbox height) centred on the disc. Where the disc is cut by one image
- *   edge (common: 800x535 srahim photographs cut the circle at top and bottom), the centre is placed from the
- *   visible opposite edge; where it is cut on both sides, the bbox centre is used. The square may extend beyond
- *   the image; that part is black.
+ * - Crop the disc's bounding square. A whole disc (bbox touches no image edge and is square) gets its bbox,
+ *   side max(width, height). A disc cut by the image edges or by the camera's straight mask lines (srahim
+ *   800x535 and many EyePACS photographs cut the circle at top and bottom, not always symmetrically, and not
+ *   always at the image edge) gets the square around a circle fitted to its rim: the left- and right-most
+ *   component pixel of each row, excluding points on the image border (Kasa least-squares fit). If that fit
+ *   is implausible (few points, large residual, centre outside the bbox), the centre is placed from the
+ *   visible edges instead. A disc filling the whole frame (eyepacs-processed) keeps the whole frame.
+ *   The square may extend beyond the image; that part is black (exactly 0).
  * - Resize to size x size (lanczos3). Output is RGB, HWC, uint8, row-major: index = (y * size + x) * 3 + c.
  *
  * Coordinates in `crop` are in pixels of the oriented original (after EXIF rotation), top-left origin.
@@ -74,7 +78,16 @@ export interface PreprocessedImage {
   fundusAreaFraction: number;
 }
 
-interface BoundingBox {
+export interface DiscCircle {
+  centreX: number;
+  centreY: number;
+  radius: number;
+  /** Root-mean-square distance of the rim points from the circle, same units as radius. */
+  residual: number;
+  points: number;
+}
+
+export interface BoundingBox {
   /** Inclusive-exclusive: x0 <= x < x1. */
   x0: number;
   y0: number;
@@ -95,17 +108,8 @@ export async function preprocessFundusImage(input: Buffer, options: PreprocessOp
 
   const original = await readOrientedDimensions(input, maxInputPixels);
   const detection = await decodeForDetection(input, maxInputPixels);
-  const box = findFundusBoundingBox(detection.values, detection.width, detection.height);
-
-  const scaleX = original.width / detection.width;
-  const scaleY = original.height / detection.height;
-  const disc = {
-    x0: box.x0 * scaleX,
-    x1: box.x1 * scaleX,
-    y0: box.y0 * scaleY,
-    y1: box.y1 * scaleY,
-  };
-  const crop = computeSquareCrop(disc, original);
+  const { box, circle } = locateFundusDisc(detection.values, detection.width, detection.height);
+  const crop = computeSquareCrop(box, circle, { width: detection.width, height: detection.height }, original);
 
   const pixels = await cropAndResize(input, maxInputPixels, original, crop, size);
   return {
@@ -178,10 +182,11 @@ async function decodeForDetection(
 }
 
 /**
- * Bounding box of the fundus in a single-channel image (values 0-255, row-major, width*height).
- * Exported for tests; throws NO_FUNDUS when the image is black, uniform, or its bright region is too small.
+ * Bounding box of the fundus in a single-channel image (values 0-255, row-major, width*height) and a circle
+ * fitted to its rim (undefined when too few rim points). Throws NO_FUNDUS when the image is black, uniform, or
+ * its bright region is too small.
  */
-export function findFundusBoundingBox(values: Uint8Array, width: number, height: number): BoundingBox {
+export function locateFundusDisc(values: Uint8Array, width: number, height: number): { box: BoundingBox; circle: DiscCircle | undefined } {
   const pixelCount = width * height;
   const histogram = new Uint32Array(256);
   let sum = 0;
@@ -206,15 +211,85 @@ export function findFundusBoundingBox(values: Uint8Array, width: number, height:
   }
 
   const threshold = Math.max(ABSOLUTE_THRESHOLD_FLOOR, RELATIVE_THRESHOLD * p99);
-  const box = largestBrightComponent(values, width, height, threshold);
-  const areaFraction = box ? box.area / pixelCount : 0;
-  if (!box || areaFraction < MIN_FUNDUS_AREA_FRACTION) {
+  const component = largestBrightComponent(values, width, height, threshold);
+  const areaFraction = component ? component.box.area / pixelCount : 0;
+  if (!component || areaFraction < MIN_FUNDUS_AREA_FRACTION) {
     throw new PreprocessError(
       'NO_FUNDUS',
       `No fundus visible: the largest bright region covers ${(areaFraction * 100).toFixed(1)}% of the image (need ${MIN_FUNDUS_AREA_FRACTION * 100}%).`,
     );
   }
-  return box;
+  return { box: component.box, circle: fitRimCircle(component.labels, component.label, width, height, component.box) };
+}
+
+/**
+ * Least-squares circle (Kasa: minimise sum (x^2 + y^2 + D x + E y + F)^2) through the left and right rim of the
+ * component in each row. Points on the image border are left out: there the disc is cut, not curved.
+ * Coordinates are pixel edges (a pixel at column x spans [x, x+1)), matching the bbox convention.
+ */
+function fitRimCircle(labels: Int32Array, label: number, width: number, height: number, box: BoundingBox): DiscCircle | undefined {
+  const xs: number[] = [];
+  const ys: number[] = [];
+  for (let y = box.y0; y < box.y1; y += 1) {
+    let left = -1;
+    let right = -1;
+    for (let x = box.x0; x < box.x1; x += 1) {
+      if (labels[y * width + x] === label) {
+        if (left === -1) left = x;
+        right = x;
+      }
+    }
+    if (left === -1) continue;
+    if (left > 0) {
+      xs.push(left);
+      ys.push(y + 0.5);
+    }
+    if (right < width - 1) {
+      xs.push(right + 1);
+      ys.push(y + 0.5);
+    }
+  }
+  const n = xs.length;
+  if (n < 12) return undefined;
+  // Centre the coordinates for a well-conditioned 3x3 system.
+  const meanX = xs.reduce((sum, x) => sum + x, 0) / n;
+  const meanY = ys.reduce((sum, y) => sum + y, 0) / n;
+  let sxx = 0, sxy = 0, syy = 0, sx = 0, sy = 0, sxb = 0, syb = 0, sb = 0;
+  for (let i = 0; i < n; i += 1) {
+    const x = (xs[i] ?? 0) - meanX;
+    const y = (ys[i] ?? 0) - meanY;
+    const b = -(x * x + y * y);
+    sxx += x * x; sxy += x * y; syy += y * y; sx += x; sy += y;
+    sxb += x * b; syb += y * b; sb += b;
+  }
+  const solution = solve3x3([[sxx, sxy, sx], [sxy, syy, sy], [sx, sy, n]], [sxb, syb, sb]);
+  if (!solution) return undefined;
+  const [d, e, f] = solution;
+  const centreX = -d / 2;
+  const centreY = -e / 2;
+  const radiusSquared = centreX * centreX + centreY * centreY - f;
+  if (!(radiusSquared > 0)) return undefined;
+  const radius = Math.sqrt(radiusSquared);
+  let squaredError = 0;
+  for (let i = 0; i < n; i += 1) {
+    const distance = Math.hypot((xs[i] ?? 0) - meanX - centreX, (ys[i] ?? 0) - meanY - centreY);
+    squaredError += (distance - radius) ** 2;
+  }
+  return { centreX: centreX + meanX, centreY: centreY + meanY, radius, residual: Math.sqrt(squaredError / n), points: n };
+}
+
+/** Cramer's rule; undefined for a (near-)singular matrix. */
+function solve3x3(m: number[][], v: number[]): [number, number, number] | undefined {
+  const at = (r: number, c: number): number => m[r]?.[c] ?? 0;
+  const det = (a: number[][]): number => {
+    const g = (r: number, c: number): number => a[r]?.[c] ?? 0;
+    return g(0, 0) * (g(1, 1) * g(2, 2) - g(1, 2) * g(2, 1)) - g(0, 1) * (g(1, 0) * g(2, 2) - g(1, 2) * g(2, 0)) + g(0, 2) * (g(1, 0) * g(2, 1) - g(1, 1) * g(2, 0));
+  };
+  const full = [0, 1, 2].map((r) => [at(r, 0), at(r, 1), at(r, 2)]);
+  const determinant = det(full);
+  if (Math.abs(determinant) < 1e-9) return undefined;
+  const column = (c: number): number => det(full.map((row, r) => row.map((value, k) => (k === c ? (v[r] ?? 0) : value))));
+  return [column(0) / determinant, column(1) / determinant, column(2) / determinant];
 }
 
 function percentileFromHistogram(histogram: Uint32Array, count: number, quantile: number): number {
@@ -233,16 +308,20 @@ function largestBrightComponent(
   width: number,
   height: number,
   threshold: number,
-): BoundingBox | undefined {
+): { box: BoundingBox; labels: Int32Array; label: number } | undefined {
   const pixelCount = width * height;
-  const visited = new Uint8Array(pixelCount);
+  // 0 = not visited; component k has label k + 1.
+  const visited = new Int32Array(pixelCount);
   const stack = new Int32Array(pixelCount);
   let best: BoundingBox | undefined;
+  let bestLabel = 0;
+  let label = 0;
   for (let start = 0; start < pixelCount; start += 1) {
     if (visited[start] || (values[start] ?? 0) < threshold) continue;
+    label += 1;
     let top = 0;
     stack[top++] = start;
-    visited[start] = 1;
+    visited[start] = label;
     const box: BoundingBox = { x0: width, y0: height, x1: 0, y1: 0, area: 0 };
     while (top > 0) {
       const index = stack[--top] ?? 0;
@@ -256,35 +335,80 @@ function largestBrightComponent(
       const neighbours = [x > 0 ? index - 1 : -1, x < width - 1 ? index + 1 : -1, y > 0 ? index - width : -1, y < height - 1 ? index + width : -1];
       for (const next of neighbours) {
         if (next >= 0 && !visited[next] && (values[next] ?? 0) >= threshold) {
-          visited[next] = 1;
+          visited[next] = label;
           stack[top++] = next;
         }
       }
     }
-    if (!best || box.area > best.area) best = box;
+    if (!best || box.area > best.area) {
+      best = box;
+      bestLabel = label;
+    }
   }
-  return best;
+  return best ? { box: best, labels: visited, label: bestLabel } : undefined;
 }
 
 /**
- * Square around the disc, in original pixels. Exported for tests.
- * `disc` is the bbox in original (float) coordinates; an edge within EDGE_TOLERANCE of the image border counts as
- * cut by that border, and the disc centre is then placed from the opposite, visible edge.
+ * Square around the disc, in original pixels. `box` and `circle` are in detection pixels (`detection` size),
+ * mapped to `original` by the per-axis scale. Exported for tests.
  */
 export function computeSquareCrop(
-  disc: { x0: number; y0: number; x1: number; y1: number },
-  image: { width: number; height: number },
+  box: { x0: number; y0: number; x1: number; y1: number },
+  circle: DiscCircle | undefined,
+  detection: { width: number; height: number },
+  original: { width: number; height: number },
 ): SquareCrop {
-  const side = Math.max(1, Math.round(Math.max(disc.x1 - disc.x0, disc.y1 - disc.y0)));
-  const centreX = placeCentre(disc.x0, disc.x1, image.width, side);
-  const centreY = placeCentre(disc.y0, disc.y1, image.height, side);
-  return { x: Math.round(centreX - side / 2), y: Math.round(centreY - side / 2), side };
+  const scaleX = original.width / detection.width;
+  const scaleY = original.height / detection.height;
+  const boxWidth = box.x1 - box.x0;
+  const boxHeight = box.y1 - box.y0;
+  const edgeTolerance = 1; // detection pixels
+  const cut = {
+    left: box.x0 <= edgeTolerance,
+    top: box.y0 <= edgeTolerance,
+    right: box.x1 >= detection.width - edgeTolerance,
+    bottom: box.y1 >= detection.height - edgeTolerance,
+  };
+  const squareEnough = Math.min(boxWidth, boxHeight) / Math.max(boxWidth, boxHeight) >= 0.97;
+  const fillsFrame = cut.left && cut.right && cut.top && cut.bottom;
+  const wholeDisc = !cut.left && !cut.right && !cut.top && !cut.bottom && squareEnough;
+
+  let centreX = (box.x0 + box.x1) / 2;
+  let centreY = (box.y0 + box.y1) / 2;
+  let side = Math.max(boxWidth * scaleX, boxHeight * scaleY);
+  if (!wholeDisc && !fillsFrame && circle && isPlausibleCircle(circle, box)) {
+    centreX = circle.centreX;
+    centreY = circle.centreY;
+    side = 2 * circle.radius * ((scaleX + scaleY) / 2);
+  } else if (!wholeDisc && !fillsFrame) {
+    centreX = placeCentre(box.x0, box.x1, cut.left, cut.right, side / scaleX);
+    centreY = placeCentre(box.y0, box.y1, cut.top, cut.bottom, side / scaleY);
+  }
+  const roundedSide = Math.max(1, Math.round(side));
+  return {
+    x: Math.round(centreX * scaleX - roundedSide / 2),
+    y: Math.round(centreY * scaleY - roundedSide / 2),
+    side: roundedSide,
+  };
 }
 
-function placeCentre(start: number, end: number, limit: number, side: number): number {
-  const tolerance = Math.max(2, limit * 0.005);
-  const cutAtStart = start <= tolerance;
-  const cutAtEnd = end >= limit - tolerance;
+/** The fitted rim must be round (small residual), hold the visible region, and be centred inside it. */
+function isPlausibleCircle(circle: DiscCircle, box: { x0: number; y0: number; x1: number; y1: number }): boolean {
+  const longest = Math.max(box.x1 - box.x0, box.y1 - box.y0);
+  return (
+    circle.points >= 40 &&
+    circle.residual <= 0.02 * circle.radius + 0.5 &&
+    2 * circle.radius >= 0.95 * longest &&
+    2 * circle.radius <= 1.6 * longest &&
+    circle.centreX >= box.x0 &&
+    circle.centreX <= box.x1 &&
+    circle.centreY >= box.y0 - 0.3 * longest &&
+    circle.centreY <= box.y1 + 0.3 * longest
+  );
+}
+
+/** Fallback when no circle fits: a disc cut on one side is placed from its visible opposite edge. */
+function placeCentre(start: number, end: number, cutAtStart: boolean, cutAtEnd: boolean, side: number): number {
   if (cutAtStart && !cutAtEnd) return end - side / 2;
   if (cutAtEnd && !cutAtStart) return start + side / 2;
   return (start + end) / 2;
