@@ -52,8 +52,10 @@ def export_onnx(model: FundusEmbedder, path: str, model_version: str = MODEL_VER
     size = model.config.input_size
     example = torch.rand(2, 3, size, size) * 255.0
     input_name, embedding_name, attention_name = contract["input_name"], contract["embedding_output"], contract["attention_output"]
+    # The wrapper must be in eval mode too: torch.onnx.export restores the wrapper's own mode afterwards, which
+    # would otherwise switch the caller's model to training mode (BatchNorm on batch statistics).
     torch.onnx.export(
-        ExportWrapper(model),
+        ExportWrapper(model).eval(),
         example,
         path,
         input_names=[input_name],

@@ -1,0 +1,102 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fundus_cbr.data import (
+    CacheRecord,
+    GradeBalancedBatchSampler,
+    augment_batch,
+    box_mask,
+    boxes_in_crop_frame,
+    load_images,
+    load_split,
+    make_synthetic_fundus,
+    read_cache_index,
+    read_lesion_boxes,
+    select_records,
+    split_of_patient,
+)
+
+HEADER = "cache_path,source_set,image,patient_id,eye,grade,orig_width,orig_height,crop_x,crop_y,crop_side\n"
+
+
+def test_split_depends_only_on_patient_and_has_the_requested_proportions():
+    splits = [split_of_patient(f"eyepacs-{i}", 0.2, 0.15) for i in range(5000)]
+    assert abs(splits.count("test") / 5000 - 0.2) < 0.03
+    assert abs(splits.count("validation") / 5000 - 0.15) < 0.03
+    assert split_of_patient("eyepacs-42", 0.2, 0.15) == split_of_patient("eyepacs-42", 0.2, 0.15)
+
+
+def _record(patient, source_set, grade=0):
+    return CacheRecord(f"images/{patient}.png", source_set, f"images/{patient}.jpg", patient, "L", grade, 1000, 600, 200, -100, 800)
+
+
+def test_same_eyepacs_patient_lands_on_the_same_side_in_raw_and_processed():
+    records = [_record(f"eyepacs-{i}", s) for i in range(300) for s in ("eyepacs-raw", "eyepacs-processed")]
+    for split in ("train", "validation", "test"):
+        chosen = select_records(records, split, ["eyepacs-raw", "eyepacs-processed"], 0.2, 0.15)
+        raw = {r.patient_id for r in chosen if r.source_set == "eyepacs-raw"}
+        processed = {r.patient_id for r in chosen if r.source_set == "eyepacs-processed"}
+        assert raw == processed
+
+
+def test_boxes_are_mapped_into_the_crop_frame_by_hand():
+    record = _record("lesions-1", "lesions")
+    # box centre (0.5, 0.5), size (0.1, 0.1) of a 1000x600 image: x 450..550, y 270..330 original pixels;
+    # crop starts at (200, -100) with side 800 -> 256 px: scale 0.32 -> x 80..112, y 118.4..137.6
+    (box,) = boxes_in_crop_frame([(0.5, 0.5, 0.1, 0.1)], record, 256)
+    assert box == pytest.approx((80.0, 118.4, 112.0, 137.6))
+    assert boxes_in_crop_frame([(0.01, 0.5, 0.01, 0.1)], record, 256) == []  # entirely left of the crop
+
+
+def test_box_mask_marks_pixels_whose_centres_are_inside():
+    mask = box_mask([(1.0, 0.0, 3.0, 2.0)], 4)
+    assert mask.sum() == 4 and mask[0, 1] and mask[1, 2] and not mask[0, 3]
+
+
+def test_cache_index_and_images_round_trip(tmp_path):
+    images, grades = make_synthetic_fundus(4, 32, seed=0)
+    os.makedirs(tmp_path / "images")
+    lines = [HEADER]
+    for i in range(4):
+        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(tmp_path / "images" / f"{i}.png")
+        lines.append(f"images/{i}.png,srahim,images/{i}.jpg,srahim-{i},L,{grades[i]},800,535,49,-46,628\n")
+    lines.append("images/0.png,lesions,images/0002.jpg,lesions-0002,,,1024,680,68,-67,814\n")
+    (tmp_path / "index.csv").write_text("".join(lines))
+    records = read_cache_index(str(tmp_path))
+    assert records[-1].grade == -1 and records[0].crop_side == 628
+    loaded = load_images(records[:4], str(tmp_path))
+    assert torch.equal(loaded, images)
+    split = load_split(str(tmp_path), "train", ["srahim"], 0.0, 0.0, 32)
+    assert len(split.records) == 4  # the ungraded lesion row is never a training image
+
+
+def test_read_lesion_boxes_keeps_only_lesion_labels(tmp_path):
+    (tmp_path / "boxes.csv").write_text(
+        "image,label,x_center,y_center,width,height\n"
+        "images/a.jpg,optic_disc,0.2,0.4,0.1,0.1\nimages/a.jpg,haemorrhage,0.5,0.5,0.1,0.2\n"
+        "images/b.jpg,hard_exudates,0.3,0.3,0.05,0.05\n"
+    )
+    boxes = read_lesion_boxes(str(tmp_path / "boxes.csv"))
+    assert boxes == {"images/a.jpg": [(0.5, 0.5, 0.1, 0.2)], "images/b.jpg": [(0.3, 0.3, 0.05, 0.05)]}
+
+
+def test_sampler_gives_p_grades_by_k_images():
+    grades = np.array([0] * 20 + [1] * 3 + [2] * 10 + [3] * 5 + [4] * 4)
+    sampler = GradeBalancedBatchSampler(grades, np.ones(len(grades)), 5, 4, seed=0)
+    batch = sampler.next_batch()
+    assert len(batch) == 20
+    assert sorted(np.bincount(grades[batch], minlength=5)) == [4, 4, 4, 4, 4]
+
+
+def test_augmentation_is_seeded_keeps_range_and_black_padding():
+    images, _ = make_synthetic_fundus(3, 32, seed=1)
+    settings = (10.0, (0.95, 1.08), 0.03, 0.2, 0.2, 0.15)
+    first = augment_batch(images, torch.Generator().manual_seed(5), *settings)
+    second = augment_batch(images, torch.Generator().manual_seed(5), *settings)
+    assert torch.equal(first, second)
+    assert first.dtype == torch.float32 and first.min() >= 0 and first.max() <= 255
+    assert first[:, :, 0, 0].abs().max() == 0  # corners stay black

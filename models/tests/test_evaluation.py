@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from fundus_cbr.data import CacheRecord
+from fundus_cbr.evaluation import bootstrap_mean, lesion_ratios, score_group, score_trivial_baselines
+
+
+def test_lesion_ratio_of_a_map_concentrated_on_the_box():
+    record = CacheRecord("images/l.png", "lesions", "images/l.jpg", "lesions-l", "", -1, 256, 256, 0, 0, 256)
+    heat_map = np.zeros((8, 8), dtype=np.float32)
+    heat_map[0:2, 0:2] = 0.25  # top-left quarter-of-a-quarter, 64x64 px after upsampling
+    boxes = {"images/l.jpg": [(0.125, 0.125, 0.25, 0.25)]}  # exactly that 64x64 px square
+    (ratio,) = lesion_ratios(heat_map[None], [record], boxes, 256)
+    assert 8.0 < ratio <= 16.0  # 16 if no mass leaked in upsampling; bilinear spreads a little outside
+    (uniform,) = lesion_ratios(np.full((1, 8, 8), 1 / 64, np.float32), [record], boxes, 256)
+    assert uniform == pytest.approx(1.0)
+
+
+def test_perfect_embeddings_score_one_and_random_ranking_scores_near_the_grade_share():
+    grades = np.repeat(np.arange(5), 8)
+    patients = np.array([f"p{i}" for i in range(40)])
+    embeddings = np.eye(5)[grades]
+    result = score_group(embeddings, grades, patients, bootstrap=50)
+    assert result["summary"]["macro_p@10"] == pytest.approx(0.7)  # 7 same-grade others fill 7 of 10 places
+    assert result["summary"]["p@5"] == pytest.approx(1.0)
+    assert result["summary"]["knn_qwk"] == pytest.approx(1.0)
+    trivial = score_trivial_baselines(grades, patients, majority_grade=0, bootstrap=0)
+    majority = trivial["always_majority"]["summary"]
+    assert majority["p@10_grade0"] == pytest.approx(0.7)  # 7 other grade-0 images, then the rest at random
+    assert majority["macro_p@10"] < 0.3
+    assert trivial["always_majority"]["summary"]["knn_qwk"] == pytest.approx(0.0)
+
+
+def test_bootstrap_mean_brackets_the_mean():
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    mean, (low, high) = bootstrap_mean(values, resamples=200)
+    assert mean == 2.5 and low <= mean <= high

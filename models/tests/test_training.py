@@ -1,0 +1,48 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fundus_cbr.checkpoint import load_checkpoint
+from fundus_cbr.config import LossConfig, ModelConfig, TrainConfig
+from fundus_cbr.data import make_synthetic_fundus
+from fundus_cbr.evaluation import make_validator
+from fundus_cbr.training import learning_rate_at, train
+
+
+@pytest.mark.parametrize(
+    "attention,loss", [("mirror", "fine_triplet"), ("none", "triplet"), ("none", "cross_entropy"), ("cbam", "fine_triplet")]
+)
+def test_a_few_training_steps_on_tiny_synthetic_images_write_a_loadable_best_checkpoint(tmp_path, attention, loss):
+    images, grades = make_synthetic_fundus(20, 32, seed=0)
+    patients = np.array([f"synthetic-{i // 2}" for i in range(20)])
+    config = TrainConfig(
+        model=ModelConfig(input_size=32, attention=attention),
+        loss=LossConfig(kind=loss),
+        steps=3,
+        eval_every=2,
+        warmup_steps=1,
+        grades_per_batch=5,
+        images_per_grade=2,
+        threads=1,
+        log_every=1,
+    )
+    lines = []
+    result = train(config, images, grades, np.ones(20), str(tmp_path), make_validator(images, grades, patients), log=lines.append)
+    assert result["best_step"] in (2, 3)
+    assert any(line.startswith("step 3/3 loss") for line in lines)
+    assert all(np.isfinite(entry["macro_p@10"]) for entry in result["history"])
+    model = load_checkpoint(os.path.join(tmp_path, "best.pt"))
+    with torch.no_grad():
+        assert model(images[:2].float()).embedding.shape == (2, 128)
+    with open(tmp_path / "training.json") as handle:
+        assert json.load(handle)["best_step"] == result["best_step"]
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    config = TrainConfig(steps=100, warmup_steps=10, learning_rate=1.0)
+    assert learning_rate_at(0, config) == pytest.approx(0.1)
+    assert learning_rate_at(9, config) == pytest.approx(1.0)
+    assert learning_rate_at(99, config) < 0.01
