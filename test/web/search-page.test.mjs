@@ -1,15 +1,17 @@
 // The similar-case search page in a real headless Chromium, served by `next start`, talking to a fake GraphQL
-// API that records what the web server sent it. Needs a built apps/web (npm test builds first; built here when
+// API that records what the web server sent it. The fake executes each request against the committed
+// schema.graphql, so a query or variables that drift from the API's schema fail here too. Needs a built apps/web (npm test builds first; built here when
 // missing) and the system Chromium (scripts/ci-setup.sh installs it); skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { GraphQLError, buildSchema, graphql } from 'graphql';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -49,7 +51,7 @@ const SIMILAR_CASES = {
         ],
         treatments: [
           { type: 'ANTI_VEGF', agent: 'AFLIBERCEPT', date: '2025-03-14', eye: 'RIGHT' },
-          { type: 'PRP_LASER', agent: null, date: '2025-06-02T00:00:00.000Z', eye: 'BOTH' },
+          { type: 'PRP_LASER', agent: null, date: '2025-06-02', eye: 'BOTH' },
         ],
       },
     },
@@ -82,35 +84,47 @@ const SIMILAR_CASES = {
   ],
 };
 
-/** A stand-in for the GraphQL API: answers similarCases and remembers every request it got. */
+/** A stand-in for the GraphQL API: the real schema, fixed data, and a record of every request it got. */
 async function startFakeApi() {
+  const schema = buildSchema(readFileSync(path.join(REPO_ROOT, 'schema.graphql'), 'utf8'));
+  const rootValue = {
+    similarCases: ({ input }) => {
+      if (input.imageId === UNKNOWN_IMAGE_ID) {
+        throw new GraphQLError(`No image with id ${UNKNOWN_IMAGE_ID}.`, { extensions: { code: 'NOT_FOUND' } });
+      }
+      return SIMILAR_CASES;
+    },
+  };
   const requests = [];
   const server = http.createServer((request, response) => {
     let raw = '';
     request.setEncoding('utf8');
     request.on('data', (chunk) => (raw += chunk));
-    request.on('end', () => {
+    request.on('end', async () => {
       let body = null;
       try {
         body = JSON.parse(raw);
       } catch {
-        // Recorded as null; the assertions on the body then fail with the raw text in the request log.
+        // Recorded as null; the assertions on the body then fail.
       }
       requests.push({ method: request.method, url: request.url, headers: request.headers, raw, body });
-      const imageId = body?.variables?.input?.imageId;
-      const payload =
-        imageId === UNKNOWN_IMAGE_ID
-          ? {
-              data: null,
-              errors: [
-                {
-                  message: `No image with id ${UNKNOWN_IMAGE_ID}.`,
-                  path: ['similarCases'],
-                  extensions: { code: 'NOT_FOUND' },
-                },
-              ],
-            }
-          : { data: { similarCases: SIMILAR_CASES } };
+      const result = await graphql({
+        schema,
+        rootValue,
+        source: body?.query ?? '',
+        variableValues: body?.variables,
+        operationName: body?.operationName,
+      });
+      const payload = {
+        ...(result.data !== undefined && { data: result.data }),
+        // Like Apollo: validation failures carry a code too, so they show up in the page's alert.
+        ...(result.errors && {
+          errors: result.errors.map((error) => ({
+            ...error.toJSON(),
+            extensions: { code: 'GRAPHQL_VALIDATION_FAILED', ...error.extensions },
+          })),
+        }),
+      };
       response.writeHead(200, { 'content-type': 'application/json' });
       response.end(JSON.stringify(payload));
     });

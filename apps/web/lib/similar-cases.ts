@@ -1,5 +1,5 @@
-// Similar-case search: reading the GET form, and the one GraphQL operation behind it. Field names follow the
-// committed schema.graphql at the repository root.
+// Similar-case search: reading the GET form, and the one GraphQL operation behind it. Types mirror the
+// committed schema.graphql at the repository root; test/web/search-page.test.mjs runs this query against it.
 import { config } from './config';
 import { isDrGrade, type DrGrade } from './grades';
 
@@ -10,7 +10,7 @@ export const K_DEFAULT = 10;
 export const EYES = ['LEFT', 'RIGHT'] as const;
 export type Eye = (typeof EYES)[number];
 
-export interface CaseFilters {
+export interface CaseFiltersInput {
   drGrades?: DrGrade[];
   eye?: Eye;
 }
@@ -18,7 +18,7 @@ export interface CaseFilters {
 export interface SimilarCasesInput {
   imageId: string;
   k: number;
-  filters?: CaseFilters;
+  filters?: CaseFiltersInput;
 }
 
 export interface SimilarCaseHit {
@@ -28,11 +28,11 @@ export interface SimilarCaseHit {
     id: string;
     isSynthetic: boolean;
     image: { id: string; eye: Eye };
-    patient: { mrn: string; sex: string | null; birthYear: number | null };
+    patient: { mrn: string; sex: string; birthYear: number | null };
     referenceGrading: { drGrade: number; maculopathy: boolean | null } | null;
     diagnoses: { code: string; text: string }[];
-    // eye: the treated eye(s), LEFT | RIGHT | BOTH | UNSPECIFIED (Laterality), unlike the photograph's Eye.
-    treatments: { type: string; agent: string | null; date: string; eye: string | null }[];
+    // date: LocalDate (YYYY-MM-DD); eye: Laterality (LEFT | RIGHT | BOTH | UNSPECIFIED), unlike the photograph's Eye.
+    treatments: { type: string; agent: string | null; date: string; eye: string }[];
   };
 }
 
@@ -113,7 +113,7 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   if (values.eye !== '' && eye === undefined) problems.push('Eye must be left, right or either.');
   if (problems.length > 0) return { submitted, values, input: null, problems };
 
-  const filters: CaseFilters = {};
+  const filters: CaseFiltersInput = {};
   if (values.grades.length > 0) filters.drGrades = values.grades as DrGrade[];
   if (eye !== undefined) filters.eye = eye;
   const input: SimilarCasesInput = { imageId: values.imageId, k };
