@@ -35,3 +35,25 @@ def test_bootstrap_mean_brackets_the_mean():
     values = np.array([1.0, 2.0, 3.0, 4.0])
     mean, (low, high) = bootstrap_mean(values, resamples=200)
     assert mean == 2.5 and low <= mean <= high
+
+
+def test_evaluate_models_reports_groups_baselines_lesions_and_paired_differences():
+    import torch
+
+    from fundus_cbr.config import ModelConfig
+    from fundus_cbr.data import LoadedSplit, make_synthetic_fundus
+    from fundus_cbr.evaluation import evaluate_models
+    from fundus_cbr.model import FundusEmbedder
+
+    images, grades = make_synthetic_fundus(20, 32, seed=0)
+    sets = ["srahim", "eyepacs-raw", "eyepacs-processed", "srahim"] * 5
+    records = [CacheRecord(f"{i}.png", sets[i], f"{i}.jpg", f"p{i // 2}", "L", int(grades[i]), 32, 32, 0, 0, 32) for i in range(20)]
+    split = LoadedSplit(records, images, grades, np.array([r.patient_id for r in records]))
+    lesion = [CacheRecord("l.png", "lesions", "images/l.jpg", "lesions-l", "", -1, 32, 32, 0, 0, 32)]
+    torch.manual_seed(0)
+    models = {name: FundusEmbedder(ModelConfig(input_size=32, attention=kind)) for name, kind in (("a", "mirror"), ("b", "none"))}
+    results = evaluate_models(models, split, lesion, images[:1], {"images/l.jpg": [(0.5, 0.5, 0.5, 0.5)]}, 0, "a", bootstrap=20,
+                              log=lambda line: None)
+    assert set(results["groups"]["as_taken"]) == {"a", "b", "random_ranking", "always_majority"}
+    assert results["lesions"]["a"]["images"] == 1
+    assert "macro_p@10" in results["paired_differences"]["a - b"]["as_taken"]

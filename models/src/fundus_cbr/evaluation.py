@@ -94,3 +94,111 @@ def make_validator(images: torch.Tensor, grades: np.ndarray, patients: np.ndarra
         return metrics.summarise_retrieval(retrieval_within(embeddings, grades, patients), grades)
 
     return validate
+
+
+TEST_GROUPS = {
+    "as_taken": ("srahim", "eyepacs-raw"),
+    "srahim": ("srahim",),
+    "eyepacs-raw": ("eyepacs-raw",),
+    "eyepacs-processed": ("eyepacs-processed",),
+}
+
+
+def evaluate_models(
+    models: Dict[str, FundusEmbedder],
+    test_split,
+    lesion_records: Sequence[CacheRecord],
+    lesion_images: Optional[torch.Tensor],
+    lesion_boxes: Dict[str, List[tuple]],
+    majority_grade: int,
+    reference: Optional[str] = None,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    log=print,
+) -> Dict[str, object]:
+    """Held-out test patients: every group's retrieval figures with patient-bootstrap intervals for every model,
+    trivial baselines, paired differences against `reference`, and lesion mass ratios."""
+    results: Dict[str, object] = {"groups": {}, "lesions": {}, "paired_differences": {}}
+    group_members = {
+        name: np.flatnonzero(np.isin([r.source_set for r in test_split.records], sets)) for name, sets in TEST_GROUPS.items()
+    }
+    per_query_by_model: Dict[str, Dict[str, Dict[str, np.ndarray]]] = {}
+    for model_name, model in models.items():
+        embeddings, _ = embed_images(model, test_split.images)
+        per_query_by_model[model_name] = {}
+        for group, members in group_members.items():
+            if len(members) == 0:
+                continue
+            grades, patients = test_split.grades[members], test_split.patients[members]
+            per_query = retrieval_within(embeddings[members], grades, patients)
+            per_query_by_model[model_name][group] = per_query
+            entry = {
+                "summary": metrics.summarise_retrieval(per_query, grades),
+                "ci95": metrics.bootstrap_over_patients(per_query, grades, patients, bootstrap, seed),
+                "queries": int(len(members)),
+                "patients": int(len(np.unique(patients))),
+            }
+            results["groups"].setdefault(group, {})[model_name] = entry
+        log(f"{model_name}: as-taken macro P@10 {results['groups']['as_taken'][model_name]['summary']['macro_p@10']:.3f}")
+        if lesion_images is not None and len(lesion_records):
+            _, heat_maps = embed_images(model, lesion_images)
+            ratios = lesion_ratios(heat_maps, lesion_records, lesion_boxes, model.config.input_size)
+            mean, interval = bootstrap_mean(ratios, bootstrap, seed)
+            results["lesions"][model_name] = {
+                "mean_ratio": mean,
+                "ci95": interval,
+                "median_ratio": float(np.median(ratios)),
+                "images": int(len(ratios)),
+                "map": model.config.attention,
+            }
+    for group, members in group_members.items():
+        if len(members) == 0:
+            continue
+        grades, patients = test_split.grades[members], test_split.patients[members]
+        for name, entry in score_trivial_baselines(grades, patients, majority_grade, bootstrap, seed).items():
+            results["groups"][group][name] = entry
+    if reference is not None and reference in per_query_by_model:
+        for model_name in per_query_by_model:
+            if model_name == reference:
+                continue
+            for group in ("as_taken", "eyepacs-processed"):
+                if group not in per_query_by_model[reference]:
+                    continue
+                members = group_members[group]
+                grades, patients = test_split.grades[members], test_split.patients[members]
+                for metric in ("macro_p@10", "knn_qwk", "map@r"):
+                    point, interval = metrics.paired_bootstrap_difference(
+                        per_query_by_model[reference][group], per_query_by_model[model_name][group], grades, patients,
+                        metric, bootstrap, seed,
+                    )
+                    results["paired_differences"].setdefault(f"{reference} - {model_name}", {}).setdefault(group, {})[metric] = {
+                        "difference": point,
+                        "ci95": interval,
+                    }
+    return results
+
+
+def results_to_markdown(results: Dict[str, object], group: str) -> str:
+    columns = ["p@1", "p@5", "p@10", "p@20", "macro_p@10", "map@r", "authors_ap@10", "knn_accuracy", "knn_qwk"]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, entry in results["groups"][group].items():
+        cells = []
+        for column in columns:
+            value = entry["summary"].get(column, float("nan"))
+            interval = entry.get("ci95", {}).get(column)
+            cells.append(f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_grade_markdown(results: Dict[str, object], group: str) -> str:
+    lines = ["| model | " + " | ".join(f"P@10 grade {g}" for g in range(5)) + " |", "|---" * 6 + "|"]
+    for name, entry in results["groups"][group].items():
+        cells = []
+        for grade in range(5):
+            key = f"p@10_grade{grade}"
+            value = entry["summary"].get(key)
+            interval = entry.get("ci95", {}).get(key)
+            cells.append("n/a" if value is None else f"{value:.3f}" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

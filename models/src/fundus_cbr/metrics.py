@@ -159,3 +159,28 @@ def lesion_mass_ratio(heat_map: np.ndarray, lesion_mask: np.ndarray) -> float:
     if total <= 0:
         return float("nan")
     return float(heat_map[lesion_mask].sum() / total) / area_share
+
+
+def paired_bootstrap_difference(
+    per_query_a: Dict[str, np.ndarray],
+    per_query_b: Dict[str, np.ndarray],
+    query_grades: np.ndarray,
+    query_patients: np.ndarray,
+    metric: str,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple:
+    """(a - b) on the same queries with the same patient resamples: 95% interval of the difference in `metric`.
+    Tighter than comparing two separate intervals, because both models face the same hard and easy patients."""
+    rng = np.random.default_rng(seed)
+    patients, inverse = np.unique(query_patients, return_inverse=True)
+    members = [np.flatnonzero(inverse == index) for index in range(len(patients))]
+    differences = []
+    for _ in range(resamples):
+        indices = np.concatenate([members[c] for c in rng.integers(0, len(patients), size=len(patients))])
+        grades = query_grades[indices]
+        a = summarise_retrieval({k: v[indices] for k, v in per_query_a.items()}, grades)[metric]
+        b = summarise_retrieval({k: v[indices] for k, v in per_query_b.items()}, grades)[metric]
+        differences.append(a - b)
+    point = summarise_retrieval(per_query_a, query_grades)[metric] - summarise_retrieval(per_query_b, query_grades)[metric]
+    return float(point), (float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5)))

@@ -1,0 +1,81 @@
+"""Score trained checkpoints on the held-out TEST patients (never used for training or selection).
+
+  /usr/bin/python3 models/scripts/evaluate.py --cache models/cache/256 --data /work/shared/data \
+      --model mirror-ftl=models/runs/mirror-ftl/best.pt --model gem-triplet=models/runs/gem-triplet/best.pt \
+      --reference mirror-ftl --out models/results/test-metrics.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fundus_cbr.checkpoint import load_checkpoint, read_checkpoint_extra  # noqa: E402
+from fundus_cbr.config import TrainConfig  # noqa: E402
+from fundus_cbr.data import GRADED_SETS, LESION_SET, load_images, load_split, read_cache_index, read_lesion_boxes  # noqa: E402
+from fundus_cbr.evaluation import evaluate_models, per_grade_markdown, results_to_markdown  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--data", default=None, help="shared data dir (for lesions/boxes.csv); lesions skipped without it")
+    parser.add_argument("--model", action="append", required=True, help="name=checkpoint.pt, repeatable")
+    parser.add_argument("--reference", default=None, help="model name that paired differences are computed against")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", required=True, help="JSON results file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = TrainConfig()
+    started = time.time()
+    models = {}
+    selection = {}
+    for item in args.model:
+        name, path = item.split("=", 1)
+        models[name] = load_checkpoint(path)
+        extra = read_checkpoint_extra(path)
+        selection[name] = {"checkpoint": path, "selected_step": extra.get("step"), "validation": extra.get("validation")}
+    size = next(iter(models.values())).config.input_size
+    test = load_split(args.cache, "test", GRADED_SETS, config.test_fraction, config.validation_fraction, size)
+    train_grades = np.asarray([r.grade for r in read_cache_index(args.cache) if r.source_set in GRADED_SETS
+                               and r.grade >= 0])
+    majority = int(np.bincount(train_grades).argmax())
+    lesion_records, lesion_images, boxes = [], None, {}
+    if args.data:
+        lesion_records = [r for r in read_cache_index(args.cache) if r.source_set == LESION_SET]
+        lesion_images = load_images(lesion_records, args.cache, size)
+        boxes = read_lesion_boxes(os.path.join(args.data, "lesions", "boxes.csv"))
+    results = evaluate_models(models, test, lesion_records, lesion_images, boxes, majority, args.reference, args.bootstrap,
+                              log=lambda line: print(line, flush=True))
+    results["selection"] = selection
+    results["majority_grade"] = majority
+    results["wall_seconds"] = time.time() - started
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump(results, handle, indent=2)
+    for group in results["groups"]:
+        first = next(iter(results["groups"][group].values()))
+        print(f"\n### {group}: {first['queries']} test images, {first['patients']} patients\n")
+        print(results_to_markdown(results, group))
+        print()
+        print(per_grade_markdown(results, group))
+    print("\n### lesion mass ratio (1.0 = uniform)\n")
+    for name, entry in results["lesions"].items():
+        print(f"{name} ({entry['map']}): mean {entry['mean_ratio']:.2f} [{entry['ci95'][0]:.2f}, {entry['ci95'][1]:.2f}], "
+              f"median {entry['median_ratio']:.2f}, {entry['images']} images")
+    print("\n### paired differences (reference - model)\n")
+    for pair, groups in results["paired_differences"].items():
+        for group, values in groups.items():
+            print(pair, group, {k: f"{v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" for k, v in values.items()})
+
+
+if __name__ == "__main__":
+    main()
