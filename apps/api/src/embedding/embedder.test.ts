@@ -148,7 +148,7 @@ describe('Embedder.load', () => {
     }
   });
 
-  it('fails clearly for a missing file, a non-ONNX file and a model without metadata', async () => {
+  it('fails clearly for a missing file, a non-ONNX file, a model without metadata and a sidecar contradicting the model', async () => {
     const directory = await mkdtemp(path.join(tmpdir(), 'embedder-load-'));
     try {
       const missing = path.join(directory, 'nope.onnx');
@@ -161,6 +161,18 @@ describe('Embedder.load', () => {
       const bare = path.join(directory, 'bare.onnx');
       await copyFile(TINY_MODEL_WITH_SIDECAR, bare);
       await assertRejectsWithCode(Embedder.load({ modelPath: bare, device: 'cpu' }), 'MODEL_METADATA_MISSING', 'fundus_cbr.input_size');
+
+      // The export's sidecar format: <model>.onnx.json with the keys under "metadata_props".
+      await writeFile(
+        `${bare}.json`,
+        JSON.stringify({ metadata_props: { 'fundus_cbr.model_version': 'nested-1', 'fundus_cbr.input_size': '64', 'fundus_cbr.embedding_dim': '128' } }),
+      );
+      const nested = await Embedder.load({ modelPath: bare, device: 'cpu' });
+      assert.deepEqual(nested.metadata, { modelVersion: 'nested-1', inputSize: 64, embeddingDim: 128, source: 'sidecar' });
+      await nested.release();
+
+      await writeFile(`${bare}.json`, JSON.stringify({ metadata_props: { 'fundus_cbr.input_size': '32' } }));
+      await assertRejectsWithCode(Embedder.load({ modelPath: bare, device: 'cpu' }), 'MODEL_INVALID', 'disagrees with input size 32');
     } finally {
       await rm(directory, { recursive: true, force: true });
     }

@@ -3,8 +3,8 @@
  *
  * - Metadata (model version, input size S, embedding dim D) comes from the ONNX `metadata_props` (read by
  *   onnx-metadata.ts, since onnxruntime-node does not expose them); when the file has none, from a sidecar JSON
- *   next to the model (`<model>.onnx.json` or `<model>.json`, keys as in models/contract.json, or the short names
- *   model_version / input_size / embedding_dim). Without either, loading fails: guessing S would silently
+ *   next to the model (`<model>.onnx.json` or `<model>.json`; keys as in models/contract.json or the short names
+ *   model_version / input_size / embedding_dim, at the top level or under "metadata_props" as export.py writes). Without either, loading fails: guessing S would silently
  *   feed the network wrongly sized images.
  * - Device: 'cpu'; 'cuda' (fails with DEVICE_UNAVAILABLE if the CUDA provider cannot be loaded); 'auto' tries CUDA
  *   when listSupportedBackends() lists it and its provider library is installed, and otherwise, or when the CUDA
@@ -276,7 +276,10 @@ async function readModelMetadata(modelPath: string, model: Uint8Array): Promise<
       throw new EmbedderError('MODEL_METADATA_MISSING', `The sidecar ${sidecar} is not valid JSON: ${(error as Error).message}`, { cause: error });
     }
     if (typeof parsed !== 'object' || parsed === null) throw new EmbedderError('MODEL_METADATA_MISSING', `The sidecar ${sidecar} is not a JSON object.`);
-    return parseMetadata(parsed as Record<string, unknown>, sidecar, 'sidecar');
+    // models/src/fundus_cbr/export.py nests the keys under "metadata_props"; flat files are accepted too.
+    const record = parsed as Record<string, unknown>;
+    const nested = record['metadata_props'];
+    return parseMetadata(typeof nested === 'object' && nested !== null ? (nested as Record<string, unknown>) : record, sidecar, 'sidecar');
   }
   throw new EmbedderError(
     'MODEL_METADATA_MISSING',
