@@ -30,9 +30,9 @@ export interface SimilarCaseHit {
     image: { id: string; eye: Eye };
     patient: { mrn: string; sex: string; birthYear: number | null };
     referenceGrading: { drGrade: number; maculopathy: boolean | null } | null;
-    diagnoses: { code: string; text: string }[];
+    diagnoses: { id: string; code: string; text: string }[];
     // date: LocalDate (YYYY-MM-DD); eye: Laterality (LEFT | RIGHT | BOTH | UNSPECIFIED), unlike the photograph's Eye.
-    treatments: { type: string; agent: string | null; date: string; eye: string }[];
+    treatments: { id: string; type: string; agent: string | null; date: string; eye: string }[];
   };
 }
 
@@ -58,8 +58,8 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
           image { id eye }
           patient { mrn sex birthYear }
           referenceGrading { drGrade maculopathy }
-          diagnoses { code text }
-          treatments { type agent date eye }
+          diagnoses { id code text }
+          treatments { id type agent date eye }
         }
       }
     }

@@ -41,7 +41,7 @@ export default async function SearchPage({ searchParams }: SearchPageProps) {
 function SearchForm({ values }: { values: SearchFormValues }) {
   return (
     <form className="search-form" method="get" action="/search" aria-label="Similar-case search">
-      <div className="field">
+      <div className="field field-wide">
         <label htmlFor="imageId">Image id</label>
         <input
           id="imageId"
@@ -185,7 +185,7 @@ function HitRow({ hit }: { hit: SimilarCaseHit }) {
         ) : (
           <ul className="plain">
             {similarCase.diagnoses.map((diagnosis) => (
-              <li key={diagnosis.code}>
+              <li key={diagnosis.id}>
                 <code title={diagnosis.text}>{diagnosis.code}</code>
                 <span className="visually-hidden">: {diagnosis.text}</span>
               </li>
@@ -198,8 +198,8 @@ function HitRow({ hit }: { hit: SimilarCaseHit }) {
           NONE
         ) : (
           <ul className="plain">
-            {similarCase.treatments.map((treatment, index) => (
-              <li key={`${treatment.type}-${treatment.date}-${index}`}>
+            {similarCase.treatments.map((treatment) => (
+              <li key={treatment.id}>
                 {formatTreatmentType(treatment.type)}
                 {treatment.agent && ` (${formatEnum(treatment.agent).toLowerCase()})`},{' '}
                 <span className="nowrap">{formatDate(treatment.date)}</span>
