@@ -20,9 +20,10 @@ def test_average_precision_at_r_hand_computed():
     assert math.isnan(metrics.average_precision_at_r(np.array([False, False]), 0))
 
 
-def test_authors_average_precision_normalises_by_hits_in_top_k():
+def test_authors_average_precision_averages_over_all_k_positions_with_zero_at_misses():
     relevant = np.array([False, True, True] + [False] * 7)
-    assert metrics.authors_average_precision_at_k(relevant, 10) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert metrics.authors_average_precision_at_k(relevant, 10) == pytest.approx((1 / 2 + 2 / 3) / 10)
+    assert metrics.authors_average_precision_at_k(np.ones(10, dtype=bool), 10) == pytest.approx(1.0)
     assert metrics.authors_average_precision_at_k(np.zeros(10, dtype=bool), 10) == 0.0
 
 

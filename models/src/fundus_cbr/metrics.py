@@ -35,15 +35,13 @@ def average_precision_at_r(relevant: np.ndarray, total_relevant: int) -> float:
 
 
 def authors_average_precision_at_k(relevant: np.ndarray, k: int = 10) -> float:
-    """The fundus-retrieval papers' "mAP@10": mean of P@i over the relevant positions i <= k, normalised by the
-    number of hits in the top k (not by R), 0 without hits. Always >= P@k-style figures; reported for comparison
-    with the paper only."""
+    """The "mAP@10" of Fang et al.'s code (FundusDR, SANet/MANet Test()): over the top k positions, P@i at each hit
+    and 0 at each miss, averaged over the k positions, i.e. (1/k) sum_{i<=k} rel_i * P@i. Not a standard AP (it is
+    normalised by k, neither by R nor by the hits); reported only for comparison with the paper. Their gallery was
+    the training set; ours is the other held-out test patients."""
     top = relevant[:k].astype(np.float64)
-    hits = top.sum()
-    if hits == 0:
-        return 0.0
     precision = np.cumsum(top) / np.arange(1, len(top) + 1)
-    return float((precision * top).sum() / hits)
+    return float((precision * top).sum() / k)
 
 
 def knn_vote(neighbour_grades: np.ndarray, num_grades: int = NUM_GRADES) -> int:
