@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Embedder, EmbedderError, type EmbedderErrorCode } from './embedder.js';
+import { PreprocessError } from './preprocess.js';
 import {
   makeSyntheticFundusPng,
   makeSyntheticPreprocessedImage,
@@ -77,6 +78,23 @@ describe('Embedder with the tiny contract model', () => {
 
   it('refuses images of the wrong size', async () => {
     await assertRejectsWithCode(embedder.embed([makeSyntheticPreprocessedImage(1, 32)]), 'INPUT_SIZE_MISMATCH', '64x64');
+  });
+
+  it('embeds one uploaded image buffer like embedFiles does, and rejects a bad one with its PreprocessError code', async () => {
+    const png = await makeSyntheticFundusPng({ width: 140, height: 100, tint: 0.3 });
+    const single = await embedder.embedImage(png);
+    assert.equal(single.embedding.length, 128);
+    assert.deepEqual(single.preprocessed.original, { width: 140, height: 100 });
+    const directory = await mkdtemp(path.join(tmpdir(), 'embed-image-'));
+    try {
+      await writeFile(path.join(directory, 'a.png'), png);
+      const [fromFile] = await embedder.embedFiles([path.join(directory, 'a.png')]);
+      assert.ok(fromFile?.ok);
+      assert.ok(maxAbsoluteDifference(fromFile.result.embedding, single.embedding) < 1e-6);
+    } finally {
+      await rm(directory, { recursive: true, force: true });
+    }
+    await assert.rejects(embedder.embedImage(Buffer.alloc(0)), (error) => error instanceof PreprocessError && error.code === 'EMPTY_FILE');
   });
 
   it('embeds files and reports unreadable or bad ones without stopping', async () => {

@@ -141,6 +141,18 @@ export class Embedder {
   }
 
   /**
+   * One uploaded image end to end: preprocessing at the model's input size, then embedding. Throws
+   * PreprocessError (EMPTY_FILE, NOT_AN_IMAGE, TOO_MANY_PIXELS, NO_FUNDUS) for input a user can fix.
+   */
+  async embedImage(input: Buffer, options: { maxInputPixels?: number } = {}): Promise<Embedding & { preprocessed: Omit<PreprocessedImage, 'pixels'> }> {
+    const image = await preprocessFundusImage(input, { size: this.metadata.inputSize, maxInputPixels: options.maxInputPixels });
+    const [result] = await this.embed([image]);
+    if (!result) throw new Error('embed returned no result for one image');
+    const { pixels: _pixels, ...preprocessed } = image;
+    return { ...result, preprocessed };
+  }
+
+  /**
    * Reads, preprocesses and embeds files; a file that cannot be read or preprocessed gets `ok: false` with the
    * reason and the others go on. Works in chunks of batchSize so memory does not grow with the number of files.
    */
