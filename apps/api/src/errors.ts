@@ -51,6 +51,16 @@ function findAppError(error: unknown): AppError | undefined {
   return undefined;
 }
 
+function findOwnCode(error: unknown): ErrorCode | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current; depth += 1) {
+    const code = current instanceof GraphQLError ? current.extensions?.code : undefined;
+    if (code === 'QUERY_TOO_COMPLEX' || code === 'PAYLOAD_TOO_LARGE') return code;
+    current = (current as { originalError?: unknown }).originalError;
+  }
+  return undefined;
+}
+
 /**
  * Apollo's formatError: AppErrors keep their code and message, framework validation errors keep theirs, and
  * anything else is logged and shown as INTERNAL_SERVER_ERROR without internals (no stack, no SQL).
@@ -61,6 +71,10 @@ export function createErrorFormatter(logError: (error: unknown) => void) {
     if (appError) {
       return { message: appError.message, locations: formatted.locations, path: formatted.path, extensions: { code: appError.code, ...appError.details } };
     }
+    // Apollo relabels every validation-rule error GRAPHQL_VALIDATION_FAILED; our own rules (query limits) keep
+    // the code they were raised with, which the wrapped original still carries.
+    const ownCode = findOwnCode(error);
+    if (ownCode) return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code: ownCode } };
     const code = formatted.extensions?.code;
     if (typeof code === 'string' && code !== 'INTERNAL_SERVER_ERROR' && (FRAMEWORK_CODES.has(code) || code in HTTP_STATUS_BY_CODE)) {
       return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code } };

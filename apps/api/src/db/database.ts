@@ -82,6 +82,12 @@ function countCalls<T extends object>(target: T, methods: string[], count: () =>
   return target;
 }
 
+/** Closing twice (server shutdown, then a test's cleanup) must not fail. */
+function once(close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => (closing ??= close());
+}
+
 export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'>): Promise<Database> {
   let statements = 0;
   const count = () => {
@@ -100,10 +106,10 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
       prisma,
       sql,
       statementCount: () => statements,
-      async close() {
+      close: once(async () => {
         await prisma.$disconnect();
         await pglite.close();
-      },
+      }),
     };
   }
 
@@ -117,9 +123,9 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     prisma,
     sql,
     statementCount: () => statements,
-    async close() {
+    close: once(async () => {
       await prisma.$disconnect();
       await pool.end();
-    },
+    }),
   };
 }

@@ -1,0 +1,89 @@
+// The databases every end-to-end suite runs against: embedded PGlite always, and PostgreSQL + pgvector when
+// TEST_DATABASE_URL points at a server whose role may create databases (.ci/run sets it up). Each suite gets a
+// database of its own, so suites can run in parallel and never see each other's rows.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const migrationsDir = path.join(repositoryRoot, 'prisma', 'migrations');
+const api = (file) => import(path.join(repositoryRoot, 'apps', 'api', 'dist', file));
+
+export const BACKENDS = ['pglite', 'postgres'];
+export const POSTGRES_SKIP_REASON = process.env.TEST_DATABASE_URL
+  ? false
+  : 'TEST_DATABASE_URL is not set: run `bash .ci/run` (or scripts/ci-setup.sh) to install PostgreSQL + pgvector and run this suite against it';
+
+/** A fresh, empty, migrated database of the given kind; `drop()` removes it. */
+export async function createTestDatabase(kind) {
+  const { openDatabase } = await api('db/database.js');
+  if (kind === 'pglite') {
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-test-pglite-'));
+    const db = await openDatabase({ database: { kind: 'pglite', dataDir }, migrationsDir });
+    return { db, config: { kind, dataDir }, drop: async () => { await db.close(); await fs.rm(dataDir, { recursive: true, force: true }); } };
+  }
+  // TEST_DATABASE_URL names an empty database in which a superuser created the vector extension (as a DBA
+  // would in production); each suite's database is a copy of it, so the test role needs only CREATEDB.
+  const templateUrl = new URL(process.env.TEST_DATABASE_URL);
+  const template = templateUrl.pathname.slice(1);
+  const adminUrl = new URL(templateUrl);
+  adminUrl.pathname = '/postgres';
+  const name = `fundus_t_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl.toString() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+  await admin.end();
+  const url = new URL(templateUrl);
+  url.pathname = `/${name}`;
+  const db = await openDatabase({ database: { kind: 'postgres', url: url.toString() }, migrationsDir });
+  return {
+    db,
+    config: { kind, url: url.toString() },
+    drop: async () => {
+      await db.close();
+      const cleanup = new pg.Client({ connectionString: adminUrl.toString() });
+      await cleanup.connect();
+      await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await cleanup.end();
+    },
+  };
+}
+
+/** A running API on a free port over a fresh database seeded with the named fixture cohort. */
+export async function startApi(kind, { cohort = 'test-clinic', env = {} } = {}) {
+  const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort }, { createLogger }] = await Promise.all([
+    api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
+  ]);
+  const database = await createTestDatabase(kind);
+  if (cohort) await loadCohort(database.db, buildCohort(cohort));
+  const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', ...env });
+  const server = await createServer(config, { database: database.db, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') });
+  const running = await server.listen(0, '127.0.0.1');
+  return {
+    url: running.url,
+    db: database.db,
+    async graphql(query, variables, { headers = {} } = {}) {
+      const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query, variables }) });
+      return { status: response.status, body: await response.json() };
+    },
+    async close() {
+      await new Promise((resolve) => server.httpServer.close(resolve));
+      await running.close().catch(() => {});
+      await database.drop().catch(() => {});
+    },
+  };
+}
+
+/** Row counts of every application table: proof that a failed request wrote nothing. */
+export async function countRows(db) {
+  const tables = ['dataset', 'patient', 'hba1c_reading', 'visit', 'image_blob', 'fundus_image', 'image_embedding', 'grading', 'diagnosis', 'treatment', 'external_link'];
+  const counts = {};
+  for (const table of tables) {
+    const [row] = await db.sql.query(`SELECT count(*)::int AS n FROM ${table}`);
+    counts[table] = row.n;
+  }
+  return counts;
+}
