@@ -3,6 +3,7 @@
 batch axis, metadata_props, a checker pass, and a sidecar <model>.onnx.json with the same metadata."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from typing import Dict, Tuple
@@ -63,6 +64,7 @@ def export_onnx(model: FundusEmbedder, path: str, model_version: str = MODEL_VER
         dynamic_axes={input_name: {0: "batch"}, embedding_name: {0: "batch"}, attention_name: {0: "batch"}},
         opset_version=OPSET,
         do_constant_folding=True,
+        **_torchscript_exporter(),
     )
     metadata = export_metadata(model, contract, model_version)
     proto = onnx.load(path)
@@ -91,6 +93,11 @@ def export_onnx(model: FundusEmbedder, path: str, model_version: str = MODEL_VER
     with open(path + ".json", "w") as handle:
         json.dump(sidecar, handle, indent=2)
     return sidecar
+
+
+def _torchscript_exporter() -> Dict[str, object]:
+    """torch 2.x may default to the dynamo exporter; the TorchScript one is what torch 1.13 has and what is tested."""
+    return {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 def _attention_meaning(kind: str) -> str:
