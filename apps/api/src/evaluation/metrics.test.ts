@@ -4,6 +4,7 @@ import {
   accuracy,
   authorsAveragePrecisionAtK,
   averagePrecisionAtR,
+  hitNormalisedAveragePrecisionAtK,
   macroAverage,
   majorityVoteGrade,
   precisionAtK,
@@ -57,14 +58,24 @@ describe('averagePrecisionAtR (MAP@R per query)', () => {
   });
 });
 
-describe('authorsAveragePrecisionAtK (FundusDR mAP@10 variant)', () => {
-  it('averages precision at each hit over the hits found in the top 10', () => {
-    // hits at ranks 1, 3, 6: (1 + 2/3 + 3/6) / 3
-    assertClose(authorsAveragePrecisionAtK([T, F, T, F, F, T]), (1 + 2 / 3 + 0.5) / 3);
-    // a single hit at rank 1 scores 1.0 although P@10 is 0.1: the variant's optimism
-    assertClose(authorsAveragePrecisionAtK([T, F, F, F, F, F, F, F, F, F]), 1);
+describe('authorsAveragePrecisionAtK (FundusDR mAP@10: normalised by k)', () => {
+  it('sums precision at each hit in the top 10 and divides by 10', () => {
+    // hits at ranks 1, 3, 6: (1 + 2/3 + 3/6) / 10
+    assertClose(authorsAveragePrecisionAtK([T, F, T, F, F, T]), (1 + 2 / 3 + 0.5) / 10);
+    assertClose(authorsAveragePrecisionAtK([T, F, F, F, F, F, F, F, F, F]), 0.1);
+    assertClose(authorsAveragePrecisionAtK(Array(10).fill(T)), 1);
     assertClose(authorsAveragePrecisionAtK([F, F, F, F, F, F, F, F, F, F, T]), 0, 'hit at rank 11 is outside');
-    assertClose(authorsAveragePrecisionAtK([F, T]), 0.5);
+    assertClose(authorsAveragePrecisionAtK([F, T], 2), 0.25);
+  });
+});
+
+describe('hitNormalisedAveragePrecisionAtK', () => {
+  it('averages precision at each hit over the hits found in the top 10', () => {
+    assertClose(hitNormalisedAveragePrecisionAtK([T, F, T, F, F, T]), (1 + 2 / 3 + 0.5) / 3);
+    // a single hit at rank 1 scores 1.0 although P@10 is 0.1: the variant's optimism
+    assertClose(hitNormalisedAveragePrecisionAtK([T, F, F, F, F, F, F, F, F, F]), 1);
+    assertClose(hitNormalisedAveragePrecisionAtK([F, F, F, F, F, F, F, F, F, F, T]), 0, 'no hit in the top 10');
+    assertClose(hitNormalisedAveragePrecisionAtK([F, T]), 0.5);
   });
 });
 

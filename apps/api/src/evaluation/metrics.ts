@@ -13,10 +13,13 @@
  * - MAP@R (Musgrave, Belongie & Lim, "A Metric Learning Reality Check", ECCV 2020): for a query with R relevant
  *   gallery items, AP@R = (1/R) * sum_{i=1..R} P@i * rel_i; MAP@R is its mean over queries with R > 0. It
  *   rewards ranking all relevant items first and is not saturated by easy top-1 hits.
- * - "Authors' mAP@10" (the FundusDR retrieval papers' variant): AP@10 = sum_{i<=10, rel_i} P@i / (number of
- *   relevant items in the top 10), and 0 when the top 10 holds none; mAP@10 = mean over queries. Its
- *   normaliser is the hits found, not the hits available, so a ranking with one relevant item at rank 1 and
- *   nine misses scores 1.0: it is optimistic and not comparable to MAP@R.
+ * - "Authors' mAP@10" (Fang et al., FundusDR fundus-retrieval scripts, e.g. the SANet/MRE Test() loops): over
+ *   the top k positions, P@i at each hit and 0 at each miss, averaged over the k positions:
+ *   AP@10 = (1/10) * sum_{i<=10} rel_i * P@i; mAP@10 = mean over queries. Normalised by k, neither by R nor by
+ *   the hits. models/src/fundus_cbr/metrics.py uses the same definition, so both sides report one number.
+ * - Hit-normalised AP@10 (the variant in other scripts by the same authors, and this project's first brief):
+ *   sum_{i<=10, rel_i} P@i / (relevant items in the top 10), 0 without hits. A single hit at rank 1 scores 1.0,
+ *   so it is optimistic; reported second, labelled, for comparison only. Neither is comparable to MAP@R.
  * - k-NN grade: majority vote over the top k grades; a tie goes to the tied grade that appears first (best
  *   ranked).
  * - Quadratic weighted kappa (Cohen 1968) over K = 5 grades: 1 - sum(W*O) / sum(W*E) with
@@ -47,8 +50,18 @@ export function averagePrecisionAtR(relevance: readonly boolean[], relevantCount
   return sum / relevantCount;
 }
 
-/** The FundusDR authors' AP@k (k = 10 by default); see the module header. */
+/** The FundusDR authors' AP@k, normalised by k (see the module header). */
 export function authorsAveragePrecisionAtK(relevance: readonly boolean[], k = 10): number {
+  return sumOfPrecisionAtHits(relevance, k).sum / k;
+}
+
+/** AP@k normalised by the hits in the top k; 0 without hits (see the module header). */
+export function hitNormalisedAveragePrecisionAtK(relevance: readonly boolean[], k = 10): number {
+  const { sum, hits } = sumOfPrecisionAtHits(relevance, k);
+  return hits === 0 ? 0 : sum / hits;
+}
+
+function sumOfPrecisionAtHits(relevance: readonly boolean[], k: number): { sum: number; hits: number } {
   let hits = 0;
   let sum = 0;
   for (let i = 0; i < Math.min(k, relevance.length); i += 1) {
@@ -57,7 +70,7 @@ export function authorsAveragePrecisionAtK(relevance: readonly boolean[], k = 10
       sum += hits / (i + 1);
     }
   }
-  return hits === 0 ? 0 : sum / hits;
+  return { sum, hits };
 }
 
 /** Majority grade among neighbours in rank order; ties go to the best-ranked tied grade. Undefined if empty. */

@@ -49,7 +49,9 @@ describe('evaluateRanker', () => {
     assert.equal(perfect.queriesWithoutRelevant, 0);
     assertClose(perfect.precisionAt['1'], 1);
     assertClose(perfect.mapAtR, 1);
-    assertClose(perfect.authorsMapAt10, 1);
+    assertClose(perfect.hitNormalisedMapAt10, 1);
+    // grade 0 queries: 4 hits at ranks 1-4, so (1+1+1+1)/10; the others fill the top 10.
+    assertClose(perfect.authorsMapAt10, (6 * 0.4 + 24 * 1) / 30);
     assertClose(perfect.precisionAt10ByGrade['0']!.value, 0.4);
     assertClose(perfect.precisionAt10ByGrade['1']!.value, 1);
     assertClose(perfect.precisionAt['10'], (6 * 0.4 + 24 * 1) / 30);

@@ -1,5 +1,6 @@
 /**
- * Turns rankings into the retrieval report (P@k, per-grade and macro P@10, MAP@R, authors' mAP@10, 10-NN grade
+ * Turns rankings into the retrieval report (P@k, per-grade and macro P@10, MAP@R, authors' mAP@10 (and its
+ * hit-normalised variant), 10-NN grade
  * accuracy and QWK) and provides the rankers being compared: cosine similarity of embeddings, and the trivial
  * baselines (random order; majority grade first).
  *
@@ -10,6 +11,7 @@ import {
   accuracy,
   authorsAveragePrecisionAtK,
   averagePrecisionAtR,
+  hitNormalisedAveragePrecisionAtK,
   macroAverage,
   majorityVoteGrade,
   mean,
@@ -45,7 +47,10 @@ export interface RetrievalReport {
   /** Mean over the grades present among the queries of the per-grade P@10. */
   macroPrecisionAt10: number;
   mapAtR: number;
+  /** FundusDR authors' mAP@10, normalised by k (metrics.ts). */
   authorsMapAt10: number;
+  /** The hit-normalised variant (metrics.ts); optimistic. */
+  hitNormalisedMapAt10: number;
   knnAccuracy: number;
   knnQuadraticWeightedKappa: number;
 }
@@ -113,6 +118,7 @@ export function summariseOutcomes(outcomes: readonly QueryOutcome[]): RetrievalR
     macroPrecisionAt10: macro,
     mapAtR: mean(withRelevant.map((outcome) => averagePrecisionAtR(outcome.relevance, outcome.relevantCount))),
     authorsMapAt10: mean(outcomes.map((outcome) => authorsAveragePrecisionAtK(outcome.relevance, 10))),
+    hitNormalisedMapAt10: mean(outcomes.map((outcome) => hitNormalisedAveragePrecisionAtK(outcome.relevance, 10))),
     knnAccuracy: accuracy(actual, predicted),
     knnQuadraticWeightedKappa: quadraticWeightedKappa(actual, predicted),
   };
@@ -232,6 +238,7 @@ export function averageReports(reports: readonly RetrievalReport[]): RetrievalRe
     macroPrecisionAt10: average((report) => report.macroPrecisionAt10),
     mapAtR: average((report) => report.mapAtR),
     authorsMapAt10: average((report) => report.authorsMapAt10),
+    hitNormalisedMapAt10: average((report) => report.hitNormalisedMapAt10),
     knnAccuracy: average((report) => report.knnAccuracy),
     knnQuadraticWeightedKappa: average((report) => report.knnQuadraticWeightedKappa),
   };
