@@ -1,0 +1,81 @@
+// case(id), patient(mrn) and Relay pagination against the fixture cohort, checked against the tables.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { BACKENDS, POSTGRES_SKIP_REASON, startApi } from '../support/backends.mjs';
+
+const CASE = `query C($id: ID!) { case(id: $id) {
+  id isSynthetic ageAtVisit visit { date } image { id eye width height contentHash }
+  patient { mrn mrnSystem birthYear dataset { name isSynthetic } hba1cReadings { date percent } }
+  referenceGrading { drGrade drGradeName source } gradings { drGrade date }
+  diagnoses { code text eye date } treatments { type agent eye date } } }`;
+
+for (const backend of BACKENDS) {
+  describe(`cases and patients on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
+    let api;
+    before(async () => {
+      api = await startApi(backend);
+    });
+    after(async () => api?.close());
+
+    test('case(id) joins the photograph with its patient, grading and the records of that eye', async () => {
+      const [row] = await api.db.sql.query(`
+        SELECT fi.id::text AS id, fi.eye::text AS eye, fi.dr_grade, p.id::text AS patient_id, p.mrn, p.birth_year, v.visit_date::text AS visit_date
+        FROM fundus_image fi JOIN patient p ON p.id = fi.patient_id JOIN visit v ON v.id = fi.visit_id
+        WHERE EXISTS (SELECT 1 FROM treatment t WHERE t.patient_id = p.id) ORDER BY fi.id LIMIT 1`);
+      const { body } = await api.graphql(CASE, { id: row.id });
+      assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+      const found = body.data.case;
+      assert.equal(found.id, row.id);
+      assert.equal(found.image.eye, row.eye);
+      assert.equal(found.patient.mrn, row.mrn);
+      assert.equal(found.isSynthetic, true);
+      assert.equal(found.patient.dataset.name, 'test-clinic');
+      assert.equal(found.visit.date, row.visit_date.slice(0, 10));
+      assert.equal(found.ageAtVisit, Number(row.visit_date.slice(0, 4)) - row.birth_year);
+      assert.equal(found.referenceGrading.drGrade, row.dr_grade);
+      const treatments = await api.db.sql.query(`SELECT type::text AS type FROM treatment WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED'))`, [row.patient_id, row.eye]);
+      assert.deepEqual(found.treatments.map((t) => t.type).sort(), treatments.map((t) => t.type).sort());
+      assert.ok(found.treatments.every((t) => [row.eye, 'BOTH', 'UNSPECIFIED'].includes(t.eye)));
+      const diagnoses = await api.db.sql.query(`SELECT icd10_code FROM diagnosis WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED'))`, [row.patient_id, row.eye]);
+      assert.deepEqual(found.diagnoses.map((d) => d.code).sort(), diagnoses.map((d) => d.icd10_code).sort());
+      for (const diagnosis of found.diagnoses) assert.match(diagnosis.code, /^E1[01]\.(9|3[2-5][19][123])$/);
+    });
+
+    test('patient(mrn) returns the patient, and paging through their cases visits each photograph once', async () => {
+      const [row] = await api.db.sql.query(`SELECT p.mrn, count(fi.id)::int AS images FROM patient p JOIN fundus_image fi ON fi.patient_id = p.id GROUP BY p.mrn HAVING count(fi.id) >= 4 ORDER BY p.mrn LIMIT 1`);
+      const seen = [];
+      let after = null;
+      for (let page = 0; page < 10; page += 1) {
+        const { body } = await api.graphql('query P($mrn: String!, $after: String) { patient(mrn: $mrn) { mrn cases(first: 3, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } } }', { mrn: row.mrn, after });
+        assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+        assert.equal(body.data.patient.mrn, row.mrn);
+        seen.push(...body.data.patient.cases.nodes.map((node) => node.id));
+        if (!body.data.patient.cases.pageInfo.hasNextPage) break;
+        after = body.data.patient.cases.pageInfo.endCursor;
+      }
+      assert.equal(seen.length, row.images);
+      assert.equal(new Set(seen).size, row.images);
+    });
+
+    test('patients() pages through the whole cohort without gaps or repeats', async () => {
+      const [{ n }] = await api.db.sql.query('SELECT count(*)::int AS n FROM patient');
+      const seen = [];
+      let after = null;
+      for (let page = 0; page < 50; page += 1) {
+        const { body } = await api.graphql('query L($after: String) { patients(first: 7, after: $after, dataset: "test-clinic") { nodes { mrn isSynthetic } pageInfo { hasNextPage endCursor } } }', { after });
+        assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+        assert.ok(body.data.patients.nodes.length <= 7);
+        seen.push(...body.data.patients.nodes.map((node) => node.mrn));
+        if (!body.data.patients.pageInfo.hasNextPage) break;
+        after = body.data.patients.pageInfo.endCursor;
+      }
+      assert.equal(seen.length, n);
+      assert.equal(new Set(seen).size, n);
+    });
+
+    test('health reports the database kind and the search model version', async () => {
+      const { body } = await api.graphql('{ health { status database searchModelVersion } }');
+      assert.deepEqual(body.data.health, { status: 'ok', database: backend, searchModelVersion: 'fixture-clustered-v1' });
+    });
+  });
+}
