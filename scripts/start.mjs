@@ -1,6 +1,6 @@
 // `npm start`: the API (GraphQL on API_PORT, default 4000) and the web app (WEB_PORT, default 3000), after
 // `turbo run build`. The embedded PGlite database is created in .data/ on first start and seeded with the
-// synthetic demo cohort; set DATABASE_URL for PostgreSQL + pgvector instead. Ctrl-C stops both.
+// synthetic demo cohort; both listen on 127.0.0.1 only (there is no authentication yet); set DATABASE_URL for PostgreSQL + pgvector instead. Ctrl-C stops both.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,7 @@ function start(name, command, args, env) {
 }
 
 start('api', process.execPath, [path.join(root, 'apps/api/dist/index.js')], { PORT: apiPort });
-start('web', process.execPath, [path.join(root, 'node_modules/next/dist/bin/next'), 'start', path.join(root, 'apps/web'), '-p', webPort], {
+start('web', process.execPath, [path.join(root, 'node_modules/next/dist/bin/next'), 'start', path.join(root, 'apps/web'), '-p', webPort, '-H', process.env.WEB_HOST ?? '127.0.0.1'], {
   API_URL: process.env.API_URL ?? `http://127.0.0.1:${apiPort}/graphql`,
   NEXT_TELEMETRY_DISABLED: '1',
 });
