@@ -53,18 +53,25 @@ export async function createTestDatabase(kind) {
 }
 
 /** A running API on a free port over a fresh database seeded with the named fixture cohort. */
-export async function startApi(kind, { cohort = 'test-clinic', env = {} } = {}) {
+export const TINY_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models', 'tiny-fundus-cbr.onnx');
+
+/** `modelPath`: load that ONNX model as the API's embedder; without it the API runs with no model. */
+export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null } = {}) {
   const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort }, { createLogger }] = await Promise.all([
     api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
   ]);
   const database = await createTestDatabase(kind);
   if (cohort) await loadCohort(database.db, buildCohort(cohort));
   const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', ...env });
-  const server = await createServer(config, { database: database.db, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent') });
+  const { Embedder } = await api('embedding/embedder.js');
+  const embedder = modelPath ? await Embedder.load({ modelPath, device: 'cpu' }) : null;
+  const server = await createServer(config, { database: database.db, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), embedder });
   const running = await server.listen(0, '127.0.0.1');
   return {
     url: running.url,
+    baseUrl: running.url.replace(/\/graphql$/, ''),
     db: database.db,
+    embedder,
     async graphql(query, variables, { headers = {} } = {}) {
       const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query, variables }) });
       return { status: response.status, body: await response.json() };

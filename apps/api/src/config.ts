@@ -24,6 +24,13 @@ const environmentSchema = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(256 * 1024),
   MAX_QUERY_DEPTH: z.coerce.number().int().positive().default(12),
   MAX_QUERY_COMPLEXITY: z.coerce.number().int().positive().default(20_000),
+  /** The ONNX embedding model; when the file is absent the API runs without upload search and says so. */
+  MODEL_PATH: z.string().default(path.join(repositoryRoot, 'models', 'fundus-cbr.onnx')),
+  /** auto: CUDA when onnxruntime-node has its provider and a GPU answers, else CPU (logged at start). */
+  EMBEDDING_DEVICE: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
+  MAX_UPLOAD_PIXELS: z.coerce.number().int().positive().default(40_000_000),
+  UPLOAD_TOKEN_TTL_SECONDS: z.coerce.number().int().positive().default(600),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 
@@ -38,6 +45,9 @@ export type AppConfig = {
   maxQueryDepth: number;
   maxQueryComplexity: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  modelPath: string;
+  embeddingDevice: 'auto' | 'cpu' | 'cuda';
+  upload: { maxBytes: number; maxPixels: number; tokenTtlSeconds: number };
 };
 
 /** Parses the environment; throws with every problem listed when a variable is invalid. */
@@ -59,5 +69,8 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     maxQueryDepth: env.MAX_QUERY_DEPTH,
     maxQueryComplexity: env.MAX_QUERY_COMPLEXITY,
     logLevel: env.LOG_LEVEL,
+    modelPath: env.MODEL_PATH,
+    embeddingDevice: env.EMBEDDING_DEVICE,
+    upload: { maxBytes: env.MAX_UPLOAD_BYTES, maxPixels: env.MAX_UPLOAD_PIXELS, tokenTtlSeconds: env.UPLOAD_TOKEN_TTL_SECONDS },
   };
 }

@@ -1,5 +1,6 @@
 // createServer(config): the whole API as an importable value (tests start it on port 0). index.ts only listens.
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
@@ -9,11 +10,14 @@ import express, { type ErrorRequestHandler } from 'express';
 import type { AppConfig } from './config.js';
 import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
-import { createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
+import { Embedder } from './embedding/embedder.js';
+import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
 import { seedDemoCohortIfEmpty } from './fixtures/seed.js';
 import { complexityLimitPlugin, depthLimitRule } from './graphql/limits.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
+import { acceptUpload } from './modules/upload/upload.service.js';
+import { createUploadStore } from './modules/upload/upload.store.js';
 
 export type RunningServer = {
   url: string;
@@ -23,14 +27,32 @@ export type RunningServer = {
 
 export type ApiServer = {
   db: Database;
+  embedder: Embedder | null;
   logger: Logger;
   httpServer: http.Server;
   listen(port?: number, host?: string): Promise<RunningServer>;
 };
 
-export async function createServer(config: AppConfig, options: { database?: Database; logger?: Logger } = {}): Promise<ApiServer> {
+/** Loads the ONNX model when its file exists; the API still serves stored-case search without one. */
+async function loadEmbedder(config: AppConfig, logger: Logger): Promise<Embedder | null> {
+  if (!fs.existsSync(config.modelPath)) {
+    logger.warn('no embedding model found: search by a new photograph is unavailable', { modelPath: config.modelPath });
+    return null;
+  }
+  const embedder = await Embedder.load({
+    modelPath: config.modelPath,
+    device: config.embeddingDevice,
+    logger: { info: (message) => logger.info(message), warn: (message) => logger.warn(message) },
+  });
+  logger.info('embedding model loaded', { modelVersion: embedder.metadata.modelVersion, executionProvider: embedder.executionProvider, device: config.embeddingDevice });
+  return embedder;
+}
+
+export async function createServer(config: AppConfig, options: { database?: Database; logger?: Logger; embedder?: Embedder | null } = {}): Promise<ApiServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = options.database ?? (await openDatabase(config));
+  const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
+  const uploads = createUploadStore({ ttlMs: config.upload.tokenTtlSeconds * 1000 });
   if (config.seedDemoCohort) {
     const seeded = await seedDemoCohortIfEmpty(db);
     if (seeded) logger.info('seeded the demo cohort into an empty database', seeded);
@@ -64,8 +86,42 @@ export async function createServer(config: AppConfig, options: { database?: Data
         db,
         logger,
         searchModelVersion: config.searchModelVersion,
+        embedder,
+        uploads,
       }),
     }),
+  );
+  // A new photograph as the raw body (not multipart: keeps GraphQL JSON-only with CSRF prevention, and the
+  // non-safelisted image/* content type makes browsers preflight). Answers a short-lived token for similarCases.
+  app.post(
+    '/uploads',
+    express.raw({ type: () => true, limit: config.upload.maxBytes }),
+    async (request, response, next) => {
+      try {
+        const upload = await acceptUpload({
+          bytes: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0),
+          contentType: request.headers['content-type'],
+          embedder,
+          store: uploads,
+          maxBytes: config.upload.maxBytes,
+          maxPixels: config.upload.maxPixels,
+        });
+        response.status(201).json({
+          uploadToken: upload.token,
+          expiresAt: upload.expiresAt.toISOString(),
+          modelVersion: upload.modelVersion,
+          contentHash: upload.contentHash,
+          image: { width: upload.width, height: upload.height },
+          attention: { width: upload.attention.width, height: upload.attention.height, values: Array.from(upload.attention.values) },
+        });
+      } catch (error) {
+        if (error instanceof AppError) {
+          response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] });
+          return;
+        }
+        next(error);
+      }
+    },
   );
   // Body-parser failures (too large, malformed JSON) answer in GraphQL's error shape with a stable code.
   const handleBodyErrors: ErrorRequestHandler = (error, _request, response, next) => {
@@ -73,7 +129,7 @@ export async function createServer(config: AppConfig, options: { database?: Data
     const type = (error as { type?: string }).type;
     if (type === 'entity.too.large') {
       response.status(HTTP_STATUS_BY_CODE.PAYLOAD_TOO_LARGE).json({
-        errors: [{ message: `Request body exceeds the limit of ${config.maxBodyBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }],
+        errors: [{ message: `Request body exceeds the limit of ${(error as { limit?: number }).limit ?? config.maxBodyBytes} bytes`, extensions: { code: 'PAYLOAD_TOO_LARGE' } }],
       });
       return;
     }
@@ -88,6 +144,7 @@ export async function createServer(config: AppConfig, options: { database?: Data
 
   return {
     db,
+    embedder,
     logger,
     httpServer,
     listen(port = config.port, host = config.host) {
@@ -101,6 +158,7 @@ export async function createServer(config: AppConfig, options: { database?: Data
             async close() {
               await apollo.stop();
               await db.close();
+              await embedder?.release();
             },
           });
         });

@@ -20,7 +20,8 @@ export type SimilarImageFilters = {
 
 export type SimilarImageSearch = {
   modelVersion: string;
-  queryImageId: string;
+  /** A stored photograph's embedding of modelVersion, or a vector computed from an upload by that model. */
+  query: { imageId: string } | { vector: ArrayLike<number>; contentHash: string };
   k: number;
   filters: SimilarImageFilters;
   /** Leave out every photograph of this patient (the query's own, usually). */
@@ -31,7 +32,10 @@ export type SimilarImageHit = { imageId: string; similarity: number };
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   const { filters } = search;
-  const clauses: Prisma.Sql[] = [Prisma.sql`e.model_version = ${search.modelVersion}`, Prisma.sql`fi.id <> ${search.queryImageId}::uuid`];
+  const clauses: Prisma.Sql[] = [Prisma.sql`e.model_version = ${search.modelVersion}`];
+  // The query itself is never its own hit: the stored photograph by id, an upload by its content hash.
+  if ('imageId' in search.query) clauses.push(Prisma.sql`fi.id <> ${search.query.imageId}::uuid`);
+  else clauses.push(Prisma.sql`fi.content_hash <> ${search.query.contentHash}`);
   if (search.excludePatientId) clauses.push(Prisma.sql`fi.patient_id <> ${search.excludePatientId}::uuid`);
   if (filters.drGrades.length > 0) clauses.push(Prisma.sql`fi.dr_grade IN (${Prisma.join(filters.drGrades)})`);
   if (filters.eye) clauses.push(Prisma.sql`fi.eye = ${filters.eye}::"eye"`);
@@ -51,10 +55,12 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
 
 /** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
 export async function searchSimilarImages(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
+  const queryEmbedding =
+    'imageId' in search.query
+      ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
+      : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
   const rows = await prisma.$queryRaw<{ image_id: string; similarity: number }[]>`
-    WITH query AS (
-      SELECT embedding FROM image_embedding WHERE image_id = ${search.queryImageId}::uuid AND model_version = ${search.modelVersion}
-    )
+    WITH query AS (${queryEmbedding})
     SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity
     FROM image_embedding e
     CROSS JOIN query
@@ -80,16 +86,66 @@ export async function hasEmbedding(prisma: PrismaClient, imageId: string, modelV
   return rows[0]?.found === true;
 }
 
-/** Writes an embedding (text form '[x,y,...]'); used by ingestion and fixtures. */
+export type AttentionMap = { width: number; height: number; values: Float32Array };
+
+/** float32 little-endian, row-major: the stored form of an attention map. */
+export function encodeAttentionMap(values: Float32Array): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  values.forEach((value, index) => view.setFloat32(index * 4, value, true));
+  return bytes;
+}
+
+export function decodeAttentionMap(bytes: Uint8Array, width: number, height: number): AttentionMap {
+  if (bytes.length !== width * height * 4) throw new Error(`Attention map holds ${bytes.length} bytes, expected ${width * height * 4} for ${width}x${height}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const values = new Float32Array(width * height);
+  for (let index = 0; index < values.length; index += 1) values[index] = view.getFloat32(index * 4, true);
+  return { width, height, values };
+}
+
+export function toVectorLiteral(embedding: ArrayLike<number>, what: string): string {
+  const values = Array.from(embedding);
+  if (values.length === 0 || !values.every(Number.isFinite)) throw new Error(`Embedding of ${what} is empty or contains a non-finite value`);
+  return `[${values.join(',')}]`;
+}
+
+/** Writes (or replaces) one image's embedding of one model version, with its attention map when there is one. */
 export async function upsertImageEmbedding(
   prisma: Pick<PrismaClient, '$executeRaw'>,
-  { imageId, modelVersion, embedding }: { imageId: string; modelVersion: string; embedding: ArrayLike<number> },
+  { imageId, modelVersion, embedding, attention }: { imageId: string; modelVersion: string; embedding: ArrayLike<number>; attention?: AttentionMap | null },
 ): Promise<void> {
-  const values = Array.from(embedding);
-  if (!values.every(Number.isFinite)) throw new Error(`Embedding for image ${imageId} contains a non-finite value`);
-  const literal = `[${values.join(',')}]`;
+  const literal = toVectorLiteral(embedding, `image ${imageId}`);
+  const map = attention ? encodeAttentionMap(attention.values) : null;
   await prisma.$executeRaw`
-    INSERT INTO image_embedding (image_id, model_version, embedding)
-    VALUES (${imageId}::uuid, ${modelVersion}, ${literal}::vector)
-    ON CONFLICT (image_id, model_version) DO UPDATE SET embedding = EXCLUDED.embedding, created_at = now()`;
+    INSERT INTO image_embedding (image_id, model_version, embedding, attention_map, attention_width, attention_height)
+    VALUES (${imageId}::uuid, ${modelVersion}, ${literal}::vector, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
+    ON CONFLICT (image_id, model_version) DO UPDATE
+      SET embedding = EXCLUDED.embedding, attention_map = EXCLUDED.attention_map,
+          attention_width = EXCLUDED.attention_width, attention_height = EXCLUDED.attention_height, created_at = now()`;
+}
+
+/** Attention maps of the given images for one model version (images without one are absent). */
+export async function findAttentionMaps(prisma: PrismaClient, imageIds: string[], modelVersion: string): Promise<Map<string, AttentionMap>> {
+  if (imageIds.length === 0) return new Map();
+  const rows = await prisma.$queryRaw<{ image_id: string; attention_map: Uint8Array; attention_width: number; attention_height: number }[]>`
+    SELECT image_id::text AS image_id, attention_map, attention_width, attention_height FROM image_embedding
+    WHERE model_version = ${modelVersion} AND attention_map IS NOT NULL
+      AND image_id IN (${Prisma.join(imageIds.map((id) => Prisma.sql`${id}::uuid`))})`;
+  return new Map(rows.map((row) => [row.image_id, decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height)]));
+}
+
+export async function countEmbeddings(prisma: PrismaClient, modelVersion: string): Promise<number> {
+  const rows = await prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM image_embedding WHERE model_version = ${modelVersion}`;
+  return rows[0]?.n ?? 0;
+}
+
+/** Up to `limit` photographs without an embedding of this version, by id after `afterId` (a resumable walk). */
+export async function findImagesMissingEmbedding(prisma: PrismaClient, modelVersion: string, afterId: string | null, limit: number): Promise<string[]> {
+  const rows = await prisma.$queryRaw<{ id: string }[]>`
+    SELECT fi.id::text AS id FROM fundus_image fi
+    WHERE NOT EXISTS (SELECT 1 FROM image_embedding e WHERE e.image_id = fi.id AND e.model_version = ${modelVersion})
+      ${afterId ? Prisma.sql`AND fi.id > ${afterId}::uuid` : Prisma.empty}
+    ORDER BY fi.id LIMIT ${limit}`;
+  return rows.map((row) => row.id);
 }

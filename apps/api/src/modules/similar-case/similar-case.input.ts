@@ -25,8 +25,11 @@ export class CaseFiltersInput {
 
 @InputType()
 export class SimilarCasesInput {
-  @Field(() => ID, { description: 'An existing photograph to search with.' })
-  imageId!: string;
+  @Field(() => ID, { nullable: true, description: 'A stored photograph to search with (give this or uploadToken).' })
+  imageId?: string | null;
+
+  @Field(() => String, { nullable: true, description: 'A new photograph, from POST /uploads (give this or imageId).' })
+  uploadToken?: string | null;
 
   @Field(() => Int, { defaultValue: 10, description: 'How many hits, 1-100.' })
   k!: number;

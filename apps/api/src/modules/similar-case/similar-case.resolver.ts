@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import { Arg, Ctx, Query, Resolver } from 'type-graphql';
 import type { RequestContext } from '../../context.js';
 import { SimilarCasesInput } from './similar-case.input.js';
-import { findSimilarCases } from './similar-case.service.js';
+import type { AttentionMap } from '../../search/similar-images.js';
+import { findSimilarCases, resolveSearchModelVersion } from './similar-case.service.js';
 import { SimilarCasesResult } from './similar-case.type.js';
 
 @Resolver()
@@ -11,14 +12,18 @@ export class SimilarCaseResolver {
     description: 'The k cases most similar to a photograph, filtered, best first (exact cosine search).',
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
-  similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput) {
-    return findSimilarCases({
+  async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput) {
+    const result = await findSimilarCases({
       prisma: context.db.prisma,
+      uploads: context.uploads,
       imageId: input.imageId,
+      uploadToken: input.uploadToken,
       k: input.k,
       filters: input.filters,
       excludeSamePatient: input.excludeSamePatient,
-      modelVersion: context.searchModelVersion,
+      modelVersion: await resolveSearchModelVersion(context.db.prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
     });
+    const toMap = (map: AttentionMap | null) => (map ? { width: map.width, height: map.height, values: Array.from(map.values) } : null);
+    return { ...result, queryAttention: toMap(result.queryAttention), hits: result.hits.map((hit) => ({ ...hit, attention: toMap(hit.attention) })) };
   }
 }

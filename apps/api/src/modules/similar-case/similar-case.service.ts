@@ -1,11 +1,11 @@
-import { AppError, notFound } from '../../errors.js';
+import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { findNewestModelVersion, hasEmbedding, searchSimilarImages, type SimilarImageFilters } from '../../search/similar-images.js';
+import { countEmbeddings, findAttentionMaps, findNewestModelVersion, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
-import { badInput } from '../../errors.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
+import type { UploadStore } from '../upload/upload.store.js';
 
 export const MAX_K = 100;
 
@@ -18,7 +18,12 @@ export type CaseFilters = {
   treatmentTypes?: TreatmentType[] | null;
 };
 
-export type SimilarCases = { query: Case; modelVersion: string; hits: { rank: number; similarity: number; case: Case }[] };
+export type SimilarCases = {
+  query: Case | null;
+  queryAttention: AttentionMap | null;
+  modelVersion: string;
+  hits: { rank: number; similarity: number; case: Case; attention: AttentionMap | null }[];
+};
 
 export function normaliseFilters(filters: CaseFilters | null | undefined): SimilarImageFilters {
   const drGrades = [...new Set((filters?.drGrades ?? []).map((grade, index) => requireIcdrGrade(grade, `filters.drGrades[${index}]`)))].sort();
@@ -38,46 +43,81 @@ export function normaliseFilters(filters: CaseFilters | null | undefined): Simil
 }
 
 /**
- * The k cases most similar to an existing photograph, under the filters, compared on one model version only:
- * the configured one, else the newest in the database.
+ * The model version searches compare on: the pinned one, else the loaded model's, else the newest in the
+ * database. One version per search, always: embeddings of two models are not comparable.
+ */
+export async function resolveSearchModelVersion(prisma: PrismaClient, pinned: string | undefined, loadedModelVersion: string | undefined): Promise<string | null> {
+  return pinned ?? loadedModelVersion ?? (await findNewestModelVersion(prisma));
+}
+
+/**
+ * The k cases most similar to a stored photograph (imageId) or to an uploaded one (uploadToken from
+ * POST /uploads), under the filters, best first, with attention maps for overlays.
  */
 export async function findSimilarCases({
   prisma,
+  uploads,
   imageId,
+  uploadToken,
   k,
   filters,
   excludeSamePatient,
   modelVersion,
 }: {
   prisma: PrismaClient;
-  imageId: string;
+  uploads: UploadStore;
+  imageId?: string | null;
+  uploadToken?: string | null;
   k: number;
   filters?: CaseFilters | null;
   excludeSamePatient: boolean;
-  modelVersion?: string;
+  modelVersion: string | null;
 }): Promise<SimilarCases> {
-  const queryImageId = requireUuid(imageId, 'imageId');
+  if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
   const normalised = normaliseFilters(filters);
 
-  const query = (await loadCases(prisma, [queryImageId])).get(queryImageId);
-  if (!query) throw notFound(`No case with id ${queryImageId}`, { field: 'imageId' });
-  const version = modelVersion ?? (await findNewestModelVersion(prisma));
-  if (!version || !(await hasEmbedding(prisma, queryImageId, version))) {
-    throw new AppError('EMBEDDING_UNAVAILABLE', `Case ${queryImageId} has no embedding for model version ${version ?? '(none)'} yet; re-embed it first`, { field: 'imageId' });
+  let query: Case | null = null;
+  let version: string;
+  let queryAttention: AttentionMap | null = null;
+  let searchQuery: Parameters<typeof searchSimilarImages>[1]['query'];
+  if (imageId) {
+    const queryImageId = requireUuid(imageId, 'imageId');
+    query = (await loadCases(prisma, [queryImageId])).get(queryImageId) ?? null;
+    if (!query) throw notFound(`No case with id ${queryImageId}`, { field: 'imageId' });
+    if (!modelVersion || !(await hasEmbedding(prisma, queryImageId, modelVersion))) {
+      throw new AppError('EMBEDDING_UNAVAILABLE', `Case ${queryImageId} has no embedding for model version ${modelVersion ?? '(none)'} yet; run \`npm run reembed\``, { field: 'imageId' });
+    }
+    version = modelVersion;
+    queryAttention = (await findAttentionMaps(prisma, [queryImageId], version)).get(queryImageId) ?? null;
+    searchQuery = { imageId: queryImageId };
+  } else {
+    const upload = uploads.get(uploadToken!);
+    if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
+    if (modelVersion && upload.modelVersion !== modelVersion) {
+      throw new AppError('EMBEDDING_UNAVAILABLE', `The upload was embedded by model ${upload.modelVersion} but searches use ${modelVersion}`, { field: 'uploadToken' });
+    }
+    version = upload.modelVersion;
+    if ((await countEmbeddings(prisma, version)) === 0) {
+      throw new AppError('EMBEDDING_UNAVAILABLE', `No stored case is embedded with model ${version} yet; run \`npm run reembed\``, { field: 'uploadToken' });
+    }
+    queryAttention = upload.attention;
+    searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
   }
 
   const hits = await searchSimilarImages(prisma, {
     modelVersion: version,
-    queryImageId,
+    query: searchQuery,
     k,
     filters: normalised,
-    excludePatientId: excludeSamePatient ? query.patient.id : null,
+    excludePatientId: excludeSamePatient && query ? query.patient.id : null,
   });
-  const cases = await loadCases(prisma, hits.map((hit) => hit.imageId));
+  const hitIds = hits.map((hit) => hit.imageId);
+  const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
   return {
     query,
+    queryAttention,
     modelVersion: version,
-    hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)! })),
+    hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)!, attention: attention.get(hit.imageId) ?? null })),
   };
 }

@@ -1,0 +1,55 @@
+// Accepting a new photograph: size and type checks, the product's preprocessing and the ONNX embedder, then a
+// short-lived token. A rejected image gets BAD_USER_INPUT with the preprocessing reason; nothing is stored.
+import { createHash } from 'node:crypto';
+import { AppError, badInput } from '../../errors.js';
+import { Embedder } from '../../embedding/embedder.js';
+import { PreprocessError } from '../../embedding/preprocess.js';
+import type { StoredUpload, UploadStore } from './upload.store.js';
+
+/** Media types accepted for upload. None is CORS-safelisted, so a browser must preflight: CSRF-safe. */
+const ACCEPTED_TYPES = new Set(['image/jpeg', 'image/png', 'image/tiff', 'image/webp', 'application/octet-stream']);
+
+export function requireEmbedder(embedder: Embedder | null): Embedder {
+  if (!embedder) throw new AppError('MODEL_UNAVAILABLE', 'No embedding model is loaded (MODEL_PATH not found); search by a new photograph is unavailable');
+  return embedder;
+}
+
+export async function acceptUpload({
+  bytes,
+  contentType,
+  embedder,
+  store,
+  maxBytes,
+  maxPixels,
+}: {
+  bytes: Buffer;
+  contentType: string | undefined;
+  embedder: Embedder | null;
+  store: UploadStore;
+  maxBytes: number;
+  maxPixels: number;
+}): Promise<StoredUpload> {
+  const mimeType = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (!ACCEPTED_TYPES.has(mimeType)) {
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Upload the photograph as the raw request body with Content-Type image/jpeg, image/png, image/tiff or image/webp (got "${mimeType || 'none'}")`);
+  }
+  if (bytes.length > maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `The photograph is ${bytes.length} bytes; the limit is ${maxBytes}`);
+  const model = requireEmbedder(embedder);
+  let embedded: Awaited<ReturnType<Embedder['embedImage']>>;
+  try {
+    embedded = await model.embedImage(bytes, { maxInputPixels: maxPixels });
+  } catch (error) {
+    if (error instanceof PreprocessError) throw badInput(`The photograph was rejected: ${error.message}`, { reason: error.code });
+    throw error;
+  }
+  return store.put({
+    bytes,
+    contentHash: createHash('sha256').update(bytes).digest('hex'),
+    mimeType,
+    width: embedded.preprocessed.original.width,
+    height: embedded.preprocessed.original.height,
+    modelVersion: model.metadata.modelVersion,
+    embedding: embedded.embedding,
+    attention: embedded.attention,
+  });
+}
