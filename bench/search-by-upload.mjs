@@ -1,0 +1,108 @@
+// Benchmark: similar-case search by upload at N stored cases (default 10 000), end to end through the real HTTP
+// API: POST /uploads (decode, preprocessing, ONNX embedding) + similarCases (exact pgvector search, case joins).
+// Target (issue 4): p95 <= 150 ms on the 2-core development machine.
+//
+//   npm run build && node bench/search-by-upload.mjs [--cases 10000] [--requests 60] [--model models/fundus-cbr.onnx]
+//
+// Uses a fresh embedded PGlite database (or PostgreSQL when DATABASE_URL is set). The cases are synthetic rows
+// with random unit embeddings written in bulk by SQL: the search cost depends on the row count and dimension, not
+// on what the vectors mean. The query photographs are 1024x768 synthetic fundus JPEGs made here.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const api = (file) => import(path.join(root, 'apps/api/dist', file));
+const option = (name, fallback) => {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? process.argv[index + 1] : fallback;
+};
+const caseCount = Number(option('cases', 10_000));
+const requestCount = Number(option('requests', 60));
+const defaultModel = fs.existsSync(path.join(root, 'models/fundus-cbr.onnx')) ? path.join(root, 'models/fundus-cbr.onnx') : path.join(root, 'test/fixtures/models/tiny-fundus-cbr.onnx');
+const modelPath = option('model', defaultModel);
+
+const [{ loadConfig }, { openDatabase }, { createServer }, { createLogger }, { Embedder }] = await Promise.all([
+  api('config.js'), api('db/database.js'), api('server.js'), api('logger.js'), api('embedding/embedder.js'),
+]);
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fundus-bench-'));
+const config = loadConfig({ ...process.env, PGLITE_DATA_DIR: dataDir, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
+const db = await openDatabase(config);
+const embedder = await Embedder.load({ modelPath, device: 'cpu' });
+const version = embedder.metadata.modelVersion;
+
+const started = performance.now();
+await db.sql.exec(`
+  INSERT INTO dataset (id, name, is_synthetic) VALUES ('00000000-0000-4000-8000-000000000001', 'bench', true) ON CONFLICT DO NOTHING;
+  INSERT INTO patient (id, dataset_id, mrn, mrn_system, birth_year, sex)
+    SELECT md5('p' || g)::uuid, '00000000-0000-4000-8000-000000000001', 'BENCH-' || g, 'urn:bench', 1940 + g % 50, (ARRAY['FEMALE','MALE'])[1 + g % 2]::sex
+    FROM generate_series(1, ${Math.ceil(caseCount / 2)}) g;
+  INSERT INTO visit (id, patient_id, visit_date) SELECT md5('v' || g)::uuid, md5('p' || g)::uuid, DATE '2020-01-01' + g % 1000 FROM generate_series(1, ${Math.ceil(caseCount / 2)}) g;
+  INSERT INTO image_blob (sha256, mime_type, byte_size, bytes) SELECT encode(sha256(('b' || g)::bytea), 'hex'), 'image/jpeg', 1, '\\x00'::bytea FROM generate_series(1, ${caseCount}) g;
+  INSERT INTO fundus_image (id, visit_id, patient_id, eye, content_hash, width, height, dr_grade)
+    SELECT md5('i' || g)::uuid, md5('v' || (1 + (g - 1) / 2))::uuid, md5('p' || (1 + (g - 1) / 2))::uuid, (ARRAY['LEFT','RIGHT'])[1 + g % 2]::eye,
+           encode(sha256(('b' || g)::bytea), 'hex'), 1024, 768, (ARRAY[0,0,0,1,2,2,3,4])[1 + g % 8]
+    FROM generate_series(1, ${caseCount}) g;
+  INSERT INTO grading (image_id, dr_grade, source, graded_on) SELECT id, dr_grade, 'DATASET_LABEL', DATE '2020-01-01' FROM fundus_image;
+`);
+// Random unit vectors, normalised in SQL.
+await db.sql.exec(`
+  INSERT INTO image_embedding (image_id, model_version, embedding)
+  SELECT fi.id, '${version.replace(/'/g, "''")}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${embedder.metadata.embeddingDim})) r) n)
+  FROM fundus_image fi;
+`);
+const seeded = performance.now() - started;
+
+const server = await createServer(config, { database: db, logger: createLogger('warn'), embedder });
+const running = await server.listen(0, '127.0.0.1');
+const base = running.url.replace(/\/graphql$/, '');
+
+async function syntheticJpeg(seed) {
+  const width = 1024, height = 768, pixels = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y += 1) for (let x = 0; x < width; x += 1) {
+    const r = Math.hypot(x - width / 2, y - height / 2);
+    if (r > 360) continue;
+    const i = (y * width + x) * 3, shade = 1 - r / 500;
+    pixels[i] = 190 * shade + (seed % 7); pixels[i + 1] = 90 * shade; pixels[i + 2] = 40 * shade;
+  }
+  return sharp(pixels, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+}
+const images = await Promise.all([0, 1, 2, 3].map(syntheticJpeg));
+const query = 'query S($input: SimilarCasesInput!) { similarCases(input: $input) { hits { rank similarity case { id patient { mrn } referenceGrading { drGrade } treatments { type } } } } }';
+
+async function searchOnce(image, filters) {
+  const t0 = performance.now();
+  const upload = await fetch(`${base}/uploads`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: image });
+  const { uploadToken } = await upload.json();
+  const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables: { input: { uploadToken, k: 10, filters } } }) });
+  const body = await response.json();
+  if (body.errors || body.data.similarCases.hits.length !== 10) throw new Error(JSON.stringify(body.errors ?? body).slice(0, 300));
+  return performance.now() - t0;
+}
+
+for (let warm = 0; warm < 5; warm += 1) await searchOnce(images[warm % images.length], null);
+const timings = { 'no filter': [], 'grade 4 only': [] };
+for (let index = 0; index < requestCount; index += 1) {
+  const name = index % 2 === 0 ? 'no filter' : 'grade 4 only';
+  timings[name].push(await searchOnce(images[index % images.length], name === 'no filter' ? null : { drGrades: [4] }));
+}
+const percentile = (values, p) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)];
+const report = {
+  cases: caseCount,
+  database: db.kind,
+  model: path.relative(root, modelPath),
+  modelInputSize: embedder.metadata.inputSize,
+  executionProvider: embedder.executionProvider,
+  seedSeconds: Number((seeded / 1000).toFixed(1)),
+  requestsPerScenario: requestCount / 2,
+  milliseconds: Object.fromEntries(Object.entries(timings).map(([name, values]) => [name, { p50: Number(percentile(values, 50).toFixed(1)), p95: Number(percentile(values, 95).toFixed(1)), max: Number(Math.max(...values).toFixed(1)) }])),
+  targetP95Ms: 150,
+};
+console.log(JSON.stringify(report, null, 2));
+await new Promise((resolve) => server.httpServer.close(resolve));
+await running.close();
+fs.rmSync(dataDir, { recursive: true, force: true });
