@@ -1,0 +1,118 @@
+// Search by a new photograph: POST /uploads -> token -> similarCases(uploadToken), with the tiny contract model,
+// on PGlite and PostgreSQL. Every bad upload gets its code and stores nothing.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { BACKENDS, POSTGRES_SKIP_REASON, TINY_MODEL, countRows, repositoryRoot, startApi } from '../support/backends.mjs';
+
+const { makeSyntheticFundusPng } = await import(path.join(repositoryRoot, 'apps/api/dist/embedding/testing/fixtures.js'));
+const { upsertImageEmbedding } = await import(path.join(repositoryRoot, 'apps/api/dist/search/similar-images.js'));
+
+const SEARCH = `query S($input: SimilarCasesInput!) { similarCases(input: $input) {
+  modelVersion query { id } queryAttention { width height values }
+  hits { rank similarity attention { width height } case { id } } } }`;
+
+async function upload(api, body, contentType = 'image/png') {
+  const response = await fetch(`${api.baseUrl}/uploads`, { method: 'POST', headers: contentType ? { 'content-type': contentType } : {}, body });
+  return { status: response.status, body: await response.json() };
+}
+
+const blackPng = () => sharp({ create: { width: 400, height: 300, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer();
+
+for (const backend of BACKENDS) {
+  describe(`search by upload on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
+    let api;
+    const photographs = [];
+    const embeddedCaseIds = [];
+    before(async () => {
+      api = await startApi(backend, { modelPath: TINY_MODEL, env: { MAX_UPLOAD_BYTES: String(400 * 1024), MAX_UPLOAD_PIXELS: String(1_000_000) } });
+      // Give twelve stored cases embeddings of the tiny model, each from a different synthetic photograph.
+      const cases = await api.db.sql.query('SELECT id::text AS id FROM fundus_image ORDER BY id LIMIT 12');
+      for (const [index, row] of cases.entries()) {
+        const png = await makeSyntheticFundusPng({ width: 480, height: 360, tint: index / 12 });
+        const result = await api.embedder.embedImage(png);
+        await upsertImageEmbedding(api.db.prisma, { imageId: row.id, modelVersion: api.embedder.metadata.modelVersion, embedding: result.embedding, attention: result.attention });
+        photographs.push(png);
+        embeddedCaseIds.push(row.id);
+      }
+    });
+    after(async () => api?.close());
+
+    test('an uploaded photograph finds the stored case with the same picture first, with heat maps', async () => {
+      const before = await countRows(api.db);
+      const accepted = await upload(api, photographs[5]);
+      assert.equal(accepted.status, 201, JSON.stringify(accepted.body));
+      assert.match(accepted.body.uploadToken, /^upl_/);
+      assert.equal(accepted.body.modelVersion, api.embedder.metadata.modelVersion);
+      assert.deepEqual(accepted.body.image, { width: 480, height: 360 });
+      assert.equal(accepted.body.attention.values.length, accepted.body.attention.width * accepted.body.attention.height);
+      const { body } = await api.graphql(SEARCH, { input: { uploadToken: accepted.body.uploadToken, k: 5 } });
+      assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+      const result = body.data.similarCases;
+      assert.equal(result.query, null);
+      assert.equal(result.modelVersion, api.embedder.metadata.modelVersion, 'the search uses the loaded model version, never the fixture one');
+      assert.equal(result.hits.length, 5);
+      assert.equal(result.hits[0].case.id, embeddedCaseIds[5]);
+      assert.ok(result.hits[0].similarity > 0.9999, `same picture, similarity ${result.hits[0].similarity}`);
+      assert.ok(result.hits.every((hit) => embeddedCaseIds.includes(hit.case.id)), 'only cases embedded by this model version');
+      assert.deepEqual(result.queryAttention.values.length, accepted.body.attention.values.length);
+      assert.ok(result.hits.every((hit) => hit.attention && hit.attention.width > 0));
+      assert.deepEqual(await countRows(api.db), before, 'searching by upload stores nothing');
+    });
+
+    test('the same token serves a second search with filters', async () => {
+      const accepted = await upload(api, photographs[2]);
+      const { body } = await api.graphql(SEARCH, { input: { uploadToken: accepted.body.uploadToken, k: 3, filters: { eye: 'LEFT' } } });
+      assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+      assert.ok(body.data.similarCases.hits.length <= 3);
+    });
+
+    const BAD_UPLOADS = [
+      { name: 'empty body', body: async () => Buffer.alloc(0), status: 400, code: 'BAD_USER_INPUT', reason: 'EMPTY_FILE' },
+      { name: 'corrupt bytes', body: async () => Buffer.from('this is not a photograph at all, just text'), status: 400, code: 'BAD_USER_INPUT', reason: 'NOT_AN_IMAGE' },
+      { name: 'no fundus (all black)', body: blackPng, status: 400, code: 'BAD_USER_INPUT', reason: 'NO_FUNDUS' },
+      { name: 'too many pixels', body: () => makeSyntheticFundusPng({ width: 1300, height: 1000, tint: 0.3 }), status: 400, code: 'BAD_USER_INPUT', reason: 'TOO_MANY_PIXELS' },
+      { name: 'too many bytes', body: async () => Buffer.alloc(500 * 1024, 7), status: 413, code: 'PAYLOAD_TOO_LARGE' },
+      { name: 'wrong type (text/plain)', body: () => makeSyntheticFundusPng({ width: 200, height: 150, tint: 0.1 }), contentType: 'text/plain', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+      { name: 'multipart form', body: async () => Buffer.from('--x\r\n\r\n--x--'), contentType: 'multipart/form-data; boundary=x', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
+    ];
+    for (const row of BAD_UPLOADS) {
+      test(`upload: ${row.name} -> ${row.code}${row.reason ? ` (${row.reason})` : ''}, nothing stored`, async () => {
+        const before = await countRows(api.db);
+        const result = await upload(api, await row.body(), row.contentType ?? 'image/png');
+        assert.equal(result.status, row.status, JSON.stringify(result.body));
+        assert.equal(result.body.errors[0].extensions.code, row.code);
+        if (row.reason) assert.equal(result.body.errors[0].extensions.reason, row.reason);
+        assert.deepEqual(await countRows(api.db), before);
+      });
+    }
+
+    const BAD_SEARCHES = [
+      { name: 'unknown upload token', input: { uploadToken: 'upl_doesnotexist' }, code: 'NOT_FOUND' },
+      { name: 'both imageId and uploadToken', input: { uploadToken: 'upl_x', imageId: '00000000-0000-4000-8000-000000000000' }, code: 'BAD_USER_INPUT' },
+      { name: 'neither imageId nor uploadToken', input: {}, code: 'BAD_USER_INPUT' },
+    ];
+    for (const row of BAD_SEARCHES) {
+      test(`similarCases: ${row.name} -> ${row.code}`, async () => {
+        const { body } = await api.graphql(SEARCH, { input: row.input });
+        assert.equal(body.errors?.[0]?.extensions?.code, row.code, JSON.stringify(body));
+      });
+    }
+  });
+}
+
+describe('an API without a model', () => {
+  let api;
+  before(async () => {
+    api = await startApi('pglite', { cohort: null });
+  });
+  after(async () => api?.close());
+
+  test('refuses uploads with MODEL_UNAVAILABLE (503) and says why', async () => {
+    const result = await upload(api, await makeSyntheticFundusPng({ width: 200, height: 150, tint: 0.5 }));
+    assert.equal(result.status, 503);
+    assert.equal(result.body.errors[0].extensions.code, 'MODEL_UNAVAILABLE');
+    assert.match(result.body.errors[0].message, /MODEL_PATH/);
+  });
+});
