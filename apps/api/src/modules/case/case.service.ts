@@ -10,11 +10,14 @@ import type { Case, Diagnosis, Grading, Patient, Treatment } from './case.type.j
 
 const toDate = (value: Date) => value.toISOString().slice(0, 10);
 
+/** The patient rows include that every patient view needs (dataset, HbA1c history, external links). */
+export const patientInclude = { dataset: true, hba1cReadings: { orderBy: { measuredOn: 'asc' } }, externalLinks: true } satisfies Prisma.PatientInclude;
+
 const caseInclude = {
   visit: true,
   gradings: { orderBy: [{ gradedOn: 'asc' }, { createdAt: 'asc' }] },
   externalLinks: true,
-  patient: { include: { dataset: true, hba1cReadings: { orderBy: { measuredOn: 'asc' } }, externalLinks: true } },
+  patient: { include: patientInclude },
 } satisfies Prisma.FundusImageInclude;
 
 type LoadedImage = Awaited<ReturnType<typeof findImages>>[number];
@@ -23,7 +26,7 @@ function findImages(prisma: PrismaClient, imageIds: string[]) {
   return prisma.fundusImage.findMany({ where: { id: { in: imageIds } }, include: caseInclude });
 }
 
-function toPatient(patient: LoadedImage['patient']): Patient {
+export function toPatient(patient: LoadedImage['patient']): Patient {
   return {
     id: patient.id,
     mrn: patient.mrn,

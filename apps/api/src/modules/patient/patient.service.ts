@@ -1,31 +1,15 @@
 import { badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
-import { loadCases } from '../case/case.service.js';
+import { loadCases, patientInclude, toPatient } from '../case/case.service.js';
 import type { Patient } from '../case/case.type.js';
 import { checkPageSize, decodeCursor, toPage, type Page } from '../common/pagination.js';
 
 async function toPatients(prisma: PrismaClient, patientIds: string[]): Promise<Patient[]> {
-  const patients = await prisma.patient.findMany({
-    where: { id: { in: patientIds } },
-    include: { dataset: true, hba1cReadings: { orderBy: { measuredOn: 'asc' } }, externalLinks: true },
-  });
+  const patients = await prisma.patient.findMany({ where: { id: { in: patientIds } }, include: patientInclude });
   const byId = new Map(patients.map((patient) => [patient.id, patient]));
   return patientIds.flatMap((id) => {
     const patient = byId.get(id);
-    if (!patient) return [];
-    return [{
-      id: patient.id,
-      mrn: patient.mrn,
-      mrnSystem: patient.mrnSystem,
-      birthYear: patient.birthYear,
-      sex: patient.sex,
-      diabetesType: patient.diabetesType,
-      diabetesDiagnosisYear: patient.diabetesDiagnosisYear,
-      dataset: { name: patient.dataset.name, isSynthetic: patient.dataset.isSynthetic },
-      isSynthetic: patient.dataset.isSynthetic,
-      hba1cReadings: patient.hba1cReadings.map((reading) => ({ date: reading.measuredOn.toISOString().slice(0, 10), percent: Number(reading.percent) })),
-      externalLinks: patient.externalLinks.map(({ system, identifier }) => ({ system, identifier })),
-    }];
+    return patient ? [toPatient(patient)] : [];
   });
 }
 
