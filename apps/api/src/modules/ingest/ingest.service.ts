@@ -1,0 +1,321 @@
+// Ingestion: one ImportRecord (from an importer, or from the API's ingestCase mutation) becomes one case.
+//
+// Order and why:
+// 1. Validate the record (BAD_USER_INPUT with a message a person can act on) before any work.
+// 2. Read the bytes and hash them. A photograph whose SHA-256 is already stored is a `duplicate`: reruns and
+//    overlapping imports add nothing twice, and nothing about the stored case changes.
+// 3. Preprocess and embed OUTSIDE the transaction (it is the slow part, and a bad image must write nothing):
+//    a PreprocessError (or an unreadable file) makes the result `rejected` with its code.
+// 4. One interactive transaction writes dataset, patient, visit, blob, image, grading, diagnoses, treatments,
+//    external links and the embedding. A failure anywhere rolls all of it back, so a crash leaves no half case
+//    and a rerun completes it. Per-patient advisory lock: the visit and the diagnoses/treatments are
+//    find-or-create, which two concurrent ingests of one patient would otherwise both create.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { badInput } from '../../errors.js';
+import type { Embedder } from '../../embedding/embedder.js';
+import { PreprocessError, type PreprocessErrorCode } from '../../embedding/preprocess.js';
+import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import { isIsoDate, type ImportItem, type ImportRecord, type ImportRowError } from '../../importers/import-record.js';
+import { upsertImageEmbedding } from '../../search/similar-images.js';
+import { pickReferenceGrading } from '../case/case.service.js';
+
+export type RejectionCode = PreprocessErrorCode | 'READ_FAILED' | 'INVALID_RECORD';
+
+export type IngestResult =
+  | { status: 'added'; imageId: string; patientId: string; visitId: string; contentHash: string }
+  | { status: 'duplicate'; imageId: string; contentHash: string }
+  | { status: 'rejected'; code: RejectionCode; message: string };
+
+/** Test seam: runs inside the transaction after the image row is written; a throw must roll everything back. */
+export type IngestHooks = { afterImageWritten?: (context: { imageId: string; record: ImportRecord }) => Promise<void> | void };
+
+const TRANSACTION_TIMEOUT_MS = 60_000;
+
+const toDate = (isoDate: string) => new Date(`${isoDate}T00:00:00.000Z`);
+
+export const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** Media type from the first bytes; the blob stores it so photographs are served with the right header. */
+export function sniffImageMimeType(bytes: Uint8Array): string {
+  const startsWith = (...values: number[]) => values.every((value, index) => bytes[index] === value);
+  if (startsWith(0xff, 0xd8, 0xff)) return 'image/jpeg';
+  if (startsWith(0x89, 0x50, 0x4e, 0x47)) return 'image/png';
+  if (startsWith(0x49, 0x49, 0x2a, 0x00) || startsWith(0x4d, 0x4d, 0x00, 0x2a)) return 'image/tiff';
+  if (startsWith(0x52, 0x49, 0x46, 0x46) && bytes[8] === 0x57 && bytes[9] === 0x45 && bytes[10] === 0x42 && bytes[11] === 0x50) return 'image/webp';
+  if (startsWith(0x42, 0x4d)) return 'image/bmp';
+  return 'application/octet-stream';
+}
+
+/** Every problem of a record that the database would otherwise reject (or silently accept wrongly). */
+export function findRecordProblems(record: ImportRecord): string[] {
+  const problems: string[] = [];
+  if (!record.patient.mrn.trim()) problems.push('patient mrn is empty');
+  if (!record.patient.mrnSystem.trim()) problems.push('patient mrnSystem is empty');
+  if (!record.dataset.name.trim()) problems.push('dataset name is empty');
+  if (record.eye !== 'LEFT' && record.eye !== 'RIGHT') problems.push(`eye must be LEFT or RIGHT, got "${String(record.eye)}"`);
+  if (!isIsoDate(record.visitDate)) problems.push(`visit date "${record.visitDate}" is not YYYY-MM-DD`);
+  const grading = record.grading;
+  if (grading) {
+    if (!Number.isInteger(grading.drGrade) || grading.drGrade < 0 || grading.drGrade > 4) problems.push(`DR grade must be ICDR 0-4, got ${grading.drGrade}`);
+    if (grading.macularEdemaRisk !== null && (!Number.isInteger(grading.macularEdemaRisk) || grading.macularEdemaRisk < 0 || grading.macularEdemaRisk > 2)) {
+      problems.push(`macular edema risk must be 0-2, got ${grading.macularEdemaRisk}`);
+    }
+    if (!isIsoDate(grading.gradedOn)) problems.push(`grading date "${grading.gradedOn}" is not YYYY-MM-DD`);
+  }
+  if (record.patient.birthYear !== null && (!Number.isInteger(record.patient.birthYear) || record.patient.birthYear < 1880)) problems.push(`birth year ${record.patient.birthYear} is not plausible`);
+  for (const diagnosis of record.diagnoses) if (!isIsoDate(diagnosis.diagnosedOn)) problems.push(`diagnosis ${diagnosis.icd10Code} date "${diagnosis.diagnosedOn}" is not YYYY-MM-DD`);
+  for (const treatment of record.treatments) {
+    if (!isIsoDate(treatment.performedOn)) problems.push(`treatment ${treatment.type} date "${treatment.performedOn}" is not YYYY-MM-DD`);
+    if (treatment.agent && treatment.type !== 'ANTI_VEGF') problems.push(`an agent is only recorded for ANTI_VEGF, not ${treatment.type}`);
+  }
+  return problems;
+}
+
+async function readImageBytes(record: ImportRecord): Promise<Buffer | { message: string }> {
+  if (record.image.kind === 'bytes') return record.image.bytes;
+  try {
+    return await readFile(record.image.path);
+  } catch (error) {
+    return { message: `cannot read ${record.image.path}: ${(error as Error).message}` };
+  }
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === 'P2002' || code === '23505' || /unique constraint|duplicate key/i.test(String((error as Error)?.message ?? ''));
+}
+
+async function findImageByHash(prisma: PrismaClient, contentHash: string) {
+  return prisma.fundusImage.findUnique({ where: { contentHash }, select: { id: true } });
+}
+
+/**
+ * Ingests one case. Idempotent by image content: a second call with the same bytes returns `duplicate`.
+ * Throws AppError BAD_USER_INPUT for an invalid record (nothing written); database failures propagate after
+ * the transaction rolled back.
+ */
+export async function ingestCase({
+  prisma,
+  embedder,
+  record,
+  modelVersion = embedder.metadata.modelVersion,
+  maxInputPixels,
+  hooks = {},
+}: {
+  prisma: PrismaClient;
+  embedder: Embedder;
+  record: ImportRecord;
+  /** Must be the embedder's own version; present so callers state which version they expect to write. */
+  modelVersion?: string;
+  maxInputPixels?: number;
+  hooks?: IngestHooks;
+}): Promise<IngestResult> {
+  if (modelVersion !== embedder.metadata.modelVersion) {
+    throw badInput(`The loaded model is ${embedder.metadata.modelVersion}, not ${modelVersion}; embeddings are stored under the model that computed them`);
+  }
+  const problems = findRecordProblems(record);
+  if (problems.length > 0) throw badInput(`The case cannot be ingested: ${problems.join('; ')}`, { problems });
+
+  const bytes = await readImageBytes(record);
+  if (!Buffer.isBuffer(bytes)) return { status: 'rejected', code: 'READ_FAILED', message: bytes.message };
+  const contentHash = sha256Hex(bytes);
+  const existing = await findImageByHash(prisma, contentHash);
+  if (existing) return { status: 'duplicate', imageId: existing.id, contentHash };
+
+  let embedded: Awaited<ReturnType<Embedder['embedImage']>>;
+  try {
+    embedded = await embedder.embedImage(bytes, { maxInputPixels });
+  } catch (error) {
+    if (error instanceof PreprocessError) return { status: 'rejected', code: error.code, message: error.message };
+    throw error;
+  }
+
+  try {
+    return await prisma.$transaction((tx) => writeCase(tx, { record, bytes, contentHash, embedded, modelVersion, hooks }), { timeout: TRANSACTION_TIMEOUT_MS });
+  } catch (error) {
+    // Another ingest stored the same photograph between our check and our commit.
+    if (isUniqueViolation(error)) {
+      const winner = await findImageByHash(prisma, contentHash);
+      if (winner) return { status: 'duplicate', imageId: winner.id, contentHash };
+    }
+    throw error;
+  }
+}
+
+async function writeCase(
+  tx: Prisma.TransactionClient,
+  {
+    record,
+    bytes,
+    contentHash,
+    embedded,
+    modelVersion,
+    hooks,
+  }: { record: ImportRecord; bytes: Buffer; contentHash: string; embedded: Awaited<ReturnType<Embedder['embedImage']>>; modelVersion: string; hooks: IngestHooks },
+): Promise<IngestResult & { status: 'added' }> {
+  const dataset = await tx.dataset.upsert({
+    where: { name: record.dataset.name },
+    update: {},
+    create: { name: record.dataset.name, description: record.dataset.description, isSynthetic: false },
+  });
+  const patient = await upsertPatient(tx, record, dataset.id);
+  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${patient.id}::text))`;
+  const visitDate = toDate(record.visitDate);
+  const visit =
+    (await tx.visit.findFirst({ where: { patientId: patient.id, visitDate }, orderBy: { id: 'asc' }, select: { id: true } })) ??
+    (await tx.visit.create({ data: { patientId: patient.id, visitDate }, select: { id: true } }));
+
+  await tx.imageBlob.upsert({
+    where: { sha256: contentHash },
+    update: {},
+    create: { sha256: contentHash, mimeType: record.image.kind === 'bytes' && record.image.mimeType ? record.image.mimeType : sniffImageMimeType(bytes), byteSize: bytes.length, bytes: new Uint8Array(bytes) },
+  });
+  const gradings = record.grading
+    ? [
+        {
+          drGrade: record.grading.drGrade,
+          maculopathy: record.grading.maculopathy,
+          macularEdemaRisk: record.grading.macularEdemaRisk,
+          source: record.grading.source,
+          grader: record.grading.grader,
+          originalScale: record.grading.originalScale,
+          originalValue: record.grading.originalValue,
+          gradedOn: toDate(record.grading.gradedOn),
+        },
+      ]
+    : [];
+  const image = await tx.fundusImage.create({
+    data: {
+      visitId: visit.id,
+      patientId: patient.id,
+      eye: record.eye,
+      contentHash,
+      width: embedded.preprocessed.original.width,
+      height: embedded.preprocessed.original.height,
+      quality: record.quality,
+      drGrade: pickReferenceGrading(gradings)?.drGrade ?? null,
+      gradings: { create: gradings },
+    },
+    select: { id: true },
+  });
+  await hooks.afterImageWritten?.({ imageId: image.id, record });
+
+  for (const diagnosis of record.diagnoses) {
+    const diagnosedOn = toDate(diagnosis.diagnosedOn);
+    const same = await tx.diagnosis.findFirst({ where: { patientId: patient.id, icd10Code: diagnosis.icd10Code, eye: diagnosis.eye, diagnosedOn }, select: { id: true } });
+    if (same) continue;
+    await tx.diagnosis.create({
+      data: { patientId: patient.id, visitId: diagnosis.diagnosedOn === record.visitDate ? visit.id : null, icd10Code: diagnosis.icd10Code, text: diagnosis.text, eye: diagnosis.eye, diagnosedOn },
+    });
+  }
+  for (const treatment of record.treatments) {
+    const performedOn = toDate(treatment.performedOn);
+    const same = await tx.treatment.findFirst({ where: { patientId: patient.id, type: treatment.type, agent: treatment.agent, eye: treatment.eye, performedOn }, select: { id: true } });
+    if (same) continue;
+    await tx.treatment.create({
+      data: { patientId: patient.id, visitId: treatment.performedOn === record.visitDate ? visit.id : null, type: treatment.type, agent: treatment.agent, eye: treatment.eye, performedOn, notes: treatment.notes },
+    });
+  }
+  for (const link of record.externalLinks) {
+    const same = await tx.externalLink.findUnique({ where: { system_identifier: { system: link.system, identifier: link.identifier } }, select: { id: true } });
+    if (same) continue;
+    await tx.externalLink.create({ data: { system: link.system, identifier: link.identifier, ...(link.target === 'patient' ? { patientId: patient.id } : { imageId: image.id }) } });
+  }
+
+  await upsertImageEmbedding(tx, { imageId: image.id, modelVersion, embedding: embedded.embedding, attention: embedded.attention });
+  return { status: 'added', imageId: image.id, patientId: patient.id, visitId: visit.id, contentHash };
+}
+
+/** Finds the patient by (mrnSystem, mrn); fills demographics the stored row lacks, never overwrites them. */
+async function upsertPatient(tx: Prisma.TransactionClient, record: ImportRecord, datasetId: string) {
+  const { mrn, mrnSystem, birthYear, sex, diabetesType } = record.patient;
+  const found = await tx.patient.findUnique({ where: { mrnSystem_mrn: { mrnSystem, mrn } } });
+  if (!found) {
+    return tx.patient.create({ data: { datasetId, mrn, mrnSystem, birthYear, sex: sex ?? 'UNKNOWN', diabetesType: diabetesType ?? 'UNKNOWN' }, select: { id: true } });
+  }
+  const update: Prisma.PatientUpdateInput = {};
+  if (found.birthYear === null && birthYear !== null) update.birthYear = birthYear;
+  if (found.sex === 'UNKNOWN' && sex && sex !== 'UNKNOWN') update.sex = sex;
+  if (found.diabetesType === 'UNKNOWN' && diabetesType && diabetesType !== 'UNKNOWN') update.diabetesType = diabetesType;
+  if (Object.keys(update).length > 0) await tx.patient.update({ where: { id: found.id }, data: update });
+  return { id: found.id };
+}
+
+export type IngestSummary = {
+  added: number;
+  duplicates: number;
+  rejected: Partial<Record<RejectionCode, number>>;
+  badRows: number;
+  /** The first problems, for the report (row, image, reason); counts above are complete. */
+  problems: { row: number; image?: string; code: RejectionCode | 'BAD_ROW'; reason: string }[];
+};
+
+export type IngestProgress = { processed: number; summary: IngestSummary; last: { row: number; status: IngestResult['status'] | 'bad-row' } };
+
+const MAX_REPORTED_PROBLEMS = 200;
+
+/**
+ * Ingests a stream of importer items one after another. Bad rows and rejected images are counted and skipped;
+ * an invalid record is counted as INVALID_RECORD; a database failure aborts the run (a rerun resumes: every
+ * finished case is a duplicate the second time).
+ */
+export async function ingestRecords({
+  prisma,
+  embedder,
+  items,
+  modelVersion,
+  limit = Number.POSITIVE_INFINITY,
+  maxInputPixels,
+  onProgress,
+  hooks,
+}: {
+  prisma: PrismaClient;
+  embedder: Embedder;
+  items: AsyncIterable<ImportItem> | Iterable<ImportItem>;
+  modelVersion?: string;
+  /** Stop after this many records (bad rows do not count). */
+  limit?: number;
+  maxInputPixels?: number;
+  onProgress?: (progress: IngestProgress) => void;
+  hooks?: IngestHooks;
+}): Promise<IngestSummary> {
+  const summary: IngestSummary = { added: 0, duplicates: 0, rejected: {}, badRows: 0, problems: [] };
+  const note = (problem: IngestSummary['problems'][number]) => {
+    if (summary.problems.length < MAX_REPORTED_PROBLEMS) summary.problems.push(problem);
+  };
+  let records = 0;
+  let processed = 0;
+  for await (const item of items) {
+    if (records >= limit) break;
+    processed += 1;
+    if (!item.ok) {
+      summary.badRows += 1;
+      note({ ...rowProblem(item.error), code: 'BAD_ROW' });
+      onProgress?.({ processed, summary, last: { row: item.error.row, status: 'bad-row' } });
+      continue;
+    }
+    records += 1;
+    const { record } = item;
+    let result: IngestResult;
+    try {
+      result = await ingestCase({ prisma, embedder, record, modelVersion, maxInputPixels, hooks });
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code !== 'BAD_USER_INPUT') throw error;
+      result = { status: 'rejected', code: 'INVALID_RECORD', message: (error as Error).message };
+    }
+    if (result.status === 'added') summary.added += 1;
+    else if (result.status === 'duplicate') summary.duplicates += 1;
+    else {
+      summary.rejected[result.code] = (summary.rejected[result.code] ?? 0) + 1;
+      note({ row: record.row, image: record.image.kind === 'file' ? record.image.path : record.image.name, code: result.code, reason: result.message });
+    }
+    onProgress?.({ processed, summary, last: { row: record.row, status: result.status } });
+  }
+  return summary;
+}
+
+function rowProblem(error: ImportRowError): { row: number; image?: string; reason: string } {
+  return error.image === undefined ? { row: error.row, reason: error.reason } : { row: error.row, image: error.image, reason: error.reason };
+}
