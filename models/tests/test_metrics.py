@@ -117,3 +117,12 @@ def test_lesion_mass_ratio_is_one_for_a_uniform_map_and_inverse_area_when_all_ma
     concentrated[0, 0] = 1.0
     assert metrics.lesion_mass_ratio(concentrated, mask) == pytest.approx(4.0)
     assert math.isnan(metrics.lesion_mass_ratio(np.ones((4, 4)), np.zeros((4, 4), dtype=bool)))
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
+    rng = np.random.default_rng(4)
+    grades = rng.integers(0, 5, 40)
+    patients = np.array([f"p{i // 2}" for i in range(40)])
+    per_query = metrics.per_query_retrieval(rng.random((40, 40)), grades, patients, grades, patients)
+    result = metrics.paired_bootstrap_difference(per_query, per_query, grades, patients, ["macro_p@10", "knn_qwk"], 50)
+    assert result["macro_p@10"] == (0.0, (0.0, 0.0))

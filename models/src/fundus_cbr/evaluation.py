@@ -166,15 +166,13 @@ def evaluate_models(
                     continue
                 members = group_members[group]
                 grades, patients = test_split.grades[members], test_split.patients[members]
-                for metric in ("macro_p@10", "knn_qwk", "map@r"):
-                    point, interval = metrics.paired_bootstrap_difference(
-                        per_query_by_model[reference][group], per_query_by_model[model_name][group], grades, patients,
-                        metric, bootstrap, seed,
-                    )
-                    results["paired_differences"].setdefault(f"{reference} - {model_name}", {}).setdefault(group, {})[metric] = {
-                        "difference": point,
-                        "ci95": interval,
-                    }
+                paired = metrics.paired_bootstrap_difference(
+                    per_query_by_model[reference][group], per_query_by_model[model_name][group], grades, patients,
+                    ("macro_p@10", "knn_qwk", "map@r", "p@10"), bootstrap, seed,
+                )
+                results["paired_differences"].setdefault(f"{reference} - {model_name}", {})[group] = {
+                    metric: {"difference": point, "ci95": interval} for metric, (point, interval) in paired.items()
+                }
     return results
 
 
