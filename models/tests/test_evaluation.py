@@ -56,4 +56,5 @@ def test_evaluate_models_reports_groups_baselines_lesions_and_paired_differences
                               log=lambda line: None)
     assert set(results["groups"]["as_taken"]) == {"a", "b", "random_ranking", "always_majority"}
     assert results["lesions"]["a"]["images"] == 1
+    assert results["lesions"]["uniform-over-fundus"]["mean_ratio"] >= 1.0
     assert "macro_p@10" in results["paired_differences"]["a - b"]["as_taken"]

@@ -151,6 +151,16 @@ def evaluate_models(
                 "images": int(len(ratios)),
                 "map": model.config.attention,
             }
+    if lesion_images is not None and len(lesion_records):
+        # Control: a map spread evenly over the fundus (not the black border). Boxes lie inside the fundus, so this
+        # already scores above 1; a model's map is only "on lesions" if it beats this, not just 1.0.
+        fundus_maps = (lesion_images.float().mean(dim=1) > 8.0).float().numpy()
+        ratios = lesion_ratios(fundus_maps, lesion_records, lesion_boxes, lesion_images.shape[-1])
+        mean, interval = bootstrap_mean(ratios, bootstrap, seed)
+        results["lesions"]["uniform-over-fundus"] = {
+            "mean_ratio": mean, "ci95": interval, "median_ratio": float(np.median(ratios)), "images": int(len(ratios)),
+            "map": "uniform_fundus",
+        }
     for group, members in group_members.items():
         if len(members) == 0:
             continue
