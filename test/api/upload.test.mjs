@@ -116,3 +116,71 @@ describe('an API without a model', () => {
     assert.match(result.body.errors[0].message, /MODEL_PATH/);
   });
 });
+
+const INGEST = `mutation I($input: IngestCaseInput!) { ingestCase(input: $input) {
+  status case { id isSynthetic image { eye width } patient { mrn dataset { name } } referenceGrading { drGrade source }
+  treatments { type agent eye date } diagnoses { code } } } }`;
+
+for (const backend of BACKENDS) {
+  describe(`saving an uploaded photograph as a case on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
+    let api;
+    before(async () => {
+      api = await startApi(backend, { cohort: null, modelPath: TINY_MODEL });
+    });
+    after(async () => api?.close());
+
+    const caseInput = (uploadToken, overrides = {}) => ({
+      uploadToken,
+      patient: { mrn: 'MRN-1001', mrnSystem: 'urn:oid:1.2.3.4', birthYear: 1961, sex: 'FEMALE', diabetesType: 'TYPE_2' },
+      visitDate: '2025-03-14',
+      eye: 'LEFT',
+      grading: { drGrade: 3, maculopathy: true, grader: 'Dr Test' },
+      diagnoses: [{ icd10Code: 'E11.3412', text: 'Type 2 DM with severe NPDR with macular edema, left eye', eye: 'LEFT', date: '2025-03-14' }],
+      treatments: [{ type: 'ANTI_VEGF', agent: 'AFLIBERCEPT', eye: 'LEFT', date: '2025-03-14' }],
+      ...overrides,
+    });
+
+    test('ingestCase stores the case once, embedded and searchable; a second save is a DUPLICATE that writes nothing', async () => {
+      const png = await makeSyntheticFundusPng({ width: 500, height: 400, tint: 0.42 });
+      const { body: uploaded } = await upload(api, png);
+      const first = await api.graphql(INGEST, { input: caseInput(uploaded.uploadToken) });
+      assert.equal(first.body.errors, undefined, JSON.stringify(first.body.errors));
+      const saved = first.body.data.ingestCase;
+      assert.equal(saved.status, 'ADDED');
+      assert.equal(saved.case.isSynthetic, false);
+      assert.equal(saved.case.image.eye, 'LEFT');
+      assert.equal(saved.case.image.width, 500);
+      assert.deepEqual(saved.case.referenceGrading, { drGrade: 3, source: 'CLINICIAN' });
+      assert.deepEqual(saved.case.treatments.map((t) => [t.type, t.agent]), [['ANTI_VEGF', 'AFLIBERCEPT']]);
+      const [embedding] = await api.db.sql.query('SELECT model_version, attention_width FROM image_embedding WHERE image_id = $1', [saved.case.id]);
+      assert.equal(embedding.model_version, api.embedder.metadata.modelVersion);
+      assert.ok(embedding.attention_width > 0, 'the heat map is stored at ingest');
+
+      const before = await countRows(api.db);
+      const again = await api.graphql(INGEST, { input: caseInput(uploaded.uploadToken) });
+      assert.equal(again.body.data.ingestCase.status, 'DUPLICATE');
+      assert.equal(again.body.data.ingestCase.case.id, saved.case.id);
+      assert.deepEqual(await countRows(api.db), before);
+
+      const search = await api.graphql(SEARCH, { input: { imageId: saved.case.id, k: 1, excludeSamePatient: false } });
+      assert.equal(search.body.errors?.[0]?.extensions?.code, undefined, JSON.stringify(search.body.errors));
+    });
+
+    const BAD_SAVES = [
+      { name: 'grade 5', overrides: { grading: { drGrade: 5 } }, code: 'BAD_USER_INPUT' },
+      { name: 'birth year in the future', overrides: { patient: { mrn: 'X', mrnSystem: 'urn:x', birthYear: 2999 } }, code: 'BAD_USER_INPUT' },
+      { name: 'agent on a laser treatment', overrides: { treatments: [{ type: 'PRP_LASER', agent: 'AFLIBERCEPT', eye: 'LEFT', date: '2025-03-14' }] }, code: 'BAD_USER_INPUT' },
+      { name: 'malformed visit date', overrides: { visitDate: '14/03/2025' }, code: 'BAD_USER_INPUT' },
+      { name: 'unknown upload token', overrides: { uploadToken: 'upl_gone' }, code: 'NOT_FOUND' },
+    ];
+    for (const row of BAD_SAVES) {
+      test(`ingestCase: ${row.name} -> ${row.code}, nothing written`, async () => {
+        const { body: uploaded } = await upload(api, await makeSyntheticFundusPng({ width: 300, height: 240, tint: 0.9 }));
+        const before = await countRows(api.db);
+        const { body } = await api.graphql(INGEST, { input: caseInput(uploaded.uploadToken, row.overrides) });
+        assert.equal(body.errors?.[0]?.extensions?.code, row.code, JSON.stringify(body));
+        assert.deepEqual(await countRows(api.db), before);
+      });
+    }
+  });
+}
