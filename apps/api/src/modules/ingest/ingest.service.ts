@@ -90,19 +90,7 @@ async function findImageByHash(prisma: PrismaClient, contentHash: string) {
   return prisma.fundusImage.findUnique({ where: { contentHash }, select: { id: true } });
 }
 
-/**
- * Ingests one case. Idempotent by image content: a second call with the same bytes returns `duplicate`.
- * Throws AppError BAD_USER_INPUT for an invalid record (nothing written); database failures propagate after
- * the transaction rolled back.
- */
-export async function ingestCase({
-  prisma,
-  embedder,
-  record,
-  modelVersion = embedder.metadata.modelVersion,
-  maxInputPixels,
-  hooks = {},
-}: {
+type CaseOptions = {
   prisma: PrismaClient;
   embedder: Embedder;
   record: ImportRecord;
@@ -110,7 +98,13 @@ export async function ingestCase({
   modelVersion?: string;
   maxInputPixels?: number;
   hooks?: IngestHooks;
-}): Promise<IngestResult> {
+};
+
+type EmbeddedImage = Awaited<ReturnType<Embedder['embedImage']>>;
+/** Steps 1-3 done: either the outcome is already known, or everything the transaction needs is computed. */
+type PreparedCase = { done: IngestResult } | { record: ImportRecord; bytes: Buffer; contentHash: string; embedded: EmbeddedImage; modelVersion: string };
+
+async function prepareCase({ prisma, embedder, record, modelVersion = embedder.metadata.modelVersion, maxInputPixels }: CaseOptions): Promise<PreparedCase> {
   if (modelVersion !== embedder.metadata.modelVersion) {
     throw badInput(`The loaded model is ${embedder.metadata.modelVersion}, not ${modelVersion}; embeddings are stored under the model that computed them`);
   }
@@ -118,29 +112,40 @@ export async function ingestCase({
   if (problems.length > 0) throw badInput(`The case cannot be ingested: ${problems.join('; ')}`, { problems });
 
   const bytes = await readImageBytes(record);
-  if (!Buffer.isBuffer(bytes)) return { status: 'rejected', code: 'READ_FAILED', message: bytes.message };
+  if (!Buffer.isBuffer(bytes)) return { done: { status: 'rejected', code: 'READ_FAILED', message: bytes.message } };
   const contentHash = sha256Hex(bytes);
   const existing = await findImageByHash(prisma, contentHash);
-  if (existing) return { status: 'duplicate', imageId: existing.id, contentHash };
+  if (existing) return { done: { status: 'duplicate', imageId: existing.id, contentHash } };
 
-  let embedded: Awaited<ReturnType<Embedder['embedImage']>>;
   try {
-    embedded = await embedder.embedImage(bytes, { maxInputPixels });
+    return { record, bytes, contentHash, embedded: await embedder.embedImage(bytes, { maxInputPixels }), modelVersion };
   } catch (error) {
-    if (error instanceof PreprocessError) return { status: 'rejected', code: error.code, message: error.message };
+    if (error instanceof PreprocessError) return { done: { status: 'rejected', code: error.code, message: error.message } };
     throw error;
   }
+}
 
+async function storeCase(prisma: PrismaClient, prepared: PreparedCase, hooks: IngestHooks): Promise<IngestResult> {
+  if ('done' in prepared) return prepared.done;
   try {
-    return await prisma.$transaction((tx) => writeCase(tx, { record, bytes, contentHash, embedded, modelVersion, hooks }), { timeout: TRANSACTION_TIMEOUT_MS });
+    return await prisma.$transaction((tx) => writeCase(tx, { ...prepared, hooks }), { timeout: TRANSACTION_TIMEOUT_MS });
   } catch (error) {
-    // Another ingest stored the same photograph between our check and our commit.
+    // Another ingest (or the same photograph twice in one file) stored these bytes between our check and commit.
     if (isUniqueViolation(error)) {
-      const winner = await findImageByHash(prisma, contentHash);
-      if (winner) return { status: 'duplicate', imageId: winner.id, contentHash };
+      const winner = await findImageByHash(prisma, prepared.contentHash);
+      if (winner) return { status: 'duplicate', imageId: winner.id, contentHash: prepared.contentHash };
     }
     throw error;
   }
+}
+
+/**
+ * Ingests one case. Idempotent by image content: a second call with the same bytes returns `duplicate`.
+ * Throws AppError BAD_USER_INPUT for an invalid record (nothing written); database failures propagate after
+ * the transaction rolled back.
+ */
+export async function ingestCase(options: CaseOptions): Promise<IngestResult> {
+  return storeCase(options.prisma, await prepareCase(options), options.hooks ?? {});
 }
 
 async function writeCase(
@@ -269,6 +274,7 @@ export async function ingestRecords({
   maxInputPixels,
   onProgress,
   hooks,
+  lookahead = 2,
 }: {
   prisma: PrismaClient;
   embedder: Embedder;
@@ -279,30 +285,63 @@ export async function ingestRecords({
   maxInputPixels?: number;
   onProgress?: (progress: IngestProgress) => void;
   hooks?: IngestHooks;
+  /** Cases prepared (read, hashed, embedded) ahead of the one being written; 0 = strictly one at a time. */
+  lookahead?: number;
 }): Promise<IngestSummary> {
   const summary: IngestSummary = { added: 0, duplicates: 0, rejected: {}, badRows: 0, problems: [] };
   const note = (problem: IngestSummary['problems'][number]) => {
     if (summary.problems.length < MAX_REPORTED_PROBLEMS) summary.problems.push(problem);
   };
+  // Pipeline: while one case is written (the database's turn), the next `lookahead` are read, hashed and
+  // embedded (sharp and onnxruntime run off the main thread). Results are still taken in file order.
+  type Pending = { item: ImportItem; prepared: Promise<{ value: PreparedCase } | { error: unknown }> | null };
+  const pending: Pending[] = [];
   let records = 0;
   let processed = 0;
-  for await (const item of items) {
-    if (records >= limit) break;
+  const iterator = (Symbol.asyncIterator in items ? items[Symbol.asyncIterator]() : (items as Iterable<ImportItem>)[Symbol.iterator]()) as AsyncIterator<ImportItem> | Iterator<ImportItem>;
+  let exhausted = false;
+  const fill = async () => {
+    while (!exhausted && pending.filter((entry) => entry.prepared).length <= lookahead && records < limit) {
+      const next = await iterator.next();
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
+      const item = next.value;
+      if (item.ok) records += 1;
+      pending.push({
+        item,
+        prepared: item.ok
+          ? prepareCase({ prisma, embedder, record: item.record, modelVersion, maxInputPixels }).then(
+              (value) => ({ value }),
+              (error: unknown) => ({ error }),
+            )
+          : null,
+      });
+    }
+  };
+  for (await fill(); pending.length > 0; await fill()) {
+    const { item, prepared } = pending.shift()!;
     processed += 1;
-    if (!item.ok) {
-      summary.badRows += 1;
-      note({ ...rowProblem(item.error), code: 'BAD_ROW' });
-      onProgress?.({ processed, summary, last: { row: item.error.row, status: 'bad-row' } });
+    if (!item.ok || !prepared) {
+      if (!item.ok) {
+        summary.badRows += 1;
+        note({ ...rowProblem(item.error), code: 'BAD_ROW' });
+        onProgress?.({ processed, summary, last: { row: item.error.row, status: 'bad-row' } });
+      }
       continue;
     }
-    records += 1;
     const { record } = item;
+    const outcome = await prepared;
     let result: IngestResult;
     try {
-      result = await ingestCase({ prisma, embedder, record, modelVersion, maxInputPixels, hooks });
+      if ('error' in outcome) throw outcome.error;
+      result = await storeCase(prisma, outcome.value, hooks ?? {});
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (code !== 'BAD_USER_INPUT') throw error;
+      if ((error as { code?: unknown }).code !== 'BAD_USER_INPUT') {
+        await Promise.allSettled(pending.map((entry) => entry.prepared));
+        throw error;
+      }
       result = { status: 'rejected', code: 'INVALID_RECORD', message: (error as Error).message };
     }
     if (result.status === 'added') summary.added += 1;
