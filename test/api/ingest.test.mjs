@@ -3,7 +3,8 @@
 // write nothing; a failure inside the transaction leaves no row and a rerun completes; a FHIR bundle's
 // diagnoses and treatments are written once. Then the CLI on the embedded database.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -218,10 +219,11 @@ describe('npm run ingest (CLI) on the embedded database', () => {
     await rm(`${dataDir}.ingest-lock`, { force: true });
   });
   // PORT 9 (discard): no API answers there, so the "API is running" guard lets the CLI proceed.
-  const runCli = (...args) => {
+  const cliEnvironment = (port) => {
     const { DATABASE_URL: _unused, ...environment } = process.env;
-    return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...environment, PGLITE_DATA_DIR: dataDir, PORT: '9', HOST: '127.0.0.1' }, timeout: 120_000 });
+    return { ...environment, PGLITE_DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1' };
   };
+  const runCli = (...args) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: cliEnvironment(9), timeout: 120_000 });
 
   test('imports the set, prints a JSON summary, and a rerun finds only duplicates', () => {
     const first = runCli(folder, '--model', TINY_MODEL, '--device', 'cpu');
@@ -244,6 +246,22 @@ describe('npm run ingest (CLI) on the embedded database', () => {
     assert.equal(withEye.status, 0, withEye.stderr);
     // a_L.png is already stored (same bytes), so it is a duplicate, not a second case.
     assert.equal(JSON.parse(withEye.stdout.trim().split('\n').at(-1)).duplicates, 1);
+  });
+
+  test('refuses the embedded database while an API answers on the configured address', async () => {
+    const api = http.createServer((request, response) => response.writeHead(request.url === '/healthz' ? 200 : 404).end('ok'));
+    await new Promise((resolve) => api.listen(0, '127.0.0.1', resolve));
+    try {
+      // Asynchronous spawn: this process must stay free to answer the CLI's liveness probe.
+      const child = spawn(process.execPath, [CLI, folder, '--model', TINY_MODEL, '--device', 'cpu'], { env: cliEnvironment(api.address().port) });
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      const status = await new Promise((resolve) => child.on('close', resolve));
+      assert.equal(status, 3, stderr);
+      assert.match(stderr, /The API is running at .*PGlite is single-process: stop the API before ingesting/);
+    } finally {
+      await new Promise((resolve) => api.close(resolve));
+    }
   });
 
   test('refuses a locked embedded database, and usage errors exit 2', async () => {

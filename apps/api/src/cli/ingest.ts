@@ -209,6 +209,6 @@ main().then(
   (error: unknown) => {
     write(`ingest failed: ${error instanceof Error ? error.message : String(error)}\n`);
     if (!(error instanceof ImportFileError)) write(`${(error as Error)?.stack ?? ''}\n`);
-    process.exitCode = 1;
+    process.exitCode = error instanceof ImportFileError ? 2 : 1;
   },
 );
