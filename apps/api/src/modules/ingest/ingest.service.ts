@@ -47,6 +47,13 @@ export function sniffImageMimeType(bytes: Uint8Array): string {
   return 'application/octet-stream';
 }
 
+/** The bytes' own type wins over a declared one (a FHIR contentType can be wrong); the declared one fills in. */
+function storedMimeType(record: ImportRecord, bytes: Uint8Array): string {
+  const sniffed = sniffImageMimeType(bytes);
+  if (sniffed !== 'application/octet-stream') return sniffed;
+  return record.image.kind === 'bytes' && record.image.mimeType ? record.image.mimeType : sniffed;
+}
+
 /** Every problem of a record that the database would otherwise reject (or silently accept wrongly). */
 export function findRecordProblems(record: ImportRecord): string[] {
   const problems: string[] = [];
@@ -174,7 +181,7 @@ async function writeCase(
   await tx.imageBlob.upsert({
     where: { sha256: contentHash },
     update: {},
-    create: { sha256: contentHash, mimeType: record.image.kind === 'bytes' && record.image.mimeType ? record.image.mimeType : sniffImageMimeType(bytes), byteSize: bytes.length, bytes: new Uint8Array(bytes) },
+    create: { sha256: contentHash, mimeType: storedMimeType(record, bytes), byteSize: bytes.length, bytes: new Uint8Array(bytes) },
   });
   const gradings = record.grading
     ? [
