@@ -179,7 +179,7 @@ for (const kind of BACKENDS) {
         type: 'collection',
         entry: [
           { resource: { resourceType: 'Patient', id: 'p', identifier: [{ system: 'urn:oid:1.2.3.4', value: 'FHIR-7', type: { coding: [{ code: 'MR' }] } }], gender: 'male', birthDate: '1950-02-03' } },
-          { resource: { resourceType: 'ImagingStudy', id: 's', subject: { reference: 'Patient/p' }, started: '2024-05-14T10:00:00Z' } },
+          { resource: { resourceType: 'ImagingStudy', id: 's', subject: { reference: 'Patient/p' }, started: '2024-05-14T10:00:00Z', identifier: [{ system: 'urn:dicom:uid', value: 'urn:oid:1.2.840.99.7' }] } },
           { resource: { resourceType: 'Condition', id: 'c', subject: { reference: 'Patient/p' }, code: { coding: [{ system: 'http://hl7.org/fhir/sid/icd-10-cm', code: 'E11.3553', display: 'PDR, both eyes' }] }, onsetDateTime: '2024-05-14' } },
           { resource: { resourceType: 'Procedure', id: 'x', status: 'completed', subject: { reference: 'Patient/p' }, code: { coding: [{ system: 'http://www.ama-assn.org/go/cpt', code: '67228' }] }, bodySite: [eye('362502000', 'right eye')], performedDateTime: '2024-05-14' } },
           { resource: { resourceType: 'Media', id: 'l', subject: { reference: 'Patient/p' }, bodySite: eye('362503005', 'left eye'), content: { contentType: 'image/png', data: await picture(0.1) } } },
@@ -191,8 +191,8 @@ for (const kind of BACKENDS) {
       assert.deepEqual([first.added, first.duplicates, first.badRows], [2, 0, 0]);
       const afterFirst = await countRows(db);
       assert.deepEqual(
-        ['patient', 'visit', 'fundus_image', 'diagnosis', 'treatment'].map((table) => afterFirst[table] - before[table]),
-        [1, 1, 2, 1, 1],
+        ['patient', 'visit', 'fundus_image', 'diagnosis', 'treatment', 'external_link'].map((table) => afterFirst[table] - before[table]),
+        [1, 1, 2, 1, 1, 1],
       );
       const patient = await db.prisma.patient.findUniqueOrThrow({ where: { mrnSystem_mrn: { mrnSystem: 'urn:oid:1.2.3.4', mrn: 'FHIR-7' } }, include: { images: { include: { gradings: true } }, treatments: true, diagnoses: true } });
       assert.deepEqual([patient.sex, patient.birthYear, patient.diabetesType], ['MALE', 1950, 'TYPE_2']);

@@ -158,6 +158,7 @@ describe('FHIR R4 bundle', () => {
       );
     }
 
+    assert.deepEqual(left.externalLinks, [{ system: 'urn:dicom:uid', identifier: 'urn:oid:1.2.840.99.1', target: 'patient' }]);
     assert.equal(left.eye, 'LEFT');
     assert.deepEqual(left.image, { kind: 'bytes', bytes: LEFT_BYTES, name: 'Binary/img-left', mimeType: 'image/jpeg' });
     assert.deepEqual(

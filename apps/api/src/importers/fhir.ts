@@ -9,7 +9,8 @@
 // - Procedure CPT 67028 (intravitreal injection) -> ANTI_VEGF, 67228 (panretinal photocoagulation) ->
 //   PRP_LASER; MedicationAdministration of a named anti-VEGF agent -> ANTI_VEGF with that agent. The agent is
 //   read from medication text/displays, never guessed from the CPT code alone.
-// - ImagingStudy: `started` is the visit date; series laterality gives the eye of bare Binary images.
+// - ImagingStudy: `started` is the visit date; series laterality gives the eye of bare Binary images; its DICOM
+//   study UID becomes an external link of the patient (a study holds several photographs; links are unique).
 // - Images: Media (content.data base64, content.url "Binary/<id>", a local path or file: URL) with its eye in
 //   bodySite; or a Binary with an image/* contentType that no Media references. Local paths only: http(s)
 //   URLs are refused, never fetched. Relative paths resolve against imageDirectory or the bundle's folder.
@@ -168,14 +169,18 @@ export async function* readBundle(bundle: Json, options: ImportOptions): AsyncGe
     return resource['subject'] === undefined && resource['patient'] === undefined ? soleKey : undefined;
   };
 
-  const studies = new Map<string, { date: string | undefined; eyes: Set<Eye> }>();
+  const studies = new Map<string, { date: string | undefined; eyes: Set<Eye>; patient: string | undefined; uids: string[] }>();
   for (const { index, resource } of ofType('ImagingStudy')) {
+    const uids = asArray(resource['identifier'])
+      .filter(isObject)
+      .filter((identifier) => asString(identifier['system']) === 'urn:dicom:uid' && asString(identifier['value']))
+      .map((identifier) => asString(identifier['value'])!);
     const eyes = new Set<Eye>();
     for (const series of asArray(resource['series']).filter(isObject)) {
       const eye = eyeOfConcepts([series['laterality'], series['bodySite']]);
       if (eye) eyes.add(eye);
     }
-    studies.set(referenceOf(index, resource), { date: toDate(resource['started']), eyes });
+    studies.set(referenceOf(index, resource), { date: toDate(resource['started']), eyes, patient: patientKey(resource), uids });
   }
 
   for (const patientEntry of patients) {
@@ -303,9 +308,13 @@ export async function* readBundle(bundle: Json, options: ImportOptions): AsyncGe
     const gender = asString(patient['gender']);
     const sex: Sex | null = gender === 'female' ? 'FEMALE' : gender === 'male' ? 'MALE' : gender === 'other' ? 'OTHER' : gender === 'unknown' ? 'UNKNOWN' : null;
     const birthYear = /^(\d{4})/.exec(asString(patient['birthDate']) ?? '')?.[1];
-    const allStudies = [...studies.values()];
+    const allStudies = [...studies.values()].filter((study) => study.patient === key);
     const seriesEyes = new Set(allStudies.flatMap((study) => [...study.eyes]));
-    const patientLinks: ImportExternalLink[] = patientEntry.fullUrl && /^https?:/i.test(patientEntry.fullUrl) ? [{ system: 'fhir', identifier: patientEntry.fullUrl, target: 'patient' }] : [];
+    // A study can hold several photographs, and an external link is unique, so the study UID links the patient.
+    const patientLinks: ImportExternalLink[] = [
+      ...(patientEntry.fullUrl && /^https?:/i.test(patientEntry.fullUrl) ? [{ system: 'fhir', identifier: patientEntry.fullUrl, target: 'patient' as const }] : []),
+      ...allStudies.flatMap((study) => study.uids.map((uid) => ({ system: 'urn:dicom:uid', identifier: uid, target: 'patient' as const }))),
+    ];
 
     for (const image of images) {
       if ('error' in image.source) {
