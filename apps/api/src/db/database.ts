@@ -82,6 +82,39 @@ function countCalls<T extends object>(target: T, methods: string[], count: () =>
   return target;
 }
 
+/**
+ * PGlite is one process's database: a second process opening the same directory would corrupt it. A lock file
+ * beside the directory holds the owner's pid; a lock whose process is gone is taken over.
+ */
+async function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
+  const lockPath = `${dataDir.replace(/[\\/]+$/, '')}.lock`;
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      await fs.writeFile(lockPath, String(process.pid), { flag: 'wx' });
+      return async () => {
+        await fs.rm(lockPath, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const owner = Number((await fs.readFile(lockPath, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner)) {
+        throw new Error(`The embedded database ${dataDir} is in use by process ${owner} (lock ${lockPath}); stop it first, or set DATABASE_URL`);
+      }
+      await fs.rm(lockPath, { force: true });
+    }
+  }
+  throw new Error(`Could not lock the embedded database ${dataDir}`);
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Closing twice (server shutdown, then a test's cleanup) must not fail. */
 function once(close: () => Promise<void>): () => Promise<void> {
   let closing: Promise<void> | undefined;
@@ -96,7 +129,14 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
 
   if (config.database.kind === 'pglite') {
     await fs.mkdir(config.database.dataDir, { recursive: true });
-    const pglite = await PGlite.create(config.database.dataDir, { extensions: { vector } });
+    const unlock = await lockDataDirectory(config.database.dataDir);
+    let pglite: PGlite;
+    try {
+      pglite = await PGlite.create(config.database.dataDir, { extensions: { vector } });
+    } catch (error) {
+      await unlock();
+      throw error;
+    }
     const sql = pgliteRunner(pglite, count);
     await applyMigrations(sql, config.migrationsDir);
     countCalls(pglite, ['query', 'exec'], count);
@@ -109,6 +149,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
       close: once(async () => {
         await prisma.$disconnect();
         await pglite.close();
+        await unlock();
       }),
     };
   }
