@@ -1,0 +1,73 @@
+// Benchmark: ingest throughput for 1024-px fundus JPEGs through the product's own path (labels.csv importer ->
+// read, SHA-256, decode, preprocessing, ONNX embedding -> one transaction per case), into a fresh embedded
+// database (or PostgreSQL when DATABASE_URL is set). Target (issue 4): >= 20 images/s on the 2-core machine.
+//
+//   npm run build && node bench/ingest-throughput.mjs [--images 120] [--model models/fundus-cbr.onnx]
+//
+// The photographs are synthetic 1024x768 JPEGs written to a temporary folder, so the benchmark runs without
+// ../shared/data; --data <set folder with labels.csv> measures a real set instead.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const api = (file) => import(path.join(root, 'apps/api/dist', file));
+const option = (name, fallback) => {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? process.argv[index + 1] : fallback;
+};
+const imageCount = Number(option('images', 120));
+const defaultModel = fs.existsSync(path.join(root, 'models/fundus-cbr.onnx')) ? path.join(root, 'models/fundus-cbr.onnx') : path.join(root, 'test/fixtures/models/tiny-fundus-cbr.onnx');
+const modelPath = option('model', defaultModel);
+
+const [{ loadConfig }, { openDatabase }, { Embedder }, { openImport }, { ingestRecords }] = await Promise.all([
+  api('config.js'), api('db/database.js'), api('embedding/embedder.js'), api('importers/detect-format.js'), api('modules/ingest/ingest.service.js'),
+]);
+
+let dataFolder = option('data', null);
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'fundus-ingest-bench-'));
+if (!dataFolder) {
+  dataFolder = path.join(scratch, 'set');
+  fs.mkdirSync(path.join(dataFolder, 'images'), { recursive: true });
+  const rows = ['image,patient_id,eye,grade'];
+  const width = 1024, height = 768;
+  for (let index = 0; index < imageCount; index += 1) {
+    const pixels = Buffer.alloc(width * height * 3);
+    for (let y = 0; y < height; y += 1) for (let x = 0; x < width; x += 1) {
+      const r = Math.hypot(x - width / 2 - (index % 9), y - height / 2);
+      if (r > 370) continue;
+      const i = (y * width + x) * 3, shade = 1 - r / 520;
+      pixels[i] = 200 * shade + ((x * 7 + y * 13 + index) % 9); pixels[i + 1] = 95 * shade + (index % 11); pixels[i + 2] = 40 * shade;
+    }
+    const name = `bench_${index}_${index % 2 ? 'left' : 'right'}.jpeg`;
+    fs.writeFileSync(path.join(dataFolder, 'images', name), await sharp(pixels, { raw: { width, height, channels: 3 } }).jpeg({ quality: 92 }).toBuffer());
+    rows.push(`images/${name},bench-${Math.floor(index / 2)},${index % 2 ? 'L' : 'R'},${index % 5}`);
+  }
+  fs.writeFileSync(path.join(dataFolder, 'labels.csv'), rows.join('\n') + '\n');
+}
+
+const config = loadConfig({ ...process.env, PGLITE_DATA_DIR: path.join(scratch, 'db'), SEED_DEMO_COHORT: 'false' });
+const db = await openDatabase(config);
+const embedder = await Embedder.load({ modelPath, device: 'cpu' });
+const { items } = await openImport(dataFolder, { datasetName: 'bench' });
+const started = performance.now();
+const summary = await ingestRecords({ prisma: db.prisma, embedder, items });
+const seconds = (performance.now() - started) / 1000;
+console.log(JSON.stringify({
+  images: imageCount,
+  added: summary.added,
+  rejected: summary.rejected,
+  database: db.kind,
+  model: path.relative(root, modelPath),
+  modelInputSize: embedder.metadata.inputSize,
+  executionProvider: embedder.executionProvider,
+  seconds: Number(seconds.toFixed(1)),
+  imagesPerSecond: Number((summary.added / seconds).toFixed(1)),
+  target: 20,
+}, null, 2));
+await db.close();
+await embedder.release();
+fs.rmSync(scratch, { recursive: true, force: true });
