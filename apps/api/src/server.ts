@@ -12,7 +12,7 @@ import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
 import { Embedder } from './embedding/embedder.js';
 import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
-import { seedDemoCohortIfEmpty } from './fixtures/seed.js';
+import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/seed.js';
 import { complexityLimitPlugin, depthLimitRule } from './graphql/limits.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
@@ -54,7 +54,13 @@ export async function createServer(config: AppConfig, options: { database?: Data
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
   const uploads = createUploadStore({ ttlMs: config.upload.tokenTtlSeconds * 1000 });
   if (config.seedDemoCohort) {
-    const seeded = await seedDemoCohortIfEmpty(db);
+    const seeded = await seedDemoCohortIfEmpty(db, {
+      renderImage: renderSyntheticPhotograph,
+      embedder,
+      onPatient: (done, total) => {
+        if (done % 20 === 0) logger.info('seeding the synthetic demo cohort', { done, total });
+      },
+    });
     if (seeded) logger.info('seeded the demo cohort into an empty database', seeded);
   }
   const schema = await buildApiSchema();
