@@ -4,7 +4,7 @@
 //
 //   npm run build && node bench/search-by-upload.mjs [--cases 10000] [--requests 60] [--model models/fundus-cbr.onnx]
 //
-// Uses a fresh embedded PGlite database (or PostgreSQL when DATABASE_URL is set). The cases are synthetic rows
+// Uses a fresh embedded PGlite database, or a scratch copy of DATABASE_URL's database (bench/scratch-database.mjs). The cases are synthetic rows
 // with random unit embeddings written in bulk by SQL: the search cost depends on the row count and dimension, not
 // on what the vectors mean. The query photographs are 1024x768 synthetic fundus JPEGs made here.
 import fs from 'node:fs';
@@ -13,6 +13,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { createScratchEnvironment } from './scratch-database.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const api = (file) => import(path.join(root, 'apps/api/dist', file));
@@ -29,8 +30,8 @@ const [{ loadConfig }, { openDatabase }, { createServer }, { createLogger }, { E
   api('config.js'), api('db/database.js'), api('server.js'), api('logger.js'), api('embedding/embedder.js'),
 ]);
 
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fundus-bench-'));
-const config = loadConfig({ ...process.env, PGLITE_DATA_DIR: dataDir, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
+const scratchDatabase = await createScratchEnvironment();
+const config = loadConfig({ ...process.env, ...scratchDatabase.env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
 const db = await openDatabase(config);
 const embedder = await Embedder.load({ modelPath, device: 'cpu' });
 const version = embedder.metadata.modelVersion;
@@ -105,4 +106,4 @@ const report = {
 console.log(JSON.stringify(report, null, 2));
 await new Promise((resolve) => server.httpServer.close(resolve));
 await running.close();
-fs.rmSync(dataDir, { recursive: true, force: true });
+await scratchDatabase.drop();
