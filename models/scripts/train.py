@@ -2,7 +2,7 @@
 
 Example (the shipped model):
   /usr/bin/python3 models/scripts/train.py --cache models/cache/256 --out models/runs/mirror-ftl \
-      --attention mirror --loss fine_triplet --steps 600
+      --attention mirror --loss fine_triplet --steps 300 --eval-every 60
 """
 from __future__ import annotations
 

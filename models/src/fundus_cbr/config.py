@@ -72,13 +72,15 @@ class TrainConfig:
     # Within a grade, photographs as taken (srahim, eyepacs-raw) are drawn this many times more often than
     # eyepacs-processed images: the product sees camera photographs, and the processed set is 3x larger.
     as_taken_weight: float = 2.0
-    steps: int = 600
+    # 300 steps x 30 images (~3 epochs): what finished in ~45 min on 2 CPU cores shared with other builds for the
+    # shipped model. Far too short to learn DR grading (see MODEL_CARD.md); a GPU run should use tens of epochs.
+    steps: int = 300
     # AdamW with a short warm-up and cosine decay: from-scratch training on a fixed step budget.
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 30
     # Validation (for model selection only) every this many steps; the best validation score is kept.
-    eval_every: int = 100
+    eval_every: int = 60
     # Augmentation. No horizontal flip: it would turn a left eye into a right one (optic disc on the other side).
     # Small rotations (the camera is roughly level), mild scale/shift, and colour jitter (cameras and flash vary).
     rotation_degrees: float = 10.0
