@@ -53,6 +53,14 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   return clauses;
 }
 
+/** Patient and visit rows are joined only when a filter reads them: every row the scan ranks pays for a join. */
+function joinsFor(filters: SimilarImageFilters): Prisma.Sql {
+  const needsAge = filters.ageMin !== null || filters.ageMax !== null;
+  const needsPatient = needsAge || filters.sex !== null;
+  return Prisma.sql`${needsPatient ? Prisma.sql`JOIN patient p ON p.id = fi.patient_id` : Prisma.empty}
+    ${needsAge ? Prisma.sql`JOIN visit v ON v.id = fi.visit_id` : Prisma.empty}`;
+}
+
 /** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
 export async function searchSimilarImages(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
   const queryEmbedding =
@@ -65,8 +73,7 @@ export async function searchSimilarImages(prisma: PrismaClient, search: SimilarI
     FROM image_embedding e
     CROSS JOIN query
     JOIN fundus_image fi ON fi.id = e.image_id
-    JOIN patient p ON p.id = fi.patient_id
-    JOIN visit v ON v.id = fi.visit_id
+    ${joinsFor(search.filters)}
     WHERE ${Prisma.join(filterClauses(search), ' AND ')}
     ORDER BY e.embedding <=> query.embedding, fi.id
     LIMIT ${search.k}`;
