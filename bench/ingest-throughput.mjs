@@ -2,7 +2,7 @@
 // read, SHA-256, decode, preprocessing, ONNX embedding -> one transaction per case), into a fresh embedded
 // database, or a scratch copy of DATABASE_URL's database (bench/scratch-database.mjs). Target (issue 4): >= 20 images/s on the 2-core machine.
 //
-//   npm run build && node bench/ingest-throughput.mjs [--images 120] [--model models/fundus-cbr.onnx]
+//   npm run build && node bench/ingest-throughput.mjs [--images 120] [--model models/fundus-cbr.onnx] [--lookahead 2]
 //
 // The photographs are synthetic 1024x768 JPEGs written to a temporary folder, so the benchmark runs without
 // ../shared/data; --data <set folder with labels.csv> measures a real set instead.
@@ -58,7 +58,7 @@ const db = await openDatabase(config);
 const embedder = await Embedder.load({ modelPath, device: 'cpu' });
 const { items } = await openImport(dataFolder, { datasetName: 'bench' });
 const started = performance.now();
-const summary = await ingestRecords({ prisma: db.prisma, embedder, items });
+const summary = await ingestRecords({ prisma: db.prisma, embedder, items, lookahead: Number(option('lookahead', 2)) });
 const seconds = (performance.now() - started) / 1000;
 console.log(JSON.stringify({
   images: imageCount,
