@@ -7,6 +7,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { parseCsvWithLines } from '../importers/labels-file.js';
 
 export interface LabelledImage {
   /** Absolute path of the image file. */
@@ -22,43 +23,9 @@ export class DatasetError extends Error {
   override readonly name = 'DatasetError';
 }
 
-/** RFC 4180-ish CSV: quoted fields with doubled quotes, CRLF or LF. Returns rows of fields. */
+/** RFC 4180 CSV (quoted fields, doubled quotes, CRLF or LF) as rows of fields; one parser for the whole API. */
 export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let field = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i += 1) {
-    const char = text[i];
-    if (quoted) {
-      if (char === '"' && text[i + 1] === '"') {
-        field += '"';
-        i += 1;
-      } else if (char === '"') {
-        quoted = false;
-      } else {
-        field += char;
-      }
-    } else if (char === '"') {
-      quoted = true;
-    } else if (char === ',') {
-      row.push(field);
-      field = '';
-    } else if (char === '\n' || char === '\r') {
-      if (char === '\r' && text[i + 1] === '\n') i += 1;
-      row.push(field);
-      rows.push(row);
-      row = [];
-      field = '';
-    } else {
-      field += char;
-    }
-  }
-  if (field !== '' || row.length > 0) {
-    row.push(field);
-    rows.push(row);
-  }
-  return rows.filter((fields) => !(fields.length === 1 && fields[0] === ''));
+  return parseCsvWithLines(text).map((row) => row.fields);
 }
 
 export function formatCsvRow(fields: readonly (string | number | null | undefined)[]): string {
