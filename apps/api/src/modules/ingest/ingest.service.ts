@@ -178,10 +178,10 @@ async function writeCase(
     (await tx.visit.findFirst({ where: { patientId: patient.id, visitDate }, orderBy: { id: 'asc' }, select: { id: true } })) ??
     (await tx.visit.create({ data: { patientId: patient.id, visitDate }, select: { id: true } }));
 
-  await tx.imageBlob.upsert({
-    where: { sha256: contentHash },
-    update: {},
-    create: { sha256: contentHash, mimeType: storedMimeType(record, bytes), byteSize: bytes.length, bytes: new Uint8Array(bytes) },
+  // createMany returns a count, not the row: an upsert would read the photograph's bytes straight back.
+  await tx.imageBlob.createMany({
+    data: [{ sha256: contentHash, mimeType: storedMimeType(record, bytes), byteSize: bytes.length, bytes: new Uint8Array(bytes) }],
+    skipDuplicates: true,
   });
   const gradings = record.grading
     ? [
