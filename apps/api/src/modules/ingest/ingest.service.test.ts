@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ImportRecord } from '../../importers/import-record.js';
-import { findRecordProblems, sha256Hex, sniffImageMimeType } from './ingest.service.js';
+import { sha256Hex } from '../common/content-hash.js';
+import { findRecordProblems, sniffImageMimeType } from './ingest.service.js';
 
 function makeRecord(): ImportRecord {
   return {

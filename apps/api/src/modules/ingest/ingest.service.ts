@@ -10,7 +10,6 @@
 //    external links and the embedding. A failure anywhere rolls all of it back, so a crash leaves no half case
 //    and a rerun completes it. Per-patient advisory lock: the visit and the diagnoses/treatments are
 //    find-or-create, which two concurrent ingests of one patient would otherwise both create.
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { badInput } from '../../errors.js';
 import type { Embedder } from '../../embedding/embedder.js';
@@ -19,6 +18,7 @@ import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 import { isIsoDate, type ImportItem, type ImportRecord, type ImportRowError } from '../../importers/import-record.js';
 import { upsertImageEmbedding } from '../../search/similar-images.js';
 import { pickReferenceGrading } from '../case/case.service.js';
+import { sha256Hex } from '../common/content-hash.js';
 
 export type RejectionCode = PreprocessErrorCode | 'READ_FAILED' | 'INVALID_RECORD';
 
@@ -34,7 +34,6 @@ const TRANSACTION_TIMEOUT_MS = 60_000;
 
 const toDate = (isoDate: string) => new Date(`${isoDate}T00:00:00.000Z`);
 
-export const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** Media type from the first bytes; the blob stores it so photographs are served with the right header. */
 export function sniffImageMimeType(bytes: Uint8Array): string {

@@ -1,6 +1,6 @@
 import { badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
-import { loadCases, patientInclude, toPatient } from '../case/case.service.js';
+import { patientInclude, toPatient } from '../case/case.service.js';
 import type { Patient } from '../case/case.type.js';
 import { checkPageSize, decodeCursor, toPage, type Page } from '../common/pagination.js';
 
@@ -41,4 +41,3 @@ export async function listPatients({ prisma, first, after, datasetName }: { pris
   return { nodes: await toPatients(prisma, page.nodes.map((row) => row.id)), pageInfo: page.pageInfo };
 }
 
-export { loadCases };

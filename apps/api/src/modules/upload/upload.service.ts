@@ -1,9 +1,9 @@
 // Accepting a new photograph: size and type checks, the product's preprocessing and the ONNX embedder, then a
 // short-lived token. A rejected image gets BAD_USER_INPUT with the preprocessing reason; nothing is stored.
-import { createHash } from 'node:crypto';
 import { AppError, badInput } from '../../errors.js';
 import { Embedder } from '../../embedding/embedder.js';
 import { PreprocessError } from '../../embedding/preprocess.js';
+import { sha256Hex } from '../common/content-hash.js';
 import type { StoredUpload, UploadStore } from './upload.store.js';
 
 /** Media types accepted for upload. None is CORS-safelisted, so a browser must preflight: CSRF-safe. */
@@ -44,7 +44,7 @@ export async function acceptUpload({
   }
   return store.put({
     bytes,
-    contentHash: createHash('sha256').update(bytes).digest('hex'),
+    contentHash: sha256Hex(bytes),
     mimeType,
     width: embedded.preprocessed.original.width,
     height: embedded.preprocessed.original.height,
