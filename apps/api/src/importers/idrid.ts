@@ -2,7 +2,7 @@
 // published file; headers are trimmed on reading). Grades are ICDR 0-4, macular-oedema risk 0-2. IDRiD has no
 // patient ids (one patient per image) and no laterality column: same --assume-eye rule as APTOS.
 import path from 'node:path';
-import { datasetRecord, describeGrader, missingEyeReason, parseIcdrGrade, parseSmallInteger, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { datasetRecord, describeGrader, missingEyeReason, parseIcdrGrade, parseMacularEdemaRisk, rowError, type ImportItem, type ImportOptions } from './import-record.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const IDRID_COLUMNS = ['Image name', 'Retinopathy grade', 'Risk of macular edema'] as const;
@@ -25,11 +25,12 @@ export async function* importIdridLabels(file: string, options: ImportOptions = 
       yield rowError(line, grade.reason, image);
       continue;
     }
-    const risk = parseSmallInteger(values['Risk of macular edema'], 2);
-    if (risk === 'invalid') {
-      yield rowError(line, `unknown risk of macular edema "${values['Risk of macular edema']}" (0-2 expected)`, image);
+    const edema = parseMacularEdemaRisk(values['Risk of macular edema']);
+    if ('reason' in edema) {
+      yield rowError(line, edema.reason, image);
       continue;
     }
+    const { risk } = edema;
     if (!assumedEye) {
       yield rowError(line, missingEyeReason('IDRiD'), image);
       continue;

@@ -111,6 +111,12 @@ export function parseSmallInteger(value: string | undefined, max: number): numbe
   return Number.isInteger(number) && number >= 0 && number <= max ? number : 'invalid';
 }
 
+/** The "Risk of macular edema" column of IDRiD and Messidor: 0-2, empty when not assessed. */
+export function parseMacularEdemaRisk(value: string | undefined): { risk: number | null } | { reason: string } {
+  const risk = parseSmallInteger(value, 2);
+  return risk === 'invalid' ? { reason: `unknown risk of macular edema "${value}" (0-2 expected)` } : { risk };
+}
+
 export function isIsoDate(value: string): boolean {
   return /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value);
 }

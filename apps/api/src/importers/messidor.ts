@@ -13,7 +13,7 @@
 //        bound, so a grade filter never calls an eye proliferative on evidence it lacks.
 // Messidor has no patient ids in these sheets (one patient per image) and no laterality column: --assume-eye.
 import path from 'node:path';
-import { datasetRecord, describeGrader, missingEyeReason, parseSmallInteger, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { datasetRecord, describeGrader, missingEyeReason, parseMacularEdemaRisk, parseSmallInteger, rowError, type ImportItem, type ImportOptions } from './import-record.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const MESSIDOR_COLUMNS = ['Image name', 'Ophthalmologic department', 'Retinopathy grade', 'Risk of macular edema'] as const;
@@ -38,11 +38,12 @@ export async function* importMessidorLabels(file: string, options: ImportOptions
       yield rowError(line, `unknown grade "${values['Retinopathy grade'] ?? ''}" (Messidor 0-3 expected)`, image);
       continue;
     }
-    const risk = parseSmallInteger(values['Risk of macular edema'], 2);
-    if (risk === 'invalid') {
-      yield rowError(line, `unknown risk of macular edema "${values['Risk of macular edema']}" (0-2 expected)`, image);
+    const edema = parseMacularEdemaRisk(values['Risk of macular edema']);
+    if ('reason' in edema) {
+      yield rowError(line, edema.reason, image);
       continue;
     }
+    const { risk } = edema;
     if (!assumedEye) {
       yield rowError(line, missingEyeReason('Messidor'), image);
       continue;
