@@ -142,9 +142,10 @@ export async function findAttentionMaps(prisma: PrismaClient, imageIds: string[]
   return new Map(rows.map((row) => [row.image_id, decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height)]));
 }
 
-export async function countEmbeddings(prisma: PrismaClient, modelVersion: string): Promise<number> {
-  const rows = await prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM image_embedding WHERE model_version = ${modelVersion}`;
-  return rows[0]?.n ?? 0;
+/** Whether any photograph is embedded by this version (EXISTS: stops at the first row, unlike a count). */
+export async function hasAnyEmbedding(prisma: PrismaClient, modelVersion: string): Promise<boolean> {
+  const rows = await prisma.$queryRaw<{ found: boolean }[]>`SELECT EXISTS (SELECT 1 FROM image_embedding WHERE model_version = ${modelVersion}) AS found`;
+  return rows[0]?.found === true;
 }
 
 /** Up to `limit` photographs without an embedding of this version, by id after `afterId` (a resumable walk). */

@@ -1,7 +1,7 @@
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { countEmbeddings, findAttentionMaps, findNewestModelVersion, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters } from '../../search/similar-images.js';
+import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
@@ -98,7 +98,7 @@ export async function findSimilarCases({
       throw new AppError('EMBEDDING_UNAVAILABLE', `The upload was embedded by model ${upload.modelVersion} but searches use ${modelVersion}`, { field: 'uploadToken' });
     }
     version = upload.modelVersion;
-    if ((await countEmbeddings(prisma, version)) === 0) {
+    if (!(await hasAnyEmbedding(prisma, version))) {
       throw new AppError('EMBEDDING_UNAVAILABLE', `No stored case is embedded with model ${version} yet; run \`npm run reembed\``, { field: 'uploadToken' });
     }
     queryAttention = upload.attention;
