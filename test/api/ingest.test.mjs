@@ -170,6 +170,36 @@ for (const kind of BACKENDS) {
       assert.equal(afterRerun.dataset, before.dataset + 1);
     });
 
+    test('the same photograph twice in one run (both prepared before either is written) is stored once; the second case writes nothing', async () => {
+      const db = database.db;
+      const before = await countRows(db);
+      const bytes = await makeSyntheticFundusPng({ width: 176, height: 132, tint: 0.45 });
+      const items = ['twice-1', 'twice-2'].map((mrn, index) => ({
+        ok: true,
+        record: makeRecord(bytes, { row: index + 2, patient: { ...makeRecord(null).patient, mrn }, visitDate: '2024-03-0' + (index + 1) }),
+      }));
+      const summary = await ingestRecords({ prisma: db.prisma, embedder, items, lookahead: 2 });
+      assert.deepEqual([summary.added, summary.duplicates, summary.rejected], [1, 1, {}]);
+      const after = await countRows(db);
+      for (const table of ['patient', 'visit', 'image_blob', 'fundus_image', 'grading', 'image_embedding']) assert.equal(after[table], before[table] + 1, table);
+    });
+
+    test('a later photograph of a stored patient fills in demographics the row lacks, never overwrites them, and shares the visit of its date', async () => {
+      const db = database.db;
+      const patient = (fields) => ({ ...makeRecord(null).patient, mrn: 'demographics-1', ...fields });
+      const ingest = async (tint, fields) =>
+        ingestCase({ prisma: db.prisma, embedder, record: makeRecord(await makeSyntheticFundusPng({ width: 150, height: 120, tint }), { patient: patient(fields), visitDate: '2023-11-20' }) });
+      assert.equal((await ingest(0.15, {})).status, 'added');
+      const before = await countRows(db);
+      assert.equal((await ingest(0.25, { birthYear: 1961, sex: 'FEMALE', diabetesType: 'TYPE_1' })).status, 'added');
+      assert.equal((await ingest(0.35, { birthYear: 1970, sex: 'MALE', diabetesType: 'TYPE_2' })).status, 'added');
+      const stored = await db.prisma.patient.findUniqueOrThrow({ where: { mrnSystem_mrn: { mrnSystem: patient({}).mrnSystem, mrn: 'demographics-1' } }, include: { visits: true, images: true } });
+      assert.deepEqual([stored.birthYear, stored.sex, stored.diabetesType], [1961, 'FEMALE', 'TYPE_1']);
+      assert.deepEqual([stored.visits.length, stored.images.length], [1, 3]);
+      const after = await countRows(db);
+      assert.deepEqual([after.dataset, after.patient, after.visit], [before.dataset, before.patient, before.visit], 'dataset, patient and visit are found, not created again');
+    });
+
     test('a FHIR bundle with two photographs writes its diagnosis and treatment once, and a rerun adds nothing', async () => {
       const db = database.db;
       const picture = async (tint) => (await makeSyntheticFundusPng({ width: 180, height: 140, tint })).toString('base64');

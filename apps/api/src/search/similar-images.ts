@@ -117,19 +117,29 @@ export function toVectorLiteral(embedding: ArrayLike<number>, what: string): str
   return `[${values.join(',')}]`;
 }
 
-/** Writes (or replaces) one image's embedding of one model version, with its attention map when there is one. */
-export async function upsertImageEmbedding(
-  prisma: Pick<PrismaClient, '$executeRaw'>,
-  { imageId, modelVersion, embedding, attention }: { imageId: string; modelVersion: string; embedding: ArrayLike<number>; attention?: AttentionMap | null },
-): Promise<void> {
-  const literal = toVectorLiteral(embedding, `image ${imageId}`);
+export type ImageEmbeddingRow = { modelVersion: string; embedding: ArrayLike<number>; attention?: AttentionMap | null };
+
+/**
+ * The statement that writes (or replaces) one image's embedding of one model version. `imageId` is an SQL
+ * expression, so ingestion can embed it in the statement that inserts the image (`(SELECT id FROM image)`).
+ */
+export function imageEmbeddingUpsertSql(imageId: Prisma.Sql, { modelVersion, embedding, attention }: ImageEmbeddingRow, what: string): Prisma.Sql {
+  const literal = toVectorLiteral(embedding, what);
   const map = attention ? encodeAttentionMap(attention.values) : null;
-  await prisma.$executeRaw`
+  return Prisma.sql`
     INSERT INTO image_embedding (image_id, model_version, embedding, attention_map, attention_width, attention_height)
-    VALUES (${imageId}::uuid, ${modelVersion}, ${literal}::vector, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
+    VALUES (${imageId}, ${modelVersion}, ${literal}::vector, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
     ON CONFLICT (image_id, model_version) DO UPDATE
       SET embedding = EXCLUDED.embedding, attention_map = EXCLUDED.attention_map,
           attention_width = EXCLUDED.attention_width, attention_height = EXCLUDED.attention_height, created_at = now()`;
+}
+
+/** Writes (or replaces) one image's embedding of one model version, with its attention map when there is one. */
+export async function upsertImageEmbedding(
+  prisma: Pick<PrismaClient, '$executeRaw'>,
+  { imageId, ...row }: ImageEmbeddingRow & { imageId: string },
+): Promise<void> {
+  await prisma.$executeRaw(imageEmbeddingUpsertSql(Prisma.sql`${imageId}::uuid`, row, `image ${imageId}`));
 }
 
 /** Attention maps of the given images for one model version (images without one are absent). */

@@ -7,18 +7,18 @@
 // 3. Preprocess and embed OUTSIDE the transaction (it is the slow part, and a bad image must write nothing):
 //    a PreprocessError (or an unreadable file) makes the result `rejected` with its code.
 // 4. One interactive transaction writes dataset, patient, visit, blob, image, grading, diagnoses, treatments,
-//    external links and the embedding. A failure anywhere rolls all of it back, so a crash leaves no half case
-//    and a rerun completes it. Per-patient advisory lock: the visit and the diagnoses/treatments are
-//    find-or-create, which two concurrent ingests of one patient would otherwise both create.
+//    external links and the embedding, in two statements (write-case.ts). A failure anywhere rolls all of it
+//    back, so a crash leaves no half case and a rerun completes it. Per-patient advisory lock: the visit and the
+//    diagnoses/treatments are find-or-create, which two concurrent ingests of one patient would otherwise both
+//    create.
 import { readFile } from 'node:fs/promises';
 import { badInput } from '../../errors.js';
 import type { Embedder } from '../../embedding/embedder.js';
 import { PreprocessError, type PreprocessErrorCode } from '../../embedding/preprocess.js';
-import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
+import type { PrismaClient } from '../../generated/prisma/client.js';
 import { isIsoDate, type ImportItem, type ImportRecord, type ImportRowError } from '../../importers/import-record.js';
-import { upsertImageEmbedding } from '../../search/similar-images.js';
-import { pickReferenceGrading } from '../case/case.service.js';
 import { sha256Hex } from '../common/content-hash.js';
+import { writeCaseRows } from './write-case.js';
 
 export type RejectionCode = PreprocessErrorCode | 'READ_FAILED' | 'INVALID_RECORD';
 
@@ -31,9 +31,6 @@ export type IngestResult =
 export type IngestHooks = { afterImageWritten?: (context: { imageId: string; record: ImportRecord }) => Promise<void> | void };
 
 const TRANSACTION_TIMEOUT_MS = 60_000;
-
-const toDate = (isoDate: string) => new Date(`${isoDate}T00:00:00.000Z`);
-
 
 /** Media type from the first bytes; the blob stores it so photographs are served with the right header. */
 export function sniffImageMimeType(bytes: Uint8Array): string {
@@ -92,8 +89,9 @@ function isUniqueViolation(error: unknown): boolean {
   return code === 'P2002' || code === '23505' || /unique constraint|duplicate key/i.test(String((error as Error)?.message ?? ''));
 }
 
-async function findImageByHash(prisma: PrismaClient, contentHash: string) {
-  return prisma.fundusImage.findUnique({ where: { contentHash }, select: { id: true } });
+async function findImageByHash(prisma: PrismaClient, contentHash: string): Promise<{ id: string } | undefined> {
+  const [row] = await prisma.$queryRaw<{ id: string }[]>`SELECT id::text AS id FROM fundus_image WHERE content_hash = ${contentHash}`;
+  return row;
 }
 
 type CaseOptions = {
@@ -134,7 +132,22 @@ async function prepareCase({ prisma, embedder, record, modelVersion = embedder.m
 async function storeCase(prisma: PrismaClient, prepared: PreparedCase, hooks: IngestHooks): Promise<IngestResult> {
   if ('done' in prepared) return prepared.done;
   try {
-    return await prisma.$transaction((tx) => writeCase(tx, { ...prepared, hooks }), { timeout: TRANSACTION_TIMEOUT_MS });
+    const { record, bytes, contentHash, embedded, modelVersion } = prepared;
+    const rows = {
+      record,
+      bytes,
+      contentHash,
+      mimeType: storedMimeType(record, bytes),
+      width: embedded.preprocessed.original.width,
+      height: embedded.preprocessed.original.height,
+      embedding: { modelVersion, embedding: embedded.embedding, attention: embedded.attention },
+    };
+    const { afterImageWritten } = hooks;
+    const written = await prisma.$transaction(
+      (tx) => writeCaseRows(tx, rows, afterImageWritten && ((imageId) => afterImageWritten({ imageId, record }))),
+      { timeout: TRANSACTION_TIMEOUT_MS },
+    );
+    return { status: 'added', ...written, contentHash };
   } catch (error) {
     // Another ingest (or the same photograph twice in one file) stored these bytes between our check and commit.
     if (isUniqueViolation(error)) {
@@ -152,105 +165,6 @@ async function storeCase(prisma: PrismaClient, prepared: PreparedCase, hooks: In
  */
 export async function ingestCase(options: CaseOptions): Promise<IngestResult> {
   return storeCase(options.prisma, await prepareCase(options), options.hooks ?? {});
-}
-
-async function writeCase(
-  tx: Prisma.TransactionClient,
-  {
-    record,
-    bytes,
-    contentHash,
-    embedded,
-    modelVersion,
-    hooks,
-  }: { record: ImportRecord; bytes: Buffer; contentHash: string; embedded: Awaited<ReturnType<Embedder['embedImage']>>; modelVersion: string; hooks: IngestHooks },
-): Promise<IngestResult & { status: 'added' }> {
-  const dataset = await tx.dataset.upsert({
-    where: { name: record.dataset.name },
-    update: {},
-    create: { name: record.dataset.name, description: record.dataset.description, isSynthetic: false },
-  });
-  const patient = await upsertPatient(tx, record, dataset.id);
-  await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${patient.id}::text))`;
-  const visitDate = toDate(record.visitDate);
-  const visit =
-    (await tx.visit.findFirst({ where: { patientId: patient.id, visitDate }, orderBy: { id: 'asc' }, select: { id: true } })) ??
-    (await tx.visit.create({ data: { patientId: patient.id, visitDate }, select: { id: true } }));
-
-  // createMany returns a count, not the row: an upsert would read the photograph's bytes straight back.
-  await tx.imageBlob.createMany({
-    data: [{ sha256: contentHash, mimeType: storedMimeType(record, bytes), byteSize: bytes.length, bytes: new Uint8Array(bytes) }],
-    skipDuplicates: true,
-  });
-  const gradings = record.grading
-    ? [
-        {
-          drGrade: record.grading.drGrade,
-          maculopathy: record.grading.maculopathy,
-          macularEdemaRisk: record.grading.macularEdemaRisk,
-          source: record.grading.source,
-          grader: record.grading.grader,
-          originalScale: record.grading.originalScale,
-          originalValue: record.grading.originalValue,
-          gradedOn: toDate(record.grading.gradedOn),
-        },
-      ]
-    : [];
-  const image = await tx.fundusImage.create({
-    data: {
-      visitId: visit.id,
-      patientId: patient.id,
-      eye: record.eye,
-      contentHash,
-      width: embedded.preprocessed.original.width,
-      height: embedded.preprocessed.original.height,
-      quality: record.quality,
-      drGrade: pickReferenceGrading(gradings)?.drGrade ?? null,
-      gradings: { create: gradings },
-    },
-    select: { id: true },
-  });
-  await hooks.afterImageWritten?.({ imageId: image.id, record });
-
-  for (const diagnosis of record.diagnoses) {
-    const diagnosedOn = toDate(diagnosis.diagnosedOn);
-    const same = await tx.diagnosis.findFirst({ where: { patientId: patient.id, icd10Code: diagnosis.icd10Code, eye: diagnosis.eye, diagnosedOn }, select: { id: true } });
-    if (same) continue;
-    await tx.diagnosis.create({
-      data: { patientId: patient.id, visitId: diagnosis.diagnosedOn === record.visitDate ? visit.id : null, icd10Code: diagnosis.icd10Code, text: diagnosis.text, eye: diagnosis.eye, diagnosedOn },
-    });
-  }
-  for (const treatment of record.treatments) {
-    const performedOn = toDate(treatment.performedOn);
-    const same = await tx.treatment.findFirst({ where: { patientId: patient.id, type: treatment.type, agent: treatment.agent, eye: treatment.eye, performedOn }, select: { id: true } });
-    if (same) continue;
-    await tx.treatment.create({
-      data: { patientId: patient.id, visitId: treatment.performedOn === record.visitDate ? visit.id : null, type: treatment.type, agent: treatment.agent, eye: treatment.eye, performedOn, notes: treatment.notes },
-    });
-  }
-  for (const link of record.externalLinks) {
-    const same = await tx.externalLink.findUnique({ where: { system_identifier: { system: link.system, identifier: link.identifier } }, select: { id: true } });
-    if (same) continue;
-    await tx.externalLink.create({ data: { system: link.system, identifier: link.identifier, ...(link.target === 'patient' ? { patientId: patient.id } : { imageId: image.id }) } });
-  }
-
-  await upsertImageEmbedding(tx, { imageId: image.id, modelVersion, embedding: embedded.embedding, attention: embedded.attention });
-  return { status: 'added', imageId: image.id, patientId: patient.id, visitId: visit.id, contentHash };
-}
-
-/** Finds the patient by (mrnSystem, mrn); fills demographics the stored row lacks, never overwrites them. */
-async function upsertPatient(tx: Prisma.TransactionClient, record: ImportRecord, datasetId: string) {
-  const { mrn, mrnSystem, birthYear, sex, diabetesType } = record.patient;
-  const found = await tx.patient.findUnique({ where: { mrnSystem_mrn: { mrnSystem, mrn } } });
-  if (!found) {
-    return tx.patient.create({ data: { datasetId, mrn, mrnSystem, birthYear, sex: sex ?? 'UNKNOWN', diabetesType: diabetesType ?? 'UNKNOWN' }, select: { id: true } });
-  }
-  const update: Prisma.PatientUpdateInput = {};
-  if (found.birthYear === null && birthYear !== null) update.birthYear = birthYear;
-  if (found.sex === 'UNKNOWN' && sex && sex !== 'UNKNOWN') update.sex = sex;
-  if (found.diabetesType === 'UNKNOWN' && diabetesType && diabetesType !== 'UNKNOWN') update.diabetesType = diabetesType;
-  if (Object.keys(update).length > 0) await tx.patient.update({ where: { id: found.id }, data: update });
-  return { id: found.id };
 }
 
 export type IngestSummary = {
