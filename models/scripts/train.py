@@ -36,12 +36,22 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=ModelConfig.backbone_width)
     parser.add_argument("--stages", type=int, default=ModelConfig.backbone_stages)
     parser.add_argument("--init-checkpoint", default=None, help="torchvision resnet .pth to start from (width 1, 4 stages)")
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds; fixes the step count (at most --steps) from the speed measured in the first steps")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--gamma", type=float, default=LossConfig.gamma, help="fine triplet / Circle loss scale")
+    parser.add_argument("--margin", type=float, default=LossConfig.margin, help="fine triplet / Circle loss margin")
+    parser.add_argument("--calibration-steps", type=int, default=defaults.calibration_steps,
+                        help="steps timed before --time-budget fixes the step count")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
     args = parser.parse_args()
 
     model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages)
     config = TrainConfig(
         model=model_config,
-        loss=LossConfig(kind=args.loss),
+        loss=LossConfig(kind=args.loss, gamma=args.gamma, margin=args.margin),
         steps=args.steps,
         eval_every=args.eval_every,
         learning_rate=args.lr,
@@ -49,6 +59,12 @@ def main() -> None:
         threads=args.threads,
         grades_per_batch=args.grades_per_batch,
         images_per_grade=args.images_per_grade,
+        device=args.device,
+        time_budget_seconds=args.time_budget,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        calibration_steps=args.calibration_steps,
+        log_every=args.log_every,
     )
     started = time.time()
     size = model_config.input_size

@@ -46,3 +46,26 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate_at(0, config) == pytest.approx(0.1)
     assert learning_rate_at(9, config) == pytest.approx(1.0)
     assert learning_rate_at(99, config) < 0.01
+
+
+def test_a_time_budget_fixes_the_step_count_once_from_the_measured_speed_and_records_it(tmp_path):
+    images, grades = make_synthetic_fundus(20, 32, seed=0)
+    config = TrainConfig(
+        model=ModelConfig(input_size=32, attention="none"),
+        loss=LossConfig(kind="triplet"),
+        steps=10_000,
+        eval_every=10_000,
+        warmup_steps=1,
+        grades_per_batch=5,
+        images_per_grade=2,
+        threads=1,
+        log_every=1_000,
+        time_budget_seconds=0.0,  # no time at all: the run must stop right after calibration, not run 10k steps
+        calibration_steps=3,
+    )
+    lines = []
+    result = train(config, images, grades, np.ones(20), str(tmp_path), log=lines.append)
+    assert result["steps"] == 4  # calibration steps + 1: always at least one scheduled step after calibrating
+    assert any(line.startswith("time budget 0s") and line.endswith(": 4 steps") for line in lines)
+    with open(tmp_path / "config.json") as handle:
+        assert json.load(handle)["steps"] == 4  # the count a rerun with --steps needs

@@ -15,7 +15,8 @@ def save_checkpoint(path: str, model: FundusEmbedder, extra: Optional[Dict[str, 
         {
             "model_config": dataclasses.asdict(model.config),
             "with_classifier": model.classifier is not None,
-            "model_state": model.state_dict(),
+            # CPU copies: a checkpoint written on a GPU loads anywhere, including torch 1.13 on a CPU-only machine.
+            "model_state": {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()},
             "extra": extra or {},
         },
         path,

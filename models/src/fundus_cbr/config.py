@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Literal, Tuple
+from typing import Literal, Optional, Tuple
 
 AttentionKind = Literal["mirror", "cbam", "none"]
 LossKind = Literal["fine_triplet", "triplet", "cross_entropy"]
@@ -91,6 +91,14 @@ class TrainConfig:
     saturation: float = 0.15
     # Intra-op threads: the machine has 2 cores shared with other builds.
     threads: int = 2
+    # "cpu" or "cuda" (or "cuda:N"). On CUDA the whole training set lives on the GPU as uint8 and augmentation runs
+    # there too, so the data path never starves the GPU; TF32 matmuls/convolutions are allowed (fp32 weights).
+    device: str = "cpu"
+    # Optional wall-clock budget in seconds. After `calibration_steps` steps the measured speed fixes the step count
+    # (at most `steps`) once, so the cosine schedule still decays to zero inside the budget; the step count actually
+    # used is written to config.json/training.json, so a run can be repeated exactly with --steps.
+    time_budget_seconds: Optional[float] = None
+    calibration_steps: int = 40
     # Split by hashed patient id: fractions of patients. Test patients are only used for the published figures.
     test_fraction: float = 0.2
     validation_fraction: float = 0.15

@@ -144,21 +144,28 @@ def augment_batch(
     No flips: a horizontal flip turns a left eye into a right eye, and the mirror views are the model's own job.
     """
     batch = images.shape[0]
+    device = images.device
     x = images.float()
-    angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(rotation_degrees)
-    scale = scale_range[0] + torch.rand(batch, generator=generator) * (scale_range[1] - scale_range[0])
-    shift = (torch.rand(batch, 2, generator=generator) * 2 - 1) * translate_fraction * 2  # grid units span 2
+
+    def uniform(*shape: int) -> torch.Tensor:
+        # Random parameters come from the CPU generator whatever the device, so a seed gives the same augmentation
+        # on CPU and GPU (a few numbers per image; copying them to the GPU costs nothing).
+        return torch.rand(*shape, generator=generator).to(device)
+
+    angle = (uniform(batch) * 2 - 1) * math.radians(rotation_degrees)
+    scale = scale_range[0] + uniform(batch) * (scale_range[1] - scale_range[0])
+    shift = (uniform(batch, 2) * 2 - 1) * translate_fraction * 2  # grid units span 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     fundus = (x.mean(dim=1, keepdim=True) > 8.0).float()
-    gain = 1 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * brightness
+    gain = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * brightness
     x = x * gain
-    contrast_factor = 1 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * contrast
+    contrast_factor = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * contrast
     mean = (x * fundus).sum(dim=(1, 2, 3), keepdim=True) / (3 * fundus.sum(dim=(1, 2, 3), keepdim=True)).clamp(min=1)
     x = (x - mean) * contrast_factor + mean
-    saturation_factor = 1 + (torch.rand(batch, 1, 1, 1, generator=generator) * 2 - 1) * saturation
+    saturation_factor = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * saturation
     grey = x.mean(dim=1, keepdim=True)
     x = (x - grey) * saturation_factor + grey
     # Keep the padding exactly black so the in-model fundus mask still finds it.

@@ -16,11 +16,12 @@ from .model import FundusEmbedder
 def embed_images(model: FundusEmbedder, images: torch.Tensor, batch_size: int = 32):
     """uint8 (N, 3, H, W) -> embeddings (N, D) and heat maps (N, h, w) as numpy; the model is put in eval mode."""
     model.eval()
+    device = next(model.parameters()).device
     embeddings, maps = [], []
     for start in range(0, images.shape[0], batch_size):
-        output = model(images[start : start + batch_size].float())
-        embeddings.append(output.embedding.numpy())
-        maps.append(output.attention.numpy())
+        output = model(images[start : start + batch_size].to(device).float())
+        embeddings.append(output.embedding.float().cpu().numpy())
+        maps.append(output.attention.float().cpu().numpy())
     if not embeddings:
         return np.zeros((0, model.config.embedding_dim), np.float32), np.zeros((0, 1, 1), np.float32)
     return np.concatenate(embeddings), np.concatenate(maps)

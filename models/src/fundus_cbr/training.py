@@ -74,24 +74,44 @@ def train(
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(config.threads)
     generator = seed_everything(config.seed)
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        log(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     model = FundusEmbedder(config.model, with_classifier=config.loss.kind == "cross_entropy")
     if init_checkpoint:
         log(f"init checkpoint {init_checkpoint}: {load_init_checkpoint(model, init_checkpoint)}")
+    model.to(device)
+    images = images.to(device)  # uint8; the whole training set, ~200 KB per 256-px image
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     sampler = GradeBalancedBatchSampler(grades, sample_weights, config.grades_per_batch, config.images_per_grade, config.seed)
-    with open(os.path.join(out_dir, "config.json"), "w") as handle:
-        json.dump(dataclasses.asdict(config), handle, indent=2)
+
+    def write_config() -> None:
+        with open(os.path.join(out_dir, "config.json"), "w") as handle:
+            json.dump(dataclasses.asdict(config), handle, indent=2)
+
+    write_config()
     history = []
     best_score, best_step = -float("inf"), -1
     started = time.time()
     running = 0.0
-    for step in range(config.steps):
+    step = 0
+    while step < config.steps:
+        if config.time_budget_seconds is not None and step == config.calibration_steps:
+            # Fix the step count once from the measured speed; 10% is kept for the validation passes to come.
+            per_step = (time.time() - started) / step
+            affordable = int(config.time_budget_seconds / (per_step * 1.10))
+            config = dataclasses.replace(config, steps=max(min(config.steps, affordable), step + 1))
+            log(f"time budget {config.time_budget_seconds:.0f}s at {per_step:.3f}s/step: {config.steps} steps")
+            write_config()
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
         indices = sampler.next_batch()
         batch = augment_batch(
-            images[torch.from_numpy(indices)],
+            images[torch.from_numpy(indices).to(device)],
             generator,
             config.rotation_degrees,
             config.scale_range,
@@ -100,16 +120,17 @@ def train(
             config.contrast,
             config.saturation,
         )
-        loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long(), config)
+        loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long().to(device), config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
-        done = step + 1
+        step += 1
+        done = step
         if done % config.log_every == 0 or done == config.steps:
             elapsed = time.time() - started
             eta = elapsed / done * (config.steps - done)
-            log(f"step {done}/{config.steps} loss {running:.4f} lr {learning_rate_at(step, config):.2e} "
+            log(f"step {done}/{config.steps} loss {running:.4f} lr {learning_rate_at(done - 1, config):.2e} "
                 f"{elapsed / done:.2f}s/step elapsed {elapsed / 60:.1f}min eta {eta / 60:.1f}min")
         if validate is not None and (done % config.eval_every == 0 or done == config.steps):
             summary = validate(model)
@@ -126,6 +147,8 @@ def train(
         save_checkpoint(os.path.join(out_dir, "best.pt"), model, {"step": config.steps})
         best_step = config.steps
     result = {
+        "steps": config.steps,
+        "device": config.device,
         "best_step": best_step,
         "best_validation": best_score,
         "wall_seconds": time.time() - started,
