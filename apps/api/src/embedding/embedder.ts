@@ -314,6 +314,18 @@ function parseMetadata(record: Record<string, unknown>, source: string, kind: Mo
   return { modelVersion, inputSize, embeddingDim, source: kind };
 }
 
+/**
+ * onnxruntime's intra-op worker threads spin-wait after every run by default, to pick up the next parallel section
+ * sooner. In this process the main thread does JavaScript between runs (preprocessing, database writes, PGlite),
+ * so on the 2-core machine a spinning worker burnt the second core that libvips and the main thread needed:
+ * ingestion used 103-117 ms of CPU per image with spinning and 71-77 ms without, while a back-to-back inference
+ * takes 10-11 ms either way (bench/README.md).
+ */
+const CPU_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  executionProviders: ['cpu'],
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+};
+
 async function createSession(
   model: Uint8Array,
   modelPath: string,
@@ -332,7 +344,7 @@ async function createSession(
     }
   }
   try {
-    return { session: await InferenceSession.create(model, { executionProviders: ['cpu'] }), executionProvider: 'cpu' };
+    return { session: await InferenceSession.create(model, CPU_SESSION_OPTIONS), executionProvider: 'cpu' };
   } catch (error) {
     throw new EmbedderError('MODEL_INVALID', `onnxruntime could not load ${modelPath}: ${(error as Error).message}`, { cause: error });
   }
