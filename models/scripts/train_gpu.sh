@@ -30,8 +30,10 @@ nproc
 COMMON=(--cache "$CACHE" --device "$DEVICE" --eval-every 250 --log-every 250 --images-per-grade 16 --lr 2e-3
         --weight-decay 0.05 --warmup-steps 300 --threads 2 ${EXTRA:-})
 
-echo "== preflight: 3 steps of the mirror model on the GPU (fails fast before the budget is spent)"
-if ! $PY models/scripts/train.py "${COMMON[@]}" --out "$RUNS/preflight" --attention mirror --loss fine_triplet \
+PREFLIGHT=${PREFLIGHT:-1}
+ONLY=${ONLY:-"mirror-ftl gem-triplet gem-ftl gem-ce cbam-ftl mirror-ftl-w05 mirror-ftl-g32"}  # runs to do
+[ "$PREFLIGHT" = 1 ] && echo "== preflight: 3 steps of the mirror model on the GPU (fails fast before the budget is spent)"
+if [ "$PREFLIGHT" = 1 ] && ! $PY models/scripts/train.py "${COMMON[@]}" --out "$RUNS/preflight" --attention mirror --loss fine_triplet \
      --steps 3 --eval-every 3 --log-every 1; then
   echo "preflight failed"; exit 3
 fi
@@ -39,11 +41,12 @@ rm -rf "$RUNS/preflight"
 
 run() { # name, extra args...
   local name=$1; shift
+  case " $ONLY " in *" $name "*) ;; *) return 0 ;; esac
   timeout $((BUDGET + 90)) $PY models/scripts/train.py "${COMMON[@]}" --out "$RUNS/$name" --steps 100000 \
     --time-budget "$BUDGET" "$@" > "$RUNS/$name.log" 2>&1
   echo "$name exited $?: $(tail -n 1 "$RUNS/$name.log")"
 }
-echo "== $(date -u +%FT%TZ) seven runs in parallel, ${BUDGET}s each"
+echo "== $(date -u +%FT%TZ) runs in parallel, ${BUDGET}s each: $ONLY"
 pids=()
 run mirror-ftl --attention mirror --loss fine_triplet & pids+=($!)
 run gem-triplet --attention none --loss triplet & pids+=($!)

@@ -75,3 +75,19 @@ def test_onnxruntime_node_matches_pytorch_for_another_batch_size(exported):
 def test_export_leaves_the_model_in_eval_mode(exported):
     model = exported[0]
     assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_the_model_version_names_the_weights_so_two_trainings_never_share_one():
+    from fundus_cbr.export import versioned, weights_fingerprint
+
+    torch.manual_seed(0)
+    first = FundusEmbedder(ModelConfig(input_size=32, attention="none"))
+    same = FundusEmbedder(ModelConfig(input_size=32, attention="none"))
+    same.load_state_dict(first.state_dict())
+    assert weights_fingerprint(first) == weights_fingerprint(same)
+    with torch.no_grad():
+        same.projection.bias[0] += 1e-6  # one changed number is a different model
+    assert weights_fingerprint(first) != weights_fingerprint(same)
+    assert versioned(first, "0.2.0") == f"0.2.0+w{weights_fingerprint(first)}"
+    assert len(weights_fingerprint(first)) == 8
+    assert versioned(first, "0.2.0+custom") == "0.2.0+custom"  # a release that names its build is kept

@@ -65,7 +65,8 @@ def test_a_time_budget_fixes_the_step_count_once_from_the_measured_speed_and_rec
     )
     lines = []
     result = train(config, images, grades, np.ones(20), str(tmp_path), log=lines.append)
-    assert result["steps"] == 4  # calibration steps + 1: always at least one scheduled step after calibrating
-    assert any(line.startswith("time budget 0s") and line.endswith(": 4 steps") for line in lines)
+    # 3 warm-up steps (untimed) + 3 timed steps + 1: always at least one scheduled step after calibrating.
+    assert result["steps"] == 7
+    assert any(line.startswith("time budget 0s") and line.endswith(": 7 steps") for line in lines)
     with open(tmp_path / "config.json") as handle:
-        assert json.load(handle)["steps"] == 4  # the count a rerun with --steps needs
+        assert json.load(handle)["steps"] == 7  # the count a rerun with --steps needs

@@ -4,4 +4,5 @@ Mirror attention and the fine triplet loss follow Fang et al., "Deep metric lear
 triplet loss for fundus image retrieval in ophthalmology", Biomedical Signal Processing and Control 80 (2023).
 """
 
-MODEL_VERSION = "0.1.0"
+# The release; exports append "+w<hash of the weights>" (export.versioned), so retrained weights get a new version.
+MODEL_VERSION = "0.2.0"

@@ -3,6 +3,7 @@
 batch axis, metadata_props, a checker pass, and a sidecar <model>.onnx.json with the same metadata."""
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -31,6 +32,22 @@ class ExportWrapper(nn.Module):
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         output = self.model(image)
         return output.embedding, output.attention
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """First 8 hex digits of a SHA-256 over every state-dict tensor's name, dtype, shape and bytes, in name order:
+    two different trainings never share a model version, so their embeddings are never mixed in one search."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        values = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{values.dtype}|{tuple(values.shape)}|".encode())
+        digest.update(values.numpy().tobytes())
+    return digest.hexdigest()[:8]
+
+
+def versioned(model: nn.Module, release: str) -> str:
+    """'0.2.0' -> '0.2.0+w1a2b3c4d' (semver build metadata). A release that already names its build is kept."""
+    return release if "+" in release else f"{release}+w{weights_fingerprint(model)}"
 
 
 def export_metadata(model: FundusEmbedder, contract: Dict[str, object], model_version: str = MODEL_VERSION) -> Dict[str, str]:

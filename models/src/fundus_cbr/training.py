@@ -98,10 +98,17 @@ def train(
     started = time.time()
     running = 0.0
     step = 0
+    calibration_from = min(20, config.calibration_steps)
+    calibration_started = started
     while step < config.steps:
-        if config.time_budget_seconds is not None and step == config.calibration_steps:
-            # Fix the step count once from the measured speed; 10% is kept for the validation passes to come.
-            per_step = (time.time() - started) / step
+        if config.time_budget_seconds is not None and step == calibration_from:
+            calibration_started = time.time()
+        if config.time_budget_seconds is not None and step == calibration_from + config.calibration_steps:
+            # Fix the step count once from the measured speed, timed after the first (slow: cuDNN autotuning, other
+            # processes still loading) steps; 10% is kept for the validation passes to come.
+            per_step = (time.time() - calibration_started) / config.calibration_steps
+            remaining = config.time_budget_seconds - (time.time() - started)
+            affordable = step + int(max(remaining, 0.0) / (per_step * 1.10))
             affordable = int(config.time_budget_seconds / (per_step * 1.10))
             config = dataclasses.replace(config, steps=max(min(config.steps, affordable), step + 1))
             log(f"time budget {config.time_budget_seconds:.0f}s at {per_step:.3f}s/step: {config.steps} steps")
