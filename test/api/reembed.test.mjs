@@ -22,6 +22,23 @@ for (const backend of BACKENDS) {
       await embedder?.release();
     });
 
+    test('starting the API with a model the stored photographs lack says so at start, with the count', async () => {
+      const [{ createServer }, { loadConfig }, { createLogger }, { countImagesMissingEmbedding }] = await Promise.all([
+        dist('server.js'), dist('config.js'), dist('logger.js'), dist('modules/embedding-version/reembed.service.js'),
+      ]);
+      const missing = await countImagesMissingEmbedding(database.db.prisma, embedder.metadata.modelVersion);
+      assert.ok(missing > 0, 'the fixture cohort carries only fixture embeddings');
+      const lines = [];
+      const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', PGLITE_DATA_DIR: '/nonexistent-unused' });
+      // Never listened on, so nothing to close; the database and embedder belong to this suite.
+      await createServer(config, { database: database.db, logger: createLogger('warn', (line) => lines.push(JSON.parse(line))), embedder });
+      const warning = lines.find((line) => line.message.includes('npm run reembed'));
+      assert.ok(warning, `expected a reembed warning, got ${JSON.stringify(lines)}`);
+      assert.equal(warning.level, 'warn');
+      assert.equal(warning.missing, missing);
+      assert.equal(warning.modelVersion, embedder.metadata.modelVersion);
+    });
+
     test('an interrupted roll-out resumes where it stopped and a finished one does nothing', async () => {
       const { reembedImages, countImagesMissingEmbedding } = await dist('modules/embedding-version/reembed.service.js');
       const version = embedder.metadata.modelVersion;

@@ -16,6 +16,7 @@ import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/see
 import { complexityLimitPlugin, depthLimitRule } from './graphql/limits.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
+import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
 import { acceptUpload } from './modules/upload/upload.service.js';
 import { createUploadStore } from './modules/upload/upload.store.js';
 
@@ -62,6 +63,16 @@ export async function createServer(config: AppConfig, options: { database?: Data
       },
     });
     if (seeded) logger.info('seeded the demo cohort into an empty database', seeded);
+  }
+  if (embedder) {
+    // A new model file over an existing database (a model upgrade): say so at start, not at the first search.
+    const missing = await countImagesMissingEmbedding(db.prisma, embedder.metadata.modelVersion);
+    if (missing > 0) {
+      logger.warn('stored photographs have no embedding of the loaded model: searches from them fail with EMBEDDING_UNAVAILABLE until `npm run reembed`', {
+        modelVersion: embedder.metadata.modelVersion,
+        missing,
+      });
+    }
   }
   const schema = await buildApiSchema();
   const app = express();
