@@ -9,7 +9,7 @@ from fundus_cbr.checkpoint import load_checkpoint
 from fundus_cbr.config import LossConfig, ModelConfig, TrainConfig
 from fundus_cbr.data import make_synthetic_fundus
 from fundus_cbr.evaluation import make_validator
-from fundus_cbr.training import learning_rate_at, train
+from fundus_cbr.training import learning_rate_at, steps_within_budget, train
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,10 @@ def test_a_time_budget_fixes_the_step_count_once_from_the_measured_speed_and_rec
     assert any(line.startswith("time budget 0s") and line.endswith(": 7 steps") for line in lines)
     with open(tmp_path / "config.json") as handle:
         assert json.load(handle)["steps"] == 7  # the count a rerun with --steps needs
+
+
+def test_the_step_count_counts_the_time_already_spent_against_the_budget():
+    # 60 steps done in 30 s of a 100 s budget at 0.1 s/step: 70 s left afford 636 more (10% kept for validation).
+    assert steps_within_budget(60, 0.1, 30.0, 100.0) == 60 + 636
+    assert steps_within_budget(60, 0.1, 0.0, 100.0) == 60 + 909
+    assert steps_within_budget(60, 0.1, 150.0, 100.0) == 61  # over budget already: one more step, never fewer

@@ -38,6 +38,14 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def steps_within_budget(step: int, seconds_per_step: float, elapsed: float, budget: float) -> int:
+    """The total step count that ends a run inside its wall-clock budget: the steps done, plus as many more as the
+    time left affords at the measured speed with 10% kept for the validation passes to come; always at least one
+    more, so a run whose calibration already spent the budget still ends on a scheduled step."""
+    remaining = max(budget - elapsed, 0.0)
+    return step + max(int(remaining / (seconds_per_step * 1.10)), 1)
+
+
 def compute_loss(model: FundusEmbedder, images: torch.Tensor, grades: torch.Tensor, config: TrainConfig):
     output = model(images)
     loss_config = config.loss
@@ -104,13 +112,11 @@ def train(
         if config.time_budget_seconds is not None and step == calibration_from:
             calibration_started = time.time()
         if config.time_budget_seconds is not None and step == calibration_from + config.calibration_steps:
-            # Fix the step count once from the measured speed, timed after the first (slow: cuDNN autotuning, other
-            # processes still loading) steps; 10% is kept for the validation passes to come.
+            # Fix the step count once from the speed measured after the first (slow: cuDNN autotuning, other
+            # processes still loading) steps.
             per_step = (time.time() - calibration_started) / config.calibration_steps
-            remaining = config.time_budget_seconds - (time.time() - started)
-            affordable = step + int(max(remaining, 0.0) / (per_step * 1.10))
-            affordable = int(config.time_budget_seconds / (per_step * 1.10))
-            config = dataclasses.replace(config, steps=max(min(config.steps, affordable), step + 1))
+            affordable = steps_within_budget(step, per_step, time.time() - started, config.time_budget_seconds)
+            config = dataclasses.replace(config, steps=min(config.steps, affordable))
             log(f"time budget {config.time_budget_seconds:.0f}s at {per_step:.3f}s/step: {config.steps} steps")
             write_config()
         model.train()
