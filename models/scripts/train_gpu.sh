@@ -32,12 +32,14 @@ COMMON=(--cache "$CACHE" --device "$DEVICE" --eval-every 250 --log-every 250 --i
 
 PREFLIGHT=${PREFLIGHT:-1}
 ONLY=${ONLY:-"mirror-ftl gem-triplet gem-ftl gem-ce cbam-ftl mirror-ftl-w05 mirror-ftl-g32"}  # runs to do
-[ "$PREFLIGHT" = 1 ] && echo "== preflight: 3 steps of the mirror model on the GPU (fails fast before the budget is spent)"
-if [ "$PREFLIGHT" = 1 ] && ! $PY models/scripts/train.py "${COMMON[@]}" --out "$RUNS/preflight" --attention mirror --loss fine_triplet \
-     --steps 3 --eval-every 3 --log-every 1; then
-  echo "preflight failed"; exit 3
+if [ "$PREFLIGHT" = 1 ]; then
+  echo "== preflight: 3 steps of the mirror model on the GPU (fails fast before the budget is spent)"
+  if ! $PY models/scripts/train.py "${COMMON[@]}" --out "$RUNS/preflight" --attention mirror --loss fine_triplet \
+       --steps 3 --eval-every 3 --log-every 1; then
+    echo "preflight failed"; exit 3
+  fi
+  rm -rf "$RUNS/preflight"
 fi
-rm -rf "$RUNS/preflight"
 
 run() { # name, extra args...
   local name=$1; shift
