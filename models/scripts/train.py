@@ -46,12 +46,17 @@ def main() -> None:
     parser.add_argument("--calibration-steps", type=int, default=defaults.calibration_steps,
                         help="steps timed before --time-budget fixes the step count")
     parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="validate and save an exponential moving average of the weights (e.g. 0.999)")
+    parser.add_argument("--grade-regression-weight", type=float, default=LossConfig.grade_regression_weight,
+                        help="weight of the auxiliary grade read-out (smooth L1) added to a metric loss; 0 = off")
     args = parser.parse_args()
 
     model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages)
     config = TrainConfig(
         model=model_config,
-        loss=LossConfig(kind=args.loss, gamma=args.gamma, margin=args.margin),
+        loss=LossConfig(kind=args.loss, gamma=args.gamma, margin=args.margin,
+                        grade_regression_weight=args.grade_regression_weight),
         steps=args.steps,
         eval_every=args.eval_every,
         learning_rate=args.lr,
@@ -65,6 +70,7 @@ def main() -> None:
         warmup_steps=args.warmup_steps,
         calibration_steps=args.calibration_steps,
         log_every=args.log_every,
+        ema_decay=args.ema_decay,
     )
     started = time.time()
     size = model_config.input_size

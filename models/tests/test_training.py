@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -9,7 +10,17 @@ from fundus_cbr.checkpoint import load_checkpoint
 from fundus_cbr.config import LossConfig, ModelConfig, TrainConfig
 from fundus_cbr.data import make_synthetic_fundus
 from fundus_cbr.evaluation import make_validator
-from fundus_cbr.training import learning_rate_at, steps_within_budget, train
+from fundus_cbr.model import FundusEmbedder
+from fundus_cbr.training import (
+    compute_loss,
+    ema_decay_at,
+    learning_rate_at,
+    make_grade_regressor,
+    seed_everything,
+    steps_within_budget,
+    train,
+    update_ema,
+)
 
 
 @pytest.mark.parametrize(
@@ -77,3 +88,72 @@ def test_the_step_count_counts_the_time_already_spent_against_the_budget():
     assert steps_within_budget(60, 0.1, 30.0, 100.0) == 60 + 636
     assert steps_within_budget(60, 0.1, 0.0, 100.0) == 60 + 909
     assert steps_within_budget(60, 0.1, 150.0, 100.0) == 61  # over budget already: one more step, never fewer
+
+
+def test_the_moving_average_blends_floating_weights_and_copies_integer_buffers():
+    model = torch.nn.BatchNorm1d(2)
+    average = torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([3.0, 5.0]))
+        average.weight.copy_(torch.tensor([1.0, 1.0]))
+        model.running_mean.copy_(torch.tensor([10.0, -10.0]))
+        model.num_batches_tracked.fill_(7)
+    update_ema(average, model, 0.75)
+    assert torch.allclose(average.weight, torch.tensor([0.75 * 1 + 0.25 * 3, 0.75 * 1 + 0.25 * 5]))
+    assert torch.allclose(average.running_mean, torch.tensor([2.5, -2.5]))  # 0.75 * 0 + 0.25 * 10
+    assert int(average.num_batches_tracked) == 7
+    assert torch.equal(model.weight, torch.tensor([3.0, 5.0]))  # the trained weights are left alone
+
+
+def test_the_averaging_weight_ramps_up_from_the_first_step_to_the_configured_decay():
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)  # the first average is mostly the trained weights
+    assert ema_decay_at(90, 0.999) == pytest.approx(91 / 100)
+    assert ema_decay_at(100_000, 0.999) == 0.999
+
+
+def test_the_grade_read_out_adds_its_weighted_smooth_l1_to_the_metric_loss():
+    torch.manual_seed(0)
+    images, grades = make_synthetic_fundus(10, 32, seed=0)
+    labels = torch.from_numpy(grades).long()
+    config = TrainConfig(model=ModelConfig(input_size=32, attention="none"),
+                         loss=LossConfig(kind="triplet", grade_regression_weight=0.5))
+    model = FundusEmbedder(config.model).eval()
+    regressor = make_grade_regressor(config)
+    with torch.no_grad():
+        plain, output = compute_loss(model, images.float(), labels, config)
+        combined, _ = compute_loss(model, images.float(), labels, config, regressor)
+        predicted = regressor(output.embedding).squeeze(1)
+    by_hand = sum(
+        0.5 * (p - g) ** 2 if abs(p - g) < 1 else abs(p - g) - 0.5 for p, g in zip(predicted.tolist(), grades.tolist())
+    ) / len(grades)
+    assert float(combined - plain) == pytest.approx(0.5 * by_hand, rel=1e-5)
+    assert make_grade_regressor(TrainConfig()) is None  # off by default: the paper's loss alone
+    assert make_grade_regressor(TrainConfig(loss=LossConfig(kind="cross_entropy", grade_regression_weight=1.0))) is None
+
+
+def test_a_run_with_the_moving_average_and_the_grade_read_out_saves_the_averaged_weights(tmp_path):
+    images, grades = make_synthetic_fundus(20, 32, seed=0)
+    patients = np.array([f"synthetic-{i // 2}" for i in range(20)])
+    config = TrainConfig(
+        model=ModelConfig(input_size=32, attention="mirror"),
+        loss=LossConfig(kind="fine_triplet", grade_regression_weight=1.0),
+        steps=4, eval_every=4, warmup_steps=1, grades_per_batch=5, images_per_grade=2, threads=1, log_every=1,
+        learning_rate=0.05, ema_decay=0.999,
+    )
+    result = train(config, images, grades, np.ones(20), str(tmp_path), make_validator(images, grades, patients),
+                   log=lambda line: None)
+    assert result["best_step"] == 4
+    saved = torch.load(tmp_path / "best.pt", map_location="cpu")
+    assert not any(name.startswith("grade") for name in saved["model_state"])  # the read-out is not shipped
+    seed_everything(config.seed)  # the initialisation both runs started from
+    fresh = FundusEmbedder(config.model).state_dict()
+    # Averaged weights after 4 steps are a blend: they moved away from the initialisation, but less than a plain
+    # run with the same seed does.
+    plain_dir = tmp_path / "plain"
+    train(dataclasses.replace(config, ema_decay=None), images, grades, np.ones(20), str(plain_dir),
+          make_validator(images, grades, patients), log=lambda line: None)
+    plain = torch.load(plain_dir / "best.pt", map_location="cpu")["model_state"]
+    name = "projection.weight"
+    moved_average = (saved["model_state"][name] - fresh[name]).norm()
+    moved_plain = (plain[name] - fresh[name]).norm()
+    assert 0 < moved_average < moved_plain

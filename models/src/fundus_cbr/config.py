@@ -58,6 +58,12 @@ class LossConfig:
     relevance_floor: float = 0.1
     # Batch-hard triplet baseline (Hermans et al. 2017): margin on cosine distance 1 - s.
     triplet_margin: float = 0.2
+    # Not in the paper: an auxiliary ordinal term for the metric losses. A linear read-out of the embedding regresses
+    # the grade (smooth L1, grades as numbers 0-4), added with this weight. Pair losses treat grade 1 vs 4 like
+    # grade 1 vs 2; the read-out gives the embedding a direction along which grades are ordered, which is what a
+    # k-NN vote scored by quadratic weighted kappa rewards. The read-out is a training device only: it is not part
+    # of the checkpoint or the ONNX model. 0 = the paper's loss alone.
+    grade_regression_weight: float = 0.0
 
 
 @dataclass
@@ -103,3 +109,8 @@ class TrainConfig:
     test_fraction: float = 0.2
     validation_fraction: float = 0.15
     log_every: int = 10
+    # Exponential moving average of the weights (Polyak averaging), e.g. 0.999. Validation, best.pt and last.pt then
+    # use the averaged weights: a from-scratch run on ~3000 images is noisy from step to step, and the validation
+    # set (86 patients) picks among noisy checkpoints. The effective decay ramps up as min(d, (1+t)/(10+t)), so the
+    # average does not remember the random initialisation. None = plain weights.
+    ema_decay: Optional[float] = None

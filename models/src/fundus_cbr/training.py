@@ -1,6 +1,7 @@
 """Training loop: grade-balanced batches, one of three losses, model selection on validation patients only."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -46,7 +47,40 @@ def steps_within_budget(step: int, seconds_per_step: float, elapsed: float, budg
     return step + max(int(remaining / (seconds_per_step * 1.10)), 1)
 
 
-def compute_loss(model: FundusEmbedder, images: torch.Tensor, grades: torch.Tensor, config: TrainConfig):
+def ema_decay_at(step: int, decay: float) -> float:
+    """The averaging weight after `step` optimizer steps (0-based): ramps up so early averages forget the random
+    initialisation (as TensorFlow's ExponentialMovingAverage with num_updates)."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def update_ema(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * model for floating parameters and buffers (BatchNorm running
+    statistics included); integer buffers (num_batches_tracked) are copied."""
+    averaged = average.state_dict()
+    for name, value in model.state_dict().items():
+        target = averaged[name]
+        if target.dtype.is_floating_point:
+            target.mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+        else:
+            target.copy_(value)
+
+
+def make_grade_regressor(config: TrainConfig) -> Optional[torch.nn.Linear]:
+    """The auxiliary read-out of LossConfig.grade_regression_weight, or None when the weight is 0 or the loss is
+    cross-entropy (which already has a grade head)."""
+    if config.loss.grade_regression_weight <= 0 or config.loss.kind == "cross_entropy":
+        return None
+    return torch.nn.Linear(config.model.embedding_dim, 1)
+
+
+def compute_loss(
+    model: FundusEmbedder,
+    images: torch.Tensor,
+    grades: torch.Tensor,
+    config: TrainConfig,
+    grade_regressor: Optional[torch.nn.Module] = None,
+):
     output = model(images)
     loss_config = config.loss
     if loss_config.kind == "fine_triplet":
@@ -62,6 +96,9 @@ def compute_loss(model: FundusEmbedder, images: torch.Tensor, grades: torch.Tens
         loss = F.cross_entropy(output.logits, grades)
     else:
         raise ValueError(f"unknown loss {loss_config.kind!r}")
+    if grade_regressor is not None:
+        predicted = grade_regressor(output.embedding).squeeze(1)
+        loss = loss + loss_config.grade_regression_weight * F.smooth_l1_loss(predicted, grades.float())
     return loss, output
 
 
@@ -92,8 +129,16 @@ def train(
     if init_checkpoint:
         log(f"init checkpoint {init_checkpoint}: {load_init_checkpoint(model, init_checkpoint)}")
     model.to(device)
+    grade_regressor = make_grade_regressor(config)
+    parameters = list(model.parameters())
+    if grade_regressor is not None:
+        grade_regressor.to(device)
+        parameters += list(grade_regressor.parameters())
+    # The weights that are validated and saved: the moving average when ema_decay is set, else the model itself.
+    averaged = copy.deepcopy(model).eval() if config.ema_decay is not None else None
+    kept = averaged if averaged is not None else model
     images = images.to(device)  # uint8; the whole training set, ~200 KB per 256-px image
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     sampler = GradeBalancedBatchSampler(grades, sample_weights, config.grades_per_batch, config.images_per_grade, config.seed)
 
     def write_config() -> None:
@@ -133,10 +178,12 @@ def train(
             config.contrast,
             config.saturation,
         )
-        loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long().to(device), config)
+        loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long().to(device), config, grade_regressor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if averaged is not None:
+            update_ema(averaged, model, ema_decay_at(step, config.ema_decay))
         running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
         step += 1
         done = step
@@ -146,18 +193,18 @@ def train(
             log(f"step {done}/{config.steps} loss {running:.4f} lr {learning_rate_at(done - 1, config):.2e} "
                 f"{elapsed / done:.2f}s/step elapsed {elapsed / 60:.1f}min eta {eta / 60:.1f}min")
         if validate is not None and (done % config.eval_every == 0 or done == config.steps):
-            summary = validate(model)
+            summary = validate(kept)
             score = summary[selection_metric]
             history.append({"step": done, **summary})
             improved = score > best_score
             if improved:
                 best_score, best_step = score, done
-                save_checkpoint(os.path.join(out_dir, "best.pt"), model, {"step": done, "validation": summary})
+                save_checkpoint(os.path.join(out_dir, "best.pt"), kept, {"step": done, "validation": summary})
             log(f"validation step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in summary.items() if not k.startswith("p@10_grade"))
                 + (" (best)" if improved else ""))
-    save_checkpoint(os.path.join(out_dir, "last.pt"), model, {"step": config.steps})
+    save_checkpoint(os.path.join(out_dir, "last.pt"), kept, {"step": config.steps})
     if validate is None:
-        save_checkpoint(os.path.join(out_dir, "best.pt"), model, {"step": config.steps})
+        save_checkpoint(os.path.join(out_dir, "best.pt"), kept, {"step": config.steps})
         best_step = config.steps
     result = {
         "steps": config.steps,
