@@ -19,7 +19,16 @@ import torch  # noqa: E402
 
 from fundus_cbr.checkpoint import load_checkpoint, read_checkpoint_extra  # noqa: E402
 from fundus_cbr.config import TrainConfig  # noqa: E402
-from fundus_cbr.data import GRADED_SETS, LESION_SET, load_images, load_split, read_cache_index, read_lesion_boxes  # noqa: E402
+from fundus_cbr.data import (  # noqa: E402
+    AS_TAKEN_SETS,
+    GRADED_SETS,
+    LESION_SET,
+    LoadedSplit,
+    load_images,
+    load_split,
+    read_cache_index,
+    read_lesion_boxes,
+)
 from fundus_cbr.evaluation import evaluate_models, per_grade_markdown, results_to_markdown  # noqa: E402
 
 
@@ -32,6 +41,8 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument("--no-case-base", action="store_true",
+                        help="skip the search of the test photographs against every other patient's photographs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = TrainConfig()
@@ -53,8 +64,14 @@ def main() -> None:
         lesion_records = [r for r in read_cache_index(args.cache) if r.source_set == LESION_SET]
         lesion_images = load_images(lesion_records, args.cache, size)
         boxes = read_lesion_boxes(os.path.join(args.data, "lesions", "boxes.csv"))
+    case_base = None
+    if not args.no_case_base:
+        parts = [load_split(args.cache, split, AS_TAKEN_SETS, config.test_fraction, config.validation_fraction, size)
+                 for split in ("train", "validation")]
+        case_base = LoadedSplit(parts[0].records + parts[1].records, torch.cat([p.images for p in parts]),
+                                np.concatenate([p.grades for p in parts]), np.concatenate([p.patients for p in parts]))
     results = evaluate_models(models, test, lesion_records, lesion_images, boxes, majority, args.reference, args.bootstrap,
-                              log=lambda line: print(line, flush=True))
+                              log=lambda line: print(line, flush=True), case_base=case_base)
     results["selection"] = selection
     results["majority_grade"] = majority
     results["wall_seconds"] = time.time() - started
@@ -63,7 +80,8 @@ def main() -> None:
         json.dump(results, handle, indent=2)
     for group in results["groups"]:
         first = next(iter(results["groups"][group].values()))
-        print(f"\n### {group}: {first['queries']} test images, {first['patients']} patients\n")
+        gallery = f", gallery {first['gallery_images']} photographs" if "gallery_images" in first else ""
+        print(f"\n### {group}: {first['queries']} test images, {first['patients']} patients{gallery}\n")
         print(results_to_markdown(results, group))
         print()
         print(per_grade_markdown(results, group))

@@ -58,3 +58,49 @@ def test_evaluate_models_reports_groups_baselines_lesions_and_paired_differences
     assert results["lesions"]["a"]["images"] == 1
     assert results["lesions"]["uniform-over-fundus"]["mean_ratio"] >= 1.0
     assert "macro_p@10" in results["paired_differences"]["a - b"]["as_taken"]
+
+
+def test_a_separate_gallery_is_searched_without_the_query_patients_own_images():
+    from fundus_cbr.evaluation import retrieval_against
+
+    queries = np.array([[1.0, 0.0], [0.0, 1.0]])
+    query_grades, query_patients = np.array([1, 0]), np.array(["q1", "q2"])
+    # The gallery's best match for each query is its own patient's other eye, with the WRONG grade: only excluding
+    # it makes P@1 come out 1.
+    gallery = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9], [0.2, 0.8]])
+    gallery_grades = np.array([4, 1, 1, 2, 0, 0])
+    gallery_patients = np.array(["q1", "a", "b", "q2", "c", "d"])
+    per_query = retrieval_against(queries, query_grades, query_patients, gallery, gallery_grades, gallery_patients)
+    assert per_query["p@1"].tolist() == [1.0, 1.0]
+    assert per_query["knn_grade"].tolist() == [1, 0]
+    assert per_query["p@5"].tolist() == pytest.approx([2 / 5, 2 / 5])  # 5 others in the gallery, 2 of them relevant
+
+    trivial = score_trivial_baselines(query_grades, query_patients, 0, 0, 0, gallery_grades, gallery_patients)
+    # Majority grade (0) first: the grade-0 query finds its 2 grade-0 cases at the top, the grade-1 query none.
+    assert trivial["always_majority"]["summary"]["p@10_grade0"] == pytest.approx(2 / 10)
+    assert trivial["always_majority"]["summary"]["p@10_grade1"] == pytest.approx(2 / 10)  # the 2 others of 5, /10
+
+
+def test_evaluate_models_scores_test_photographs_against_the_whole_case_base():
+    import torch
+
+    from fundus_cbr.config import ModelConfig
+    from fundus_cbr.data import LoadedSplit, make_synthetic_fundus
+    from fundus_cbr.evaluation import CASE_BASE_GROUP, evaluate_models
+    from fundus_cbr.model import FundusEmbedder
+
+    images, grades = make_synthetic_fundus(30, 32, seed=0)
+    records = [CacheRecord(f"{i}.png", "srahim", f"{i}.jpg", f"p{i // 2}", "L", int(grades[i]), 32, 32, 0, 0, 32)
+               for i in range(30)]
+    patients = np.array([r.patient_id for r in records])
+    test = LoadedSplit(records[:10], images[:10], grades[:10], patients[:10])
+    case_base = LoadedSplit(records[10:], images[10:], grades[10:], patients[10:])
+    torch.manual_seed(0)
+    models = {name: FundusEmbedder(ModelConfig(input_size=32, attention=kind)) for name, kind in (("a", "mirror"), ("b", "none"))}
+    results = evaluate_models(models, test, [], None, {}, 0, "a", bootstrap=20, log=lambda line: None, case_base=case_base)
+    entry = results["groups"][CASE_BASE_GROUP]["a"]
+    assert entry["queries"] == 10 and entry["gallery_images"] == 30
+    assert set(results["groups"][CASE_BASE_GROUP]) == {"a", "b", "random_ranking", "always_majority"}
+    assert "knn_qwk" in results["paired_differences"]["a - b"][CASE_BASE_GROUP]
+    with pytest.raises(ValueError, match="must not hold test patients"):
+        evaluate_models(models, test, [], None, {}, 0, None, bootstrap=0, log=lambda line: None, case_base=test)

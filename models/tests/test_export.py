@@ -1,34 +1,19 @@
 import json
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
 from fundus_cbr.config import ModelConfig
-from fundus_cbr.export import export_onnx, read_contract
+from fundus_cbr.export import ORT_NODE, export_onnx, read_contract, run_in_onnxruntime_node
 from fundus_cbr.model import FundusEmbedder
-
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-NODE_SCRIPT = os.path.join(REPO, "models", "scripts", "onnx_node.mjs")
-ORT_NODE = os.path.join(REPO, "node_modules", "onnxruntime-node")
 
 needs_node = pytest.mark.skipif(
     shutil.which("node") is None or not os.path.isdir(ORT_NODE),
     reason="node or node_modules/onnxruntime-node missing: run npm ci at the repository root",
 )
-
-
-def run_in_onnxruntime_node(model_path, images, out_dir):
-    input_path = os.path.join(out_dir, "input.f32")
-    images.numpy().astype("<f4").tofile(input_path)
-    shape = ",".join(str(d) for d in images.shape)
-    subprocess.run(["node", NODE_SCRIPT, "run", model_path, input_path, shape, out_dir], check=True, cwd=REPO, timeout=120)
-    with open(os.path.join(out_dir, "outputs.json")) as handle:
-        dims = json.load(handle)
-    return {name: np.fromfile(os.path.join(out_dir, f"{name}.f32"), dtype="<f4").reshape(d) for name, d in dims.items()}
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,19 @@ def retrieval_within(embeddings: np.ndarray, grades: np.ndarray, patients: np.nd
     return metrics.per_query_retrieval(similarity, grades, patients, grades, patients)
 
 
+def retrieval_against(
+    query_embeddings: np.ndarray,
+    query_grades: np.ndarray,
+    query_patients: np.ndarray,
+    gallery_embeddings: np.ndarray,
+    gallery_grades: np.ndarray,
+    gallery_patients: np.ndarray,
+) -> Dict[str, np.ndarray]:
+    """Every query searches a separate gallery (its own patient's images there excluded)."""
+    similarity = query_embeddings @ gallery_embeddings.T
+    return metrics.per_query_retrieval(similarity, query_grades, query_patients, gallery_grades, gallery_patients)
+
+
 def score_group(
     embeddings: np.ndarray, grades: np.ndarray, patients: np.ndarray, bootstrap: int = 0, seed: int = 0
 ) -> Dict[str, object]:
@@ -45,13 +58,24 @@ def score_group(
     return result
 
 
-def score_trivial_baselines(grades: np.ndarray, patients: np.ndarray, majority_grade: int, bootstrap: int, seed: int = 0):
+def score_trivial_baselines(
+    grades: np.ndarray,
+    patients: np.ndarray,
+    majority_grade: int,
+    bootstrap: int,
+    seed: int = 0,
+    gallery_grades: Optional[np.ndarray] = None,
+    gallery_patients: Optional[np.ndarray] = None,
+):
+    """Random ranking and majority-grade-first ranking; the queries are their own gallery unless one is given."""
+    if gallery_grades is None:
+        gallery_grades, gallery_patients = grades, patients
     out = {}
     for name, similarity in (
-        ("random_ranking", metrics.random_similarity(len(grades), len(grades), seed)),
-        ("always_majority", metrics.majority_similarity(len(grades), grades, majority_grade, seed)),
+        ("random_ranking", metrics.random_similarity(len(grades), len(gallery_grades), seed)),
+        ("always_majority", metrics.majority_similarity(len(grades), gallery_grades, majority_grade, seed)),
     ):
-        per_query = metrics.per_query_retrieval(similarity, grades, patients, grades, patients)
+        per_query = metrics.per_query_retrieval(similarity, grades, patients, gallery_grades, gallery_patients)
         if name == "always_majority":
             per_query["knn_grade"] = np.full(len(grades), majority_grade)
         entry = {"summary": metrics.summarise_retrieval(per_query, grades)}
@@ -103,6 +127,10 @@ TEST_GROUPS = {
     "eyepacs-raw": ("eyepacs-raw",),
     "eyepacs-processed": ("eyepacs-processed",),
 }
+# The product's own situation: a new patient's photograph searches every stored case. Queries are the test patients'
+# photographs as taken; the gallery is every photograph as taken of every patient, training and validation patients
+# included (the case base a deployment starts from), the query's own patient excluded as always.
+CASE_BASE_GROUP = "as_taken_vs_case_base"
 
 
 def evaluate_models(
@@ -116,17 +144,39 @@ def evaluate_models(
     bootstrap: int = 1000,
     seed: int = 0,
     log=print,
+    case_base=None,
 ) -> Dict[str, object]:
     """Held-out test patients: every group's retrieval figures with patient-bootstrap intervals for every model,
-    trivial baselines, paired differences against `reference`, and lesion mass ratios."""
+    trivial baselines, paired differences against `reference`, and lesion mass ratios. With `case_base` (a
+    LoadedSplit of the other patients' photographs as taken), also CASE_BASE_GROUP."""
     results: Dict[str, object] = {"groups": {}, "lesions": {}, "paired_differences": {}}
     group_members = {
         name: np.flatnonzero(np.isin([r.source_set for r in test_split.records], sets)) for name, sets in TEST_GROUPS.items()
     }
     per_query_by_model: Dict[str, Dict[str, Dict[str, np.ndarray]]] = {}
+    query_members = group_members["as_taken"]
+    if case_base is not None and len(query_members):
+        gallery_grades = np.concatenate([test_split.grades[query_members], case_base.grades])
+        gallery_patients = np.concatenate([test_split.patients[query_members], case_base.patients])
+        if set(test_split.patients[query_members]) & set(case_base.patients):
+            raise ValueError("the case base must not hold test patients: they are already in the gallery")
     for model_name, model in models.items():
         embeddings, _ = embed_images(model, test_split.images)
         per_query_by_model[model_name] = {}
+        if case_base is not None and len(query_members):
+            case_embeddings, _ = embed_images(model, case_base.images)
+            grades, patients = test_split.grades[query_members], test_split.patients[query_members]
+            per_query = retrieval_against(embeddings[query_members], grades, patients,
+                                          np.concatenate([embeddings[query_members], case_embeddings]),
+                                          gallery_grades, gallery_patients)
+            per_query_by_model[model_name][CASE_BASE_GROUP] = per_query
+            results["groups"].setdefault(CASE_BASE_GROUP, {})[model_name] = {
+                "summary": metrics.summarise_retrieval(per_query, grades),
+                "ci95": metrics.bootstrap_over_patients(per_query, grades, patients, bootstrap, seed),
+                "queries": int(len(query_members)),
+                "patients": int(len(np.unique(patients))),
+                "gallery_images": int(len(gallery_grades)),
+            }
         for group, members in group_members.items():
             if len(members) == 0:
                 continue
@@ -168,14 +218,19 @@ def evaluate_models(
         grades, patients = test_split.grades[members], test_split.patients[members]
         for name, entry in score_trivial_baselines(grades, patients, majority_grade, bootstrap, seed).items():
             results["groups"][group][name] = entry
+    if CASE_BASE_GROUP in results["groups"]:
+        grades, patients = test_split.grades[query_members], test_split.patients[query_members]
+        for name, entry in score_trivial_baselines(grades, patients, majority_grade, bootstrap, seed,
+                                                   gallery_grades, gallery_patients).items():
+            results["groups"][CASE_BASE_GROUP][name] = entry
     if reference is not None and reference in per_query_by_model:
         for model_name in per_query_by_model:
             if model_name == reference:
                 continue
-            for group in ("as_taken", "eyepacs-processed"):
+            for group in ("as_taken", CASE_BASE_GROUP, "eyepacs-processed"):
                 if group not in per_query_by_model[reference]:
                     continue
-                members = group_members[group]
+                members = query_members if group == CASE_BASE_GROUP else group_members[group]
                 grades, patients = test_split.grades[members], test_split.patients[members]
                 paired = metrics.paired_bootstrap_difference(
                     per_query_by_model[reference][group], per_query_by_model[model_name][group], grades, patients,

@@ -7,8 +7,10 @@ import hashlib
 import inspect
 import json
 import os
+import subprocess
 from typing import Dict, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,6 +18,9 @@ from . import MODEL_VERSION
 from .model import FundusEmbedder
 
 CONTRACT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contract.json")
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+NODE_SCRIPT = os.path.join(REPO, "models", "scripts", "onnx_node.mjs")
+ORT_NODE = os.path.join(REPO, "node_modules", "onnxruntime-node")
 OPSET = 13  # the oldest opset the contract allows: every op here exists there, and onnxruntime-node runs it
 
 
@@ -124,3 +129,16 @@ def _attention_meaning(kind: str) -> str:
     if kind == "cbam":
         return "CBAM spatial gate, normalised to sum 1, at feature resolution"
     return "per-position L2 norm of the backbone features (no attention module), normalised to sum 1"
+
+
+def run_in_onnxruntime_node(model_path: str, images: torch.Tensor, out_dir: str) -> Dict[str, np.ndarray]:
+    """Runs an exported model in onnxruntime-node (the product's runtime; needs node and `npm ci` at the repository
+    root) on float32 RGB 0-255 images (B, 3, S, S); returns every output by name."""
+    os.makedirs(out_dir, exist_ok=True)
+    input_path = os.path.join(out_dir, "input.f32")
+    images.numpy().astype("<f4").tofile(input_path)
+    shape = ",".join(str(d) for d in images.shape)
+    subprocess.run(["node", NODE_SCRIPT, "run", model_path, input_path, shape, out_dir], check=True, cwd=REPO, timeout=300)
+    with open(os.path.join(out_dir, "outputs.json")) as handle:
+        dims = json.load(handle)
+    return {name: np.fromfile(os.path.join(out_dir, f"{name}.f32"), dtype="<f4").reshape(d) for name, d in dims.items()}
