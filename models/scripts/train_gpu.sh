@@ -4,7 +4,7 @@
 # same grade-balanced batches and the same schedule. Only train/validation patients are on that machine
 # (models/scripts/pack_cache.py); the held-out test patients are scored afterwards on this machine.
 #
-#   CACHE=.gpu/cache256 BUDGET=400 OUT=/tmp/out bash models/scripts/train_gpu.sh
+#   CACHE=.gpu/cache256 BUDGET=420 PYTEST=1 EXPORT="mirror-ftl-reg" OUT=/tmp/out bash models/scripts/train_gpu.sh
 #
 # Output: $OUT/gpu.log (everything) and $OUT/runs.tar.part-* (each run's best.pt, config.json, training.json and
 # log; reassemble with `cat runs.tar.part-* | tar xf -`).
@@ -31,7 +31,9 @@ COMMON=(--cache "$CACHE" --device "$DEVICE" --eval-every 250 --log-every 250 --i
         --weight-decay 0.05 --warmup-steps 300 --threads 2 ${EXTRA:-})
 
 PREFLIGHT=${PREFLIGHT:-1}
-ONLY=${ONLY:-"mirror-ftl gem-triplet gem-ftl gem-ce cbam-ftl mirror-ftl-w05 mirror-ftl-g32"}  # runs to do
+# Runs to do. The default is call 3, which trained the shipped model 0.3.0; call 1 ran "mirror-ftl gem-triplet
+# gem-ftl gem-ce cbam-ftl mirror-ftl-w05 mirror-ftl-g32", call 2 "mirror-ftl gem-ftl gem-ce mirror-ftl-w05".
+ONLY=${ONLY:-"mirror-ftl-ema mirror-ftl-reg gem-ftl-reg gem-triplet-ema gem-triplet-reg cbam-ftl-reg"}
 if [ "$PREFLIGHT" = 1 ]; then
   echo "== preflight: 3 steps of the mirror model on the GPU (fails fast before the budget is spent)"
   if ! $PY models/scripts/train.py "${COMMON[@]}" --out "$RUNS/preflight" --attention mirror --loss fine_triplet \
