@@ -49,6 +49,16 @@ if [ "${PYTEST:-0}" = 1 ]; then
   pytest_pid=$!
 fi
 
+# SSL_BUDGET=<s>: first pretrain the backbone self-supervised (SimCLR, models/scripts/pretrain_ssl.py) on the
+# training patients' images for that long; the run mirror-ftl-reg-ssl then starts from it (SSL_EXTRA: more args).
+SSL_BUDGET=${SSL_BUDGET:-0}
+if [ "$SSL_BUDGET" -gt 0 ]; then
+  echo "== $(date -u +%FT%TZ) self-supervised pretraining, ${SSL_BUDGET}s"
+  timeout $((SSL_BUDGET + 90)) $PY models/scripts/pretrain_ssl.py --cache "$CACHE" --device "$DEVICE" --out "$RUNS/ssl" \
+    --steps 100000 --time-budget "$SSL_BUDGET" --threads 4 ${SSL_EXTRA:-} > "$RUNS/ssl.log" 2>&1
+  echo "ssl exited $?: $(tail -n 1 "$RUNS/ssl.log")"
+fi
+
 run() { # name, extra args...
   local name=$1; shift
   case " $ONLY " in *" $name "*) ;; *) return 0 ;; esac
@@ -79,6 +89,11 @@ run gem-ftl-reg --attention none --loss fine_triplet "${EMA[@]}" "${REG[@]}" & p
 run gem-triplet-ema --attention none --loss triplet "${EMA[@]}" & pids+=($!)
 run gem-triplet-reg --attention none --loss triplet "${EMA[@]}" "${REG[@]}" & pids+=($!)
 run cbam-ftl-reg --attention cbam --loss fine_triplet "${EMA[@]}" "${REG[@]}" & pids+=($!)
+# Call 4: the shipped recipe alone on the GPU (no other process time-slicing it), to see what more steps give.
+run mirror-ftl-reg-solo --attention mirror --loss fine_triplet "${EMA[@]}" "${REG[@]}" & pids+=($!)
+# Prepared for the next GPU session (not run yet): the shipped recipe from the self-supervised backbone, beside the
+# same recipe from random initialisation (mirror-ftl-reg), e.g. SSL_BUDGET=240 ONLY="mirror-ftl-reg mirror-ftl-reg-ssl".
+run mirror-ftl-reg-ssl --attention mirror --loss fine_triplet "${EMA[@]}" "${REG[@]}" --init-checkpoint "$RUNS/ssl/pretrained.pt" & pids+=($!)
 # The runs' pids only: a bare `wait` would also wait for the `tee` above, which never ends.
 wait "${pids[@]}"
 echo "== $(date -u +%FT%TZ) done"
