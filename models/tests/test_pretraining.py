@@ -50,3 +50,14 @@ def test_a_short_pretraining_writes_a_backbone_that_a_supervised_run_can_start_f
     saved = torch.load(tmp_path / "pretrained.pt", map_location="cpu")["model_state"]
     name = next(k for k in saved if k.startswith("backbone.") and k.endswith("weight"))
     assert torch.equal(target.backbone.state_dict()[name[len("backbone."):]], saved[name])
+
+
+def test_a_time_budget_fixes_the_pretraining_step_count_once(tmp_path):
+    images, _ = make_synthetic_fundus(8, 32, seed=0)
+    config = PretrainConfig(model=ModelConfig(input_size=32, attention="none"), batch_size=4, steps=10_000,
+                            warmup_steps=1, threads=1, log_every=1_000, time_budget_seconds=0.0, calibration_steps=2)
+    lines = []
+    result = pretrain(config, images, str(tmp_path), log=lines.append)
+    # 2 untimed + 2 timed steps, then one more scheduled step: no time at all was left.
+    assert result["steps"] == 5
+    assert any(line.startswith("time budget 0s") and line.endswith(": 5 steps") for line in lines)

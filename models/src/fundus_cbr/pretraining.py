@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from .checkpoint import save_checkpoint
 from .config import ModelConfig
 from .data import augment_batch
 from .model import FundusEmbedder
-from .training import seed_everything, steps_within_budget
+from .training import StepBudget, seed_everything, warmup_cosine
 
 ValidationFn = Callable[[FundusEmbedder], Dict[str, float]]
 
@@ -71,13 +70,6 @@ def nt_xent_loss(first: torch.Tensor, second: torch.Tensor, temperature: float) 
     return F.cross_entropy(logits, targets)
 
 
-def _learning_rate(step: int, config: PretrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
 def pretrain(
     config: PretrainConfig,
     images: torch.Tensor,
@@ -103,19 +95,20 @@ def pretrain(
     augment = (config.rotation_degrees, config.scale_range, config.translate_fraction, config.brightness,
                config.contrast, config.saturation)
     history, running, step = [], 0.0, 0
-    started = calibration_started = time.time()
-    calibration_from = min(20, config.calibration_steps)
+    started = time.time()
+    budget = StepBudget(config.time_budget_seconds, config.calibration_steps)
+
+    def learning_rate(at: int) -> float:
+        return warmup_cosine(at, config.learning_rate, config.warmup_steps, config.steps)
+
     while step < config.steps:
-        if config.time_budget_seconds is not None and step == calibration_from:
-            calibration_started = time.time()
-        if config.time_budget_seconds is not None and step == calibration_from + config.calibration_steps:
-            per_step = (time.time() - calibration_started) / config.calibration_steps
-            affordable = steps_within_budget(step, per_step, time.time() - started, config.time_budget_seconds)
-            config = dataclasses.replace(config, steps=min(config.steps, affordable))
-            log(f"time budget {config.time_budget_seconds:.0f}s at {per_step:.3f}s/step: {config.steps} steps")
+        fixed = budget.steps_at(step, config.steps)
+        if fixed is not None:
+            config = dataclasses.replace(config, steps=fixed[0])
+            log(f"time budget {config.time_budget_seconds:.0f}s at {fixed[1]:.3f}s/step: {config.steps} steps")
         model.train()
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, config)
+            group["lr"] = learning_rate(step)
         chosen = images[torch.from_numpy(rng.choice(images.shape[0], size=batch_size, replace=False)).to(device)]
         first = model(augment_batch(chosen, generator, *augment)).embedding
         second = model(augment_batch(chosen, generator, *augment)).embedding
@@ -127,7 +120,7 @@ def pretrain(
         step += 1
         if step % config.log_every == 0 or step == config.steps:
             elapsed = time.time() - started
-            log(f"step {step}/{config.steps} nt-xent {running:.4f} lr {_learning_rate(step - 1, config):.2e} "
+            log(f"step {step}/{config.steps} nt-xent {running:.4f} lr {learning_rate(step - 1):.2e} "
                 f"{elapsed / step:.3f}s/step elapsed {elapsed / 60:.1f}min")
         if validate is not None and (step % config.eval_every == 0 or step == config.steps):
             summary = validate(model)

@@ -8,7 +8,7 @@ import math
 import os
 import random
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,11 +32,16 @@ def seed_everything(seed: int) -> torch.Generator:
     return generator
 
 
+def warmup_cosine(step: int, peak: float, warmup_steps: int, total_steps: int) -> float:
+    """Linear warm-up to `peak` over `warmup_steps`, then cosine decay to zero at `total_steps` (step is 0-based)."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def learning_rate_at(step: int, config: TrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return warmup_cosine(step, config.learning_rate, config.warmup_steps, config.steps)
 
 
 def steps_within_budget(step: int, seconds_per_step: float, elapsed: float, budget: float) -> int:
@@ -45,6 +50,31 @@ def steps_within_budget(step: int, seconds_per_step: float, elapsed: float, budg
     more, so a run whose calibration already spent the budget still ends on a scheduled step."""
     remaining = max(budget - elapsed, 0.0)
     return step + max(int(remaining / (seconds_per_step * 1.10)), 1)
+
+
+class StepBudget:
+    """Fixes a run's step count once from its measured speed, so that a cosine schedule still ends inside a
+    wall-clock budget. The first min(20, calibration_steps) steps are not timed (cuDNN autotuning, other processes
+    still loading); the next calibration_steps are."""
+
+    def __init__(self, budget_seconds: Optional[float], calibration_steps: int) -> None:
+        self.budget_seconds = budget_seconds
+        self.calibration_steps = calibration_steps
+        self.calibration_from = min(20, calibration_steps)
+        self.started = self.calibration_started = time.time()
+
+    def steps_at(self, step: int, steps: int) -> Optional[Tuple[int, float]]:
+        """Call before every step. Returns (new total step count, seconds per step) at the one step where the count
+        is fixed, else None."""
+        if self.budget_seconds is None:
+            return None
+        if step == self.calibration_from:
+            self.calibration_started = time.time()
+        if step != self.calibration_from + self.calibration_steps:
+            return None
+        per_step = (time.time() - self.calibration_started) / self.calibration_steps
+        affordable = steps_within_budget(step, per_step, time.time() - self.started, self.budget_seconds)
+        return min(steps, affordable), per_step
 
 
 def ema_decay_at(step: int, decay: float) -> float:
@@ -149,20 +179,14 @@ def train(
     history = []
     best_score, best_step = -float("inf"), -1
     started = time.time()
+    budget = StepBudget(config.time_budget_seconds, config.calibration_steps)
     running = 0.0
     step = 0
-    calibration_from = min(20, config.calibration_steps)
-    calibration_started = started
     while step < config.steps:
-        if config.time_budget_seconds is not None and step == calibration_from:
-            calibration_started = time.time()
-        if config.time_budget_seconds is not None and step == calibration_from + config.calibration_steps:
-            # Fix the step count once from the speed measured after the first (slow: cuDNN autotuning, other
-            # processes still loading) steps.
-            per_step = (time.time() - calibration_started) / config.calibration_steps
-            affordable = steps_within_budget(step, per_step, time.time() - started, config.time_budget_seconds)
-            config = dataclasses.replace(config, steps=min(config.steps, affordable))
-            log(f"time budget {config.time_budget_seconds:.0f}s at {per_step:.3f}s/step: {config.steps} steps")
+        fixed = budget.steps_at(step, config.steps)
+        if fixed is not None:
+            config = dataclasses.replace(config, steps=fixed[0])
+            log(f"time budget {config.time_budget_seconds:.0f}s at {fixed[1]:.3f}s/step: {config.steps} steps")
             write_config()
         model.train()
         for group in optimizer.param_groups:
