@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from fundus_cbr.checkpoint import load_checkpoint  # noqa: E402
 from fundus_cbr.config import TrainConfig  # noqa: E402
 from fundus_cbr.data import AS_TAKEN_SETS, load_split  # noqa: E402
-from fundus_cbr.export import run_in_onnxruntime_node, versioned  # noqa: E402
+from fundus_cbr.export import run_in_onnxruntime_node, weights_fingerprint  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     images = split.images[: args.images].float()
     with torch.no_grad():
         expected = model(images)
-    report = {"checkpoint": args.checkpoint, "weights_version": versioned(model, "x").split("+")[1], "images": len(images),
+    report = {"checkpoint": args.checkpoint, "weights_version": f"w{weights_fingerprint(model)}", "images": len(images),
               "onnx": {}}
     for path in args.onnx:
         metadata = {p.key: p.value for p in onnx.load(path).metadata_props}

@@ -46,16 +46,22 @@ def retrieval_against(
     return metrics.per_query_retrieval(similarity, query_grades, query_patients, gallery_grades, gallery_patients)
 
 
-def score_group(
-    embeddings: np.ndarray, grades: np.ndarray, patients: np.ndarray, bootstrap: int = 0, seed: int = 0
+def score_per_query(
+    per_query: Dict[str, np.ndarray], grades: np.ndarray, patients: np.ndarray, bootstrap: int = 0, seed: int = 0
 ) -> Dict[str, object]:
-    per_query = retrieval_within(embeddings, grades, patients)
+    """Summary of per-query figures, query and patient counts, and (bootstrap > 0) patient-bootstrap intervals."""
     result: Dict[str, object] = {"summary": metrics.summarise_retrieval(per_query, grades)}
     result["queries"] = int(len(grades))
     result["patients"] = int(len(np.unique(patients)))
     if bootstrap:
         result["ci95"] = metrics.bootstrap_over_patients(per_query, grades, patients, bootstrap, seed)
     return result
+
+
+def score_group(
+    embeddings: np.ndarray, grades: np.ndarray, patients: np.ndarray, bootstrap: int = 0, seed: int = 0
+) -> Dict[str, object]:
+    return score_per_query(retrieval_within(embeddings, grades, patients), grades, patients, bootstrap, seed)
 
 
 def score_trivial_baselines(
@@ -171,10 +177,7 @@ def evaluate_models(
                                           gallery_grades, gallery_patients)
             per_query_by_model[model_name][CASE_BASE_GROUP] = per_query
             results["groups"].setdefault(CASE_BASE_GROUP, {})[model_name] = {
-                "summary": metrics.summarise_retrieval(per_query, grades),
-                "ci95": metrics.bootstrap_over_patients(per_query, grades, patients, bootstrap, seed),
-                "queries": int(len(query_members)),
-                "patients": int(len(np.unique(patients))),
+                **score_per_query(per_query, grades, patients, bootstrap, seed),
                 "gallery_images": int(len(gallery_grades)),
             }
         for group, members in group_members.items():
@@ -183,13 +186,7 @@ def evaluate_models(
             grades, patients = test_split.grades[members], test_split.patients[members]
             per_query = retrieval_within(embeddings[members], grades, patients)
             per_query_by_model[model_name][group] = per_query
-            entry = {
-                "summary": metrics.summarise_retrieval(per_query, grades),
-                "ci95": metrics.bootstrap_over_patients(per_query, grades, patients, bootstrap, seed),
-                "queries": int(len(members)),
-                "patients": int(len(np.unique(patients))),
-            }
-            results["groups"].setdefault(group, {})[model_name] = entry
+            results["groups"].setdefault(group, {})[model_name] = score_per_query(per_query, grades, patients, bootstrap, seed)
         log(f"{model_name}: as-taken macro P@10 {results['groups']['as_taken'][model_name]['summary']['macro_p@10']:.3f}")
         if lesion_images is not None and len(lesion_records):
             _, heat_maps = embed_images(model, lesion_images)

@@ -26,7 +26,7 @@ from .checkpoint import save_checkpoint
 from .config import ModelConfig
 from .data import augment_batch
 from .model import FundusEmbedder
-from .training import StepBudget, seed_everything, warmup_cosine
+from .training import StepBudget, prepare_device, seed_everything, warmup_cosine
 
 ValidationFn = Callable[[FundusEmbedder], Dict[str, float]]
 
@@ -83,11 +83,7 @@ def pretrain(
     torch.set_num_threads(config.threads)
     generator = seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
-    device = torch.device(config.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = prepare_device(config.device)
     model = FundusEmbedder(config.model).to(device)
     images = images.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)

@@ -32,6 +32,16 @@ def seed_everything(seed: int) -> torch.Generator:
     return generator
 
 
+def prepare_device(name: str) -> torch.device:
+    """torch.device(name); on CUDA also cuDNN autotuning and TF32 matmuls/convolutions (fp32 weights)."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def warmup_cosine(step: int, peak: float, warmup_steps: int, total_steps: int) -> float:
     """Linear warm-up to `peak` over `warmup_steps`, then cosine decay to zero at `total_steps` (step is 0-based)."""
     if step < warmup_steps:
@@ -149,11 +159,8 @@ def train(
     os.makedirs(out_dir, exist_ok=True)
     torch.set_num_threads(config.threads)
     generator = seed_everything(config.seed)
-    device = torch.device(config.device)
+    device = prepare_device(config.device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
         log(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     model = FundusEmbedder(config.model, with_classifier=config.loss.kind == "cross_entropy")
     if init_checkpoint:
