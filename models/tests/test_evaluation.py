@@ -104,3 +104,17 @@ def test_evaluate_models_scores_test_photographs_against_the_whole_case_base():
     assert "knn_qwk" in results["paired_differences"]["a - b"][CASE_BASE_GROUP]
     with pytest.raises(ValueError, match="must not hold test patients"):
         evaluate_models(models, test, [], None, {}, 0, None, bootstrap=0, log=lambda line: None, case_base=test)
+
+
+def test_expand_with_neighbours_adds_weighted_neighbours_of_other_patients_only():
+    from fundus_cbr.evaluation import expand_with_neighbours
+
+    query = np.array([[1.0, 0.0]])
+    gallery = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
+    gallery_patients = np.array(["a", "b", "c", "d"])
+    # The query's own patient "a" holds the identical photograph; it must not count as a neighbour.
+    expanded = expand_with_neighbours(query, np.array(["a"]), gallery, gallery_patients, k=2, alpha=2.0)
+    # Neighbours: b (s = 0.6, weight 0.36) and c (s = 0, weight 0); d (s = -1) is third.
+    by_hand = np.array([1.0 + 0.36 * 0.6, 0.36 * 0.8])
+    np.testing.assert_allclose(expanded[0], by_hand / np.linalg.norm(by_hand), atol=1e-12)
+    assert np.isclose(np.linalg.norm(expanded[0]), 1.0)

@@ -46,6 +46,19 @@ def retrieval_against(
     return metrics.per_query_retrieval(similarity, query_grades, query_patients, gallery_grades, gallery_patients)
 
 
+def expand_with_neighbours(
+    embeddings: np.ndarray, patients: np.ndarray, gallery: np.ndarray, gallery_patients: np.ndarray, k: int, alpha: float
+) -> np.ndarray:
+    """Query expansion / database-side augmentation (Radenovic et al. 2018): each row plus its k most similar
+    gallery rows of OTHER patients, weighted by max(s, 0)^alpha, L2-normalised."""
+    similarity = embeddings @ gallery.T
+    similarity[patients[:, None] == gallery_patients[None, :]] = -np.inf
+    neighbours = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    weights = np.clip(np.take_along_axis(similarity, neighbours, axis=1), 0, None) ** alpha
+    expanded = embeddings + (weights[:, :, None] * gallery[neighbours]).sum(axis=1)
+    return expanded / np.linalg.norm(expanded, axis=1, keepdims=True)
+
+
 def score_per_query(
     per_query: Dict[str, np.ndarray], grades: np.ndarray, patients: np.ndarray, bootstrap: int = 0, seed: int = 0
 ) -> Dict[str, object]:
