@@ -35,6 +35,29 @@ function drawDisc(options: {
   return data;
 }
 
+/** Textured orange wherever `inside` holds, black elsewhere: shapes that are bright and varied but not round. */
+function drawShape(width: number, height: number, inside: (x: number, y: number) => boolean): Buffer {
+  const data = Buffer.alloc(width * height * 3);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      if (!inside(x, y)) continue;
+      const texture = 0.85 + 0.15 * Math.sin(x / 7) * Math.cos(y / 5);
+      data.set([Math.round(230 * texture), Math.round(150 * texture), Math.round(40 * texture)], (y * width + x) * 3);
+    }
+  }
+  return data;
+}
+
+/** A scanned page: white with rows of dark "words". */
+function drawPage(width: number, height: number): Buffer {
+  const data = Buffer.alloc(width * height * 3, 245);
+  for (let y = 30; y < height - 30; y += 1) {
+    if (y % 16 >= 9) continue;
+    for (let x = 30; x < width - 30; x += 1) if ((x >> 4) % 5 !== 4) data.fill(20, (y * width + x) * 3, (y * width + x) * 3 + 3);
+  }
+  return data;
+}
+
 function encodePng(raw: Buffer, width: number, height: number, channels: 1 | 3 | 4 = 3): Promise<Buffer> {
   return sharp(raw, { raw: { width, height, channels } }).png().toBuffer();
 }
@@ -141,6 +164,13 @@ describe('preprocessFundusImage geometry', () => {
     assertNear(result.crop.side, 256, 2, 'side');
     assertNear(result.crop.x, 0, 2, 'x');
     assertNear(result.crop.y, 0, 2, 'y');
+  });
+
+  it('accepts a disc squashed into an ellipse (eyepacs-processed squashes photographs to a square)', async () => {
+    const raw = drawShape(400, 300, (x, y) => ((x + 0.5 - 200) / 190) ** 2 + ((y + 0.5 - 150) / 140) ** 2 < 1);
+    const result = await preprocessFundusImage(await encodePng(raw, 400, 300), { size: 32 });
+    assert.equal(result.size, 32);
+    assertNear(result.crop.side, 380, 6, 'side spans the long axis');
   });
 
   it('finds a vignetted disc despite salt noise and a caption block in the border', async () => {
@@ -256,6 +286,21 @@ describe('preprocessFundusImage errors', () => {
     {
       name: 'a bright region too small to be a fundus',
       input: () => discPng({ width: 400, height: 300, centreX: 200, centreY: 150, radius: 12 }),
+      code: 'NO_FUNDUS',
+    },
+    // Bright, varied, large enough, but not a fundus photograph: each must be refused, not embedded.
+    { name: 'a 2x2 image', input: () => discPng({ width: 2, height: 2, centreX: 1, centreY: 1, radius: 1 }), code: 'TOO_SMALL' },
+    { name: 'a 1x1000 strip', input: () => sharp({ create: { width: 1, height: 1000, channels: 3, background: '#c86432' } }).png().toBuffer(), code: 'TOO_SMALL' },
+    {
+      name: 'random colour noise',
+      input: () => encodePng(randomBytes(300 * 300 * 3), 300, 300),
+      code: 'NO_FUNDUS',
+    },
+    { name: 'a white page with lines of dark text', input: () => encodePng(drawPage(400, 300), 400, 300), code: 'NO_FUNDUS' },
+    { name: 'an orange bar over the left half', input: () => encodePng(drawShape(400, 300, (x) => x < 200), 400, 300), code: 'NO_FUNDUS' },
+    {
+      name: 'a bright rectangle on black (a card or a screen)',
+      input: () => encodePng(drawShape(400, 300, (x, y) => Math.abs(x - 200) < 120 && Math.abs(y - 150) < 90), 400, 300),
       code: 'NO_FUNDUS',
     },
     { name: 'a 20000x20000 PNG header', input: async () => pngHeaderOnly(20000, 20000), code: 'TOO_MANY_PIXELS' },

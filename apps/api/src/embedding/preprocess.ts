@@ -11,6 +11,9 @@
  * - Find the fundus disc on a copy downscaled to at most DETECTION_SIDE px: threshold the per-pixel maximum
  *   channel (the fundus is bright in red even when underexposed; camera borders are near 0 plus JPEG noise),
  *   keep the largest 4-connected bright component (drops noise specks and burnt-in text), take its bounding box.
+ *   Refuse (NO_FUNDUS) what cannot be a fundus: a black or uniform image, a component under 4% of the frame, one
+ *   with no rim to fit a circle to (it runs into the image edges: a document, a screenshot, noise), or one with a
+ *   side edge straight for most of its height (a card, a screen, a bar). Images under 64 px a side: TOO_SMALL.
  * - Crop the disc's bounding square. A whole disc (bbox touches no image edge and is square) gets its bbox,
  *   side max(width, height). A disc cut by the image edges or by the camera's straight mask lines (srahim
  *   800x535 and many EyePACS photographs cut the circle at top and bottom, not always symmetrically, and not
@@ -37,8 +40,12 @@ const MIN_FUNDUS_AREA_FRACTION = 0.04;
 const MIN_BRIGHT_PERCENTILE = 30;
 /** Standard deviation (0-255 units) of the max channel below which an image is treated as uniform. */
 const MIN_STANDARD_DEVIATION = 3;
+/** A side of the bright region straight for more than this share of its height is not a fundus rim (see longestStraightRimRun). */
+const MAX_STRAIGHT_RIM_FRACTION = 0.65;
+/** Shorter side below which an image is refused (TOO_SMALL): a sanity floor, far below any camera's output. */
+export const MIN_IMAGE_SIDE = 64;
 
-export type PreprocessErrorCode = 'EMPTY_FILE' | 'NOT_AN_IMAGE' | 'TOO_MANY_PIXELS' | 'NO_FUNDUS';
+export type PreprocessErrorCode = 'EMPTY_FILE' | 'NOT_AN_IMAGE' | 'TOO_MANY_PIXELS' | 'TOO_SMALL' | 'NO_FUNDUS';
 
 export class PreprocessError extends Error {
   override readonly name = 'PreprocessError';
@@ -107,6 +114,12 @@ export async function preprocessFundusImage(input: Buffer, options: PreprocessOp
   }
 
   const original = await readOrientedDimensions(input, maxInputPixels);
+  if (Math.min(original.width, original.height) < MIN_IMAGE_SIDE) {
+    throw new PreprocessError(
+      'TOO_SMALL',
+      `The image is ${original.width}x${original.height} px; a fundus photograph needs at least ${MIN_IMAGE_SIDE} px on its shorter side.`,
+    );
+  }
   const detection = await decodeForDetection(input, maxInputPixels);
   const { box, circle } = locateFundusDisc(detection.values, detection.width, detection.height);
   const crop = computeSquareCrop(box, circle, { width: detection.width, height: detection.height }, original);
@@ -219,17 +232,30 @@ export function locateFundusDisc(values: Uint8Array, width: number, height: numb
       `No fundus visible: the largest bright region covers ${(areaFraction * 100).toFixed(1)}% of the image (need ${MIN_FUNDUS_AREA_FRACTION * 100}%).`,
     );
   }
-  return { box: component.box, circle: fitRimCircle(component.labels, component.label, width, height, component.box) };
+  const rim = componentRim(component.labels, component.label, width, component.box);
+  const circle = fitRimCircle(rim);
+  if (!circle) {
+    throw new PreprocessError(
+      'NO_FUNDUS',
+      'No fundus visible: the bright region has no round rim to fit (it runs into the image edges, as a document, a screenshot or noise does). ' +
+        'A photograph cropped inside the fundus disc is not supported; use the uncropped photograph.',
+    );
+  }
+  const straightFraction = longestStraightRimRun(rim) / (component.box.y1 - component.box.y0);
+  if (straightFraction > MAX_STRAIGHT_RIM_FRACTION) {
+    throw new PreprocessError(
+      'NO_FUNDUS',
+      `No fundus visible: a side edge of the bright region runs straight for ${(straightFraction * 100).toFixed(0)}% of its height; the rim of a fundus is round.`,
+    );
+  }
+  return { box: component.box, circle };
 }
 
-/**
- * Least-squares circle (Kasa: minimise sum (x^2 + y^2 + D x + E y + F)^2) through the left and right rim of the
- * component in each row. Points on the image border are left out: there the disc is cut, not curved.
- * Coordinates are pixel edges (a pixel at column x spans [x, x+1)), matching the bbox convention.
- */
-function fitRimCircle(labels: Int32Array, label: number, width: number, height: number, box: BoundingBox): DiscCircle | undefined {
-  const xs: number[] = [];
-  const ys: number[] = [];
+/** Left and right rim of the component in each row; null where the row is empty or its extreme is on the image border. */
+type Rim = { left: (number | null)[]; right: (number | null)[]; y0: number };
+
+function componentRim(labels: Int32Array, label: number, width: number, box: BoundingBox): Rim {
+  const rim: Rim = { left: [], right: [], y0: box.y0 };
   for (let y = box.y0; y < box.y1; y += 1) {
     let left = -1;
     let right = -1;
@@ -239,16 +265,50 @@ function fitRimCircle(labels: Int32Array, label: number, width: number, height: 
         right = x;
       }
     }
-    if (left === -1) continue;
-    if (left > 0) {
-      xs.push(left);
-      ys.push(y + 0.5);
-    }
-    if (right < width - 1) {
-      xs.push(right + 1);
-      ys.push(y + 0.5);
+    // Right rim as a pixel edge (x + 1), the bbox convention.
+    rim.left.push(left > 0 ? left : null);
+    rim.right.push(right !== -1 && right < width - 1 ? right + 1 : null);
+  }
+  return rim;
+}
+
+/**
+ * Longest run of consecutive rows over which one side's rim stays within 1 px of a vertical line. A round rim
+ * (whole, cut or squashed into an ellipse) bends away within a few rows; a rectangle (a card, a screen, a bar)
+ * does not. Over the 4812 real photographs in ../shared/data the longest run is under half the disc's height.
+ */
+function longestStraightRimRun(rim: Rim): number {
+  let longest = 0;
+  for (const side of [rim.left, rim.right]) {
+    let start = 0;
+    for (let i = 0; i < side.length; i += 1) {
+      const x = side[i];
+      if (x == null) {
+        start = i + 1;
+        continue;
+      }
+      while (start < i && Math.abs(x - (side[start] ?? Number.NaN)) > 1) start += 1;
+      longest = Math.max(longest, i - start + 1);
     }
   }
+  return longest;
+}
+
+/**
+ * Least-squares circle (Kasa: minimise sum (x^2 + y^2 + D x + E y + F)^2) through the left and right rim of the
+ * component in each row. Points on the image border are left out: there the disc is cut, not curved.
+ * Coordinates are pixel edges (a pixel at column x spans [x, x+1)), matching the bbox convention.
+ */
+function fitRimCircle(rim: Rim): DiscCircle | undefined {
+  const xs: number[] = [];
+  const ys: number[] = [];
+  rim.left.forEach((left, row) => {
+    for (const x of [left, rim.right[row]]) {
+      if (x == null) continue;
+      xs.push(x);
+      ys.push(rim.y0 + row + 0.5);
+    }
+  });
   const n = xs.length;
   if (n < 12) return undefined;
   // Centre the coordinates for a well-conditioned 3x3 system.
