@@ -51,15 +51,18 @@ async function main(argv: string[]): Promise<number> {
     batchSize,
     logger: { info: (message) => process.stderr.write(`${message}\n`), warn: (message) => process.stderr.write(`warning: ${message}\n`) },
   });
+  if (galleryLabels) requireSameLabels(queryLabels, galleryLabels, queriesCsv, galleryCsv!);
   const skipped: Skipped[] = [];
   const started = Date.now();
-  const queries = await embedLabelledImages(embedder, queryLabels, 'queries', skipped);
-  const gallery = galleryLabels ? await embedLabelledImages(embedder, galleryLabels, 'gallery', skipped) : undefined;
+  // A file listed in both CSVs (the query set inside a larger gallery) is embedded, skipped and dumped once.
+  const embedded = new Map<string, EmbeddedFile>();
+  const queries = await embedLabelledImages(embedder, queryLabels, 'queries', skipped, embedded);
+  const gallery = galleryLabels ? await embedLabelledImages(embedder, galleryLabels, 'gallery', skipped, embedded) : undefined;
   const embeddingSeconds = (Date.now() - started) / 1000;
   await embedder.release();
 
   const dumpPath = args.options.get('dump-embeddings');
-  if (dumpPath) await dumpEmbeddings(dumpPath, [...queries, ...(gallery ?? [])]);
+  if (dumpPath) await dumpEmbeddings(dumpPath, [...embedded.values()].flatMap((entry) => (entry.item ? [entry.item] : [])));
   if (queries.length === 0 || (gallery && gallery.length === 0)) {
     process.stderr.write('evaluate: no usable images left to evaluate\n');
     return 1;
@@ -98,10 +101,34 @@ function requireGrades(labels: LabelledImage[], csv: string): LabelledImage[] {
   return labels;
 }
 
-async function embedLabelledImages(embedder: Embedder, labels: LabelledImage[], role: string, skipped: Skipped[]): Promise<(EmbeddedItem & { image: string })[]> {
+/** The same file in both CSVs must mean the same patient and grade, or the metrics would count it twice over. */
+function requireSameLabels(queries: LabelledImage[], gallery: LabelledImage[], queriesCsv: string, galleryCsv: string): void {
+  const byFile = new Map(queries.map((label) => [label.file, label]));
+  for (const label of gallery) {
+    const query = byFile.get(label.file);
+    if (query && (query.patientId !== label.patientId || query.grade !== label.grade)) {
+      throw new DatasetError(
+        `${label.file} is in ${queriesCsv} as patient ${query.patientId}, grade ${query.grade} and in ${galleryCsv} as patient ${label.patientId}, grade ${label.grade}`,
+      );
+    }
+  }
+}
+
+type LabelledItem = EmbeddedItem & { image: string };
+/** One file's outcome: its embedding, or null when it was skipped. */
+type EmbeddedFile = { item: LabelledItem | null };
+
+async function embedLabelledImages(
+  embedder: Embedder,
+  labels: LabelledImage[],
+  role: string,
+  skipped: Skipped[],
+  embedded: Map<string, EmbeddedFile>,
+): Promise<LabelledItem[]> {
   let lastReport = 0;
+  const fresh = [...new Set(labels.map((label) => label.file).filter((file) => !embedded.has(file)))];
   const results = await embedder.embedFiles(
-    labels.map((label) => label.file),
+    fresh,
     {
       onProgress: (done, total) => {
         if (done === total || Date.now() - lastReport > 5000) {
@@ -111,20 +138,25 @@ async function embedLabelledImages(embedder: Embedder, labels: LabelledImage[], 
       },
     },
   );
-  const items: (EmbeddedItem & { image: string })[] = [];
+  const labelOf = new Map(labels.map((label) => [label.file, label]));
   results.forEach((result, index) => {
-    const label = labels[index]!;
+    const label = labelOf.get(fresh[index]!)!;
     if (result.ok) {
-      items.push({ image: label.image, patientId: label.patientId, grade: label.grade ?? -1, embedding: result.result.embedding });
+      const item = { image: label.image, patientId: label.patientId, grade: label.grade ?? -1, embedding: result.result.embedding };
+      embedded.set(label.file, { item });
     } else {
+      embedded.set(label.file, { item: null });
       skipped.push({ image: label.image, file: result.file, code: result.error.code, message: result.error.message });
       process.stderr.write(`skipped ${result.file}: ${result.error.code}: ${result.error.message}\n`);
     }
   });
-  return items;
+  return labels.flatMap((label) => {
+    const item = embedded.get(label.file)?.item;
+    return item ? [item] : [];
+  });
 }
 
-async function dumpEmbeddings(file: string, items: readonly (EmbeddedItem & { image: string })[]): Promise<void> {
+async function dumpEmbeddings(file: string, items: readonly LabelledItem[]): Promise<void> {
   const stream = createWriteStream(file);
   for (const item of items) {
     const line = JSON.stringify({ image: item.image, patient_id: item.patientId, grade: item.grade, embedding: Array.from(item.embedding) });

@@ -65,6 +65,32 @@ describe('evaluate CLI (tiny model, synthetic images)', () => {
     assert.equal(lines[0].embedding.length, 128);
   });
 
+  it('embeds, skips and dumps a file listed in both --queries and --gallery once, with the same figures as no gallery', async () => {
+    const labels = path.join(root, 'labels.csv');
+    const common = [EVALUATE, '--queries', labels, '--model', TINY_MODEL, '--device', 'cpu', '--json'];
+    const dump = path.join(root, 'both.jsonl');
+    const alone = JSON.parse((await run(process.execPath, common)).stdout);
+    const both = await run(process.execPath, [...common, '--gallery', labels, '--dump-embeddings', dump]);
+    const report = JSON.parse(both.stdout);
+    assert.equal(report.gallery, 12);
+    assert.equal(report.skipped.length, 1);
+    assert.equal(both.stderr.match(/skipped .*broken\.jpg/g)?.length, 1);
+    assert.deepEqual(report.model, alone.model);
+    const lines = (await readFile(dump, 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(lines.length, 12);
+    assert.equal(new Set(lines.map((line) => line.image)).size, 12);
+  });
+
+  it('refuses a file that the two CSVs label differently', async () => {
+    const { writeFile } = await import('node:fs/promises');
+    const gallery = path.join(root, 'relabelled.csv');
+    await writeFile(gallery, 'image,patient_id,eye,grade\nimages/p0_L.png,toy-0,L,4\n');
+    await assert.rejects(
+      run(process.execPath, [EVALUATE, '--queries', path.join(root, 'labels.csv'), '--gallery', gallery, '--model', TINY_MODEL, '--device', 'cpu']),
+      (error: { code: number; stderr: string }) => error.code === 2 && /p0_L\.png is in .*grade 0 and in .*grade 4/.test(error.stderr),
+    );
+  });
+
   it('fails with a clear message when the model is missing', async () => {
     await assert.rejects(
       run(process.execPath, [EVALUATE, '--queries', path.join(root, 'labels.csv'), '--model', path.join(root, 'none.onnx')]),
