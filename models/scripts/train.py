@@ -35,7 +35,12 @@ def main() -> None:
     parser.add_argument("--images-per-grade", type=int, default=defaults.images_per_grade)
     parser.add_argument("--width", type=float, default=ModelConfig.backbone_width)
     parser.add_argument("--stages", type=int, default=ModelConfig.backbone_stages)
-    parser.add_argument("--init-checkpoint", default=None, help="torchvision resnet .pth to start from (width 1, 4 stages)")
+    parser.add_argument("--init-checkpoint", default=None,
+                        help="torchvision resnet18 .pth (with --width 1 --stages 4) or a pretrain_ssl.py checkpoint to "
+                             "start from; refused unless it fits the whole backbone")
+    parser.add_argument("--input-normalisation", choices=["local_contrast", "imagenet"],
+                        default=ModelConfig.input_normalisation,
+                        help="imagenet for ImageNet-pretrained weights (they expect mean/std-normalised input)")
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds; fixes the step count (at most --steps) from the speed measured in the first steps")
@@ -52,7 +57,8 @@ def main() -> None:
                         help="weight of the auxiliary grade read-out (smooth L1) added to a metric loss; 0 = off")
     args = parser.parse_args()
 
-    model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages)
+    model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages,
+                               input_normalisation=args.input_normalisation)
     config = TrainConfig(
         model=model_config,
         loss=LossConfig(kind=args.loss, gamma=args.gamma, margin=args.margin,

@@ -100,3 +100,22 @@ def test_augmentation_is_seeded_keeps_range_and_black_padding():
     assert torch.equal(first, second)
     assert first.dtype == torch.float32 and first.min() >= 0 and first.max() <= 255
     assert first[:, :, 0, 0].abs().max() == 0  # corners stay black
+
+
+def test_augmentation_never_mirrors_so_a_left_eye_stays_a_left_eye():
+    # A bright blob (an optic disc) on the right of a dim disc, top-bottom asymmetric too: after many augmented
+    # draws at full-strength settings, the blob's centre of mass must stay on its side, never mirrored.
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    image = np.zeros((size, size, 3), dtype=np.float64)
+    image[(xx - 32) ** 2 + (yy - 32) ** 2 < 28**2] = (120, 50, 20)
+    image[(xx - 48) ** 2 + (yy - 24) ** 2 < 6**2] = (250, 230, 160)
+    images = torch.as_tensor(image.transpose(2, 0, 1)[None].repeat(64, axis=0).astype(np.uint8))
+    out = augment_batch(images, torch.Generator().manual_seed(0), 10.0, (0.95, 1.08), 0.03, 0.2, 0.2, 0.15)
+    brightness = out.mean(dim=1)
+    blob = (brightness > 0.6 * brightness.amax(dim=(1, 2), keepdim=True)).float()  # the blob is ~3x the disc
+    mass = blob.sum(dim=(1, 2))
+    assert (mass > 20).all()
+    centre_x = (blob * torch.as_tensor(xx, dtype=torch.float32)).sum(dim=(1, 2)) / mass
+    centre_y = (blob * torch.as_tensor(yy, dtype=torch.float32)).sum(dim=(1, 2)) / mass
+    assert (centre_x > 40).all() and (centre_y < 32).all()

@@ -34,3 +34,13 @@ def test_torchvision_resnet18_checkpoint_loads_into_a_full_width_backbone(tmp_pa
     counts = load_init_checkpoint(model, str(path))
     assert counts["loaded"] == counts["backbone_tensors"]
     assert counts["skipped"] == 2  # fc.weight, fc.bias
+
+
+def test_a_checkpoint_of_another_width_is_refused_not_half_loaded(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    model = FundusEmbedder(ModelConfig(input_size=64, backbone_width=0.25, backbone_stages=4, attention="none"))
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    with pytest.raises(ValueError, match=r"fits \d+ of the backbone's \d+ tensors .*--width 1 --stages 4"):
+        load_init_checkpoint(model, str(path))
+    assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())

@@ -52,3 +52,63 @@ def test_pack_cache_ships_train_and_validation_patients_only_and_every_image_it_
     for record in packed:
         with Image.open(out / record.cache_path) as image:
             assert image.format == "WEBP" and image.size == (16, 16)
+
+
+def _synthetic_cache(root, patients: int = 60, size: int = 64):
+    """A cache in the product's layout: synthetic fundus crops of as-taken and processed sets, two eyes each."""
+    from PIL import Image
+
+    sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
+    from fundus_cbr.data import make_synthetic_fundus
+
+    images, grades = make_synthetic_fundus(2 * patients, size, seed=3)
+    os.makedirs(root / "crops")
+    header = "cache_path,source_set,image,patient_id,eye,grade,orig_width,orig_height,crop_x,crop_y,crop_side\n"
+    rows = []
+    for i in range(2 * patients):
+        source_set = ("srahim", "eyepacs-raw", "eyepacs-processed")[(i // 2) % 3]
+        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(root / "crops" / f"{i}.png")
+        rows.append(f"crops/{i}.png,{source_set},images/{i}.jpg,{source_set}-{i // 2},{'LR'[i % 2]},{grades[i]},"
+                    f"{size},{size},0,0,{size}\n")
+    (root / "index.csv").write_text(header + "".join(rows))
+    return root
+
+
+def test_train_script_runs_end_to_end_on_a_cache_and_saves_a_loadable_checkpoint(tmp_path):
+    sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
+    import torch
+
+    from fundus_cbr.checkpoint import load_checkpoint
+
+    cache = _synthetic_cache(tmp_path / "cache")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "train.py"), "--cache", str(cache), "--out", str(out), "--device", "cpu",
+         "--steps", "2", "--eval-every", "2", "--log-every", "1", "--images-per-grade", "2", "--threads", "1",
+         "--ema-decay", "0.9", "--grade-regression-weight", "1.0"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "validation step 2:" in result.stdout and "done: best validation macro P@10" in result.stdout
+    model = load_checkpoint(str(out / "best.pt"))
+    with torch.no_grad():
+        embedding = model(torch.full((1, 3, 256, 256), 100.0)).embedding
+    assert embedding.shape == (1, 128) and torch.allclose(embedding.norm(dim=1), torch.ones(1), atol=1e-5)
+
+
+def test_train_script_refuses_a_checkpoint_that_does_not_fit_the_backbone(tmp_path):
+    import torch
+    import torchvision
+
+    cache = _synthetic_cache(tmp_path / "cache", patients=30)
+    checkpoint = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+    result = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "train.py"), "--cache", str(cache), "--out", str(tmp_path / "run"),
+         "--device", "cpu", "--steps", "2", "--images-per-grade", "2", "--threads", "1",
+         "--init-checkpoint", str(checkpoint)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode != 0
+    assert "fits" in result.stderr and "--width 1 --stages 4" in result.stderr
+    assert not (tmp_path / "run" / "best.pt").exists()

@@ -183,14 +183,27 @@ class FundusEmbedder(nn.Module):
 
 
 def load_init_checkpoint(model: FundusEmbedder, path: str) -> Dict[str, int]:
-    """Load a torchvision ResNet .pth (or a state dict saved by this project) into the backbone where shapes match.
+    """Load a torchvision ResNet .pth (or a checkpoint saved by this project) into the backbone.
 
-    Returns counts of loaded and skipped tensors so the caller can report them; no weights are downloaded.
+    Every backbone tensor must be found with its shape, or ValueError: a checkpoint of another width or depth
+    would otherwise load only its shape-free counters and leave a random network that looks initialised.
+    Tensors the backbone lacks (torchvision's fc) are skipped. Returns counts of loaded and skipped tensors so
+    the caller can report them; no weights are downloaded.
     """
     state = torch.load(path, map_location="cpu")
     if isinstance(state, dict) and "model_state" in state:
         state = {k[len("backbone."):]: v for k, v in state["model_state"].items() if k.startswith("backbone.")}
     own = model.backbone.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.backbone.load_state_dict(matched, strict=False)
+    missing = [k for k in own if k not in matched]
+    if missing:
+        mismatched = next((k for k in missing if k in state), None)
+        detail = (f"{mismatched} is {tuple(state[mismatched].shape)} there, {tuple(own[mismatched].shape)} here"
+                  if mismatched else f"{missing[0]} is not in it")
+        raise ValueError(
+            f"{path} fits {len(own) - len(missing)} of the backbone's {len(own)} tensors ({detail}). A torchvision "
+            "resnet18 file needs --width 1 --stages 4 (and usually --input-normalisation imagenet); a pretrain_ssl.py "
+            "checkpoint needs the width and stages it was pretrained with."
+        )
+    model.backbone.load_state_dict(matched, strict=True)
     return {"loaded": len(matched), "skipped": len(state) - len(matched), "backbone_tensors": len(own)}
