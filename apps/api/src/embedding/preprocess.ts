@@ -183,11 +183,16 @@ async function decodeForDetection(
   const { data, info } = decoded;
   const pixelCount = info.width * info.height;
   const values = new Uint8Array(pixelCount);
-  for (let i = 0; i < pixelCount; i += 1) {
-    const base = i * info.channels;
-    let max = data[base] ?? 0;
-    for (let c = 1; c < Math.min(info.channels, 3); c += 1) {
-      max = Math.max(max, data[base + c] ?? 0);
+  const channels = info.channels;
+  for (let i = 0, base = 0; i < pixelCount; i += 1, base += channels) {
+    let max = data[base]!;
+    if (channels >= 3) {
+      const green = data[base + 1]!;
+      const blue = data[base + 2]!;
+      if (green > max) max = green;
+      if (blue > max) max = blue;
+    } else if (channels === 2 && data[base + 1]! > max) {
+      max = data[base + 1]!;
     }
     values[i] = max;
   }
@@ -259,10 +264,19 @@ function componentRim(labels: Int32Array, label: number, width: number, box: Bou
   for (let y = box.y0; y < box.y1; y += 1) {
     let left = -1;
     let right = -1;
+    const row = y * width;
     for (let x = box.x0; x < box.x1; x += 1) {
-      if (labels[y * width + x] === label) {
-        if (left === -1) left = x;
-        right = x;
+      if (labels[row + x] === label) {
+        left = x;
+        break;
+      }
+    }
+    if (left !== -1) {
+      for (let x = box.x1 - 1; x >= left; x -= 1) {
+        if (labels[row + x] === label) {
+          right = x;
+          break;
+        }
       }
     }
     // Right rim as a pixel edge (x + 1), the bbox convention.
@@ -382,24 +396,36 @@ function largestBrightComponent(
     let top = 0;
     stack[top++] = start;
     visited[start] = label;
-    const box: BoundingBox = { x0: width, y0: height, x1: 0, y1: 0, area: 0 };
+    // Plain locals and no per-pixel allocation: this loop runs for every bright pixel of every photograph.
+    let x0 = width, y0 = height, x1 = 0, y1 = 0, area = 0;
     while (top > 0) {
-      const index = stack[--top] ?? 0;
+      const index = stack[--top]!;
       const x = index % width;
       const y = (index - x) / width;
-      box.area += 1;
-      if (x < box.x0) box.x0 = x;
-      if (x + 1 > box.x1) box.x1 = x + 1;
-      if (y < box.y0) box.y0 = y;
-      if (y + 1 > box.y1) box.y1 = y + 1;
-      const neighbours = [x > 0 ? index - 1 : -1, x < width - 1 ? index + 1 : -1, y > 0 ? index - width : -1, y < height - 1 ? index + width : -1];
-      for (const next of neighbours) {
-        if (next >= 0 && !visited[next] && (values[next] ?? 0) >= threshold) {
-          visited[next] = label;
-          stack[top++] = next;
-        }
+      area += 1;
+      if (x < x0) x0 = x;
+      if (x + 1 > x1) x1 = x + 1;
+      if (y < y0) y0 = y;
+      if (y + 1 > y1) y1 = y + 1;
+      // Neighbours in a fixed order (left, right, up, down), so the labelling never changes.
+      if (x > 0 && visited[index - 1] === 0 && values[index - 1]! >= threshold) {
+        visited[index - 1] = label;
+        stack[top++] = index - 1;
+      }
+      if (x < width - 1 && visited[index + 1] === 0 && values[index + 1]! >= threshold) {
+        visited[index + 1] = label;
+        stack[top++] = index + 1;
+      }
+      if (y > 0 && visited[index - width] === 0 && values[index - width]! >= threshold) {
+        visited[index - width] = label;
+        stack[top++] = index - width;
+      }
+      if (y < height - 1 && visited[index + width] === 0 && values[index + width]! >= threshold) {
+        visited[index + width] = label;
+        stack[top++] = index + width;
       }
     }
+    const box: BoundingBox = { x0, y0, x1, y1, area };
     if (!best || box.area > best.area) {
       best = box;
       bestLabel = label;
