@@ -3,7 +3,7 @@ import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Embedder, EmbedderError, type EmbedderErrorCode } from './embedder.js';
+import { Embedder, EmbedderError, isCudaProviderInstalled, type EmbedderErrorCode } from './embedder.js';
 import { PreprocessError } from './preprocess.js';
 import {
   makeSyntheticFundusPng,
@@ -145,10 +145,16 @@ describe('Embedder.load', () => {
     }
   });
 
-  it('picks an execution provider on auto and reports which', async () => {
-    const embedder = await Embedder.load({ modelPath: TINY_MODEL, device: 'auto' });
+  it('on auto, uses CPU when the CUDA provider is not installed (CUDA or a logged fallback when it is) and says which', async () => {
+    const lines: string[] = [];
+    const embedder = await Embedder.load({ modelPath: TINY_MODEL, device: 'auto', logger: { info: (line) => lines.push(line), warn: (line) => lines.push(line) } });
     try {
-      assert.ok(['cpu', 'cuda'].includes(embedder.executionProvider));
+      if (!isCudaProviderInstalled()) {
+        assert.equal(embedder.executionProvider, 'cpu');
+      } else if (embedder.executionProvider === 'cpu') {
+        assert.ok(lines.some((line) => /CUDA execution provider unavailable/.test(line)), lines.join('\n'));
+      }
+      assert.ok(lines.some((line) => line.includes(`loaded from ${TINY_MODEL} on ${embedder.executionProvider}`)), lines.join('\n'));
       const [result] = await embedder.embed([makeSyntheticPreprocessedImage(3)]);
       assert.equal(result?.embedding.length, 128);
     } finally {
@@ -156,13 +162,20 @@ describe('Embedder.load', () => {
     }
   });
 
-  it('either runs on CUDA or says the CUDA provider is unavailable when cuda is demanded', async () => {
+  it('refuses device cuda with DEVICE_UNAVAILABLE when the CUDA provider is not installed (never a silent CPU)', async () => {
+    let embedder: Embedder | undefined;
     try {
-      const embedder = await Embedder.load({ modelPath: TINY_MODEL, device: 'cuda' });
-      assert.equal(embedder.executionProvider, 'cuda');
-      await embedder.release();
+      embedder = await Embedder.load({ modelPath: TINY_MODEL, device: 'cuda' });
     } catch (error) {
       assert.ok(error instanceof EmbedderError && error.code === 'DEVICE_UNAVAILABLE', String(error));
+      return;
+    }
+    try {
+      // Only reachable where the provider is installed and a GPU answers.
+      assert.ok(isCudaProviderInstalled(), 'cuda was demanded, the provider is not installed, and load still succeeded');
+      assert.equal(embedder.executionProvider, 'cuda');
+    } finally {
+      await embedder.release();
     }
   });
 

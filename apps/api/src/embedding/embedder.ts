@@ -374,7 +374,8 @@ function checkSessionAgainstContract(session: Session, metadata: ModelMetadata, 
   }
 }
 
-function isCudaProviderInstalled(): boolean {
+/** Whether onnxruntime-node was installed with its CUDA provider library (npm's default here skips it: .npmrc). */
+export function isCudaProviderInstalled(): boolean {
   if (!listSupportedBackends().some((backend) => backend.name === 'cuda')) return false;
   try {
     const packageRoot = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
