@@ -44,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
 
   const queryLabels = requireGrades(await readLabelsCsv(queriesCsv), queriesCsv);
   const galleryLabels = galleryCsv ? requireGrades(await readLabelsCsv(galleryCsv), galleryCsv) : undefined;
+  if (galleryLabels) requireSameLabels(queryLabels, galleryLabels, queriesCsv, galleryCsv!);
 
   const embedder = await Embedder.load({
     modelPath: args.options.get('model') ?? DEFAULT_MODEL,
@@ -51,7 +52,6 @@ async function main(argv: string[]): Promise<number> {
     batchSize,
     logger: { info: (message) => process.stderr.write(`${message}\n`), warn: (message) => process.stderr.write(`warning: ${message}\n`) },
   });
-  if (galleryLabels) requireSameLabels(queryLabels, galleryLabels, queriesCsv, galleryCsv!);
   const skipped: Skipped[] = [];
   const started = Date.now();
   // A file listed in both CSVs (the query set inside a larger gallery) is embedded, skipped and dumped once.
@@ -106,10 +106,9 @@ function requireSameLabels(queries: LabelledImage[], gallery: LabelledImage[], q
   const byFile = new Map(queries.map((label) => [label.file, label]));
   for (const label of gallery) {
     const query = byFile.get(label.file);
-    if (query && (query.patientId !== label.patientId || query.grade !== label.grade)) {
-      throw new DatasetError(
-        `${label.file} is in ${queriesCsv} as patient ${query.patientId}, grade ${query.grade} and in ${galleryCsv} as patient ${label.patientId}, grade ${label.grade}`,
-      );
+    if (query && (query.patientId !== label.patientId || query.grade !== label.grade || query.eye !== label.eye)) {
+      const describe = (entry: LabelledImage) => `patient ${entry.patientId}, eye ${entry.eye || '?'}, grade ${entry.grade}`;
+      throw new DatasetError(`${label.file} is in ${queriesCsv} as ${describe(query)} and in ${galleryCsv} as ${describe(label)}`);
     }
   }
 }

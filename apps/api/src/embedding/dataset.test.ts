@@ -38,6 +38,7 @@ describe('readLabelsCsv', () => {
     ['grade out of range', 'image,patient_id,eye,grade\na.jpg,p,L,5\n', /row 2: grade must be 0-4/],
     ['empty patient', 'image,patient_id,eye,grade\na.jpg,,L,1\n', /empty patient_id/],
     ['bad eye', 'image,patient_id,eye,grade\na.jpg,p,X,1\n', /eye must be L or R/],
+    ['a photograph listed twice', 'image,patient_id,eye,grade\na.jpg,p,L,1\nb.jpg,p,R,1\n./a.jpg,p,L,3\n', /row 4: \.\/a\.jpg is already listed in row 2/],
   ];
   for (const [name, content, message] of badFiles) {
     it(`rejects a labels file with ${name}`, async () => {

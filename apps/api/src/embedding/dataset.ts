@@ -62,6 +62,7 @@ export async function readLabelsCsv(csvPath: string): Promise<LabelledImage[]> {
   }
   const folder = path.dirname(path.resolve(csvPath));
   const records = parseCsvRecords(text, ['image', 'patient_id', 'eye', 'grade'], csvPath);
+  const rowOfFile = new Map<string, number>();
   return records.map((record, index) => {
     const where = `${csvPath} row ${index + 2}`;
     const image = record['image'] ?? '';
@@ -70,7 +71,12 @@ export async function readLabelsCsv(csvPath: string): Promise<LabelledImage[]> {
     if (image === '') throw new DatasetError(`${where}: empty image path`);
     if (patientId === '') throw new DatasetError(`${where}: empty patient_id`);
     if (eye !== 'L' && eye !== 'R' && eye !== '') throw new DatasetError(`${where}: eye must be L or R, got "${eye}"`);
-    return { file: path.resolve(folder, image), image, patientId, eye, grade: parseGrade(record['grade'] ?? '', where) };
+    const file = path.resolve(folder, image);
+    // One photograph, one label: a second row would be counted as a second image with perhaps another grade.
+    const earlier = rowOfFile.get(file);
+    if (earlier !== undefined) throw new DatasetError(`${where}: ${image} is already listed in row ${earlier}`);
+    rowOfFile.set(file, index + 2);
+    return { file, image, patientId, eye, grade: parseGrade(record['grade'] ?? '', where) };
   });
 }
 

@@ -48,6 +48,16 @@ function drawShape(width: number, height: number, inside: (x: number, y: number)
   return data;
 }
 
+/** Inside test for a rectangle of half-sides (halfWidth, halfHeight) around (cx, cy), turned by `degrees`. */
+function tiltedRectangle(cx: number, cy: number, halfWidth: number, halfHeight: number, degrees: number): (x: number, y: number) => boolean {
+  const angle = (degrees * Math.PI) / 180;
+  const [cos, sin] = [Math.cos(angle), Math.sin(angle)];
+  return (x, y) => {
+    const [dx, dy] = [x + 0.5 - cx, y + 0.5 - cy];
+    return Math.abs(dx * cos + dy * sin) < halfWidth && Math.abs(-dx * sin + dy * cos) < halfHeight;
+  };
+}
+
 /** A scanned page: white with rows of dark "words". */
 function drawPage(width: number, height: number): Buffer {
   const data = Buffer.alloc(width * height * 3, 245);
@@ -301,6 +311,24 @@ describe('preprocessFundusImage errors', () => {
     {
       name: 'a bright rectangle on black (a card or a screen)',
       input: () => encodePng(drawShape(400, 300, (x, y) => Math.abs(x - 200) < 120 && Math.abs(y - 150) < 90), 400, 300),
+      code: 'NO_FUNDUS',
+    },
+    // Per side, a tilted rectangle's rim is two straight edges; past ~15 degrees the longer covers under 65% of its height.
+    ...[3, 12].map((degrees) => ({
+      name: `a bright rectangle tilted by ${degrees} degrees`,
+      input: () => encodePng(drawShape(400, 300, tiltedRectangle(200, 150, 130, 80, degrees)), 400, 300),
+      code: 'NO_FUNDUS' as const,
+    })),
+    {
+      name: 'a page with text lying tilted by 4 degrees on a dark desk',
+      input: async () => {
+        const page = tiltedRectangle(200, 150, 120, 110, 4);
+        const text = tiltedRectangle(200, 150, 100, 90, 4); // inside the page's margins
+        const raw = drawShape(400, 300, page);
+        // Rows of dark "words" on the page.
+        for (let y = 0; y < 300; y += 1) for (let x = 0; x < 400; x += 1) if (text(x, y) && y % 14 < 6 && (x >> 4) % 4 !== 3) raw.fill(25, (y * 400 + x) * 3, (y * 400 + x) * 3 + 3);
+        return encodePng(raw, 400, 300);
+      },
       code: 'NO_FUNDUS',
     },
     { name: 'a 20000x20000 PNG header', input: async () => pngHeaderOnly(20000, 20000), code: 'TOO_MANY_PIXELS' },

@@ -87,7 +87,7 @@ describe('evaluate CLI (tiny model, synthetic images)', () => {
     await writeFile(gallery, 'image,patient_id,eye,grade\nimages/p0_L.png,toy-0,L,4\n');
     await assert.rejects(
       run(process.execPath, [EVALUATE, '--queries', path.join(root, 'labels.csv'), '--gallery', gallery, '--model', TINY_MODEL, '--device', 'cpu']),
-      (error: { code: number; stderr: string }) => error.code === 2 && /p0_L\.png is in .*grade 0 and in .*grade 4/.test(error.stderr),
+      (error: { code: number; stderr: string }) => error.code === 2 && /p0_L\.png is in .*eye L, grade 0 and in .*eye L, grade 4/.test(error.stderr),
     );
   });
 
