@@ -74,6 +74,15 @@ def _synthetic_cache(root, patients: int = 60, size: int = 64):
     return root
 
 
+def _run_train(cache, out, *extra: str) -> subprocess.CompletedProcess:
+    """scripts/train.py for two steps of two images per grade on CPU, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "train.py"), "--cache", str(cache), "--out", str(out), "--device", "cpu",
+         "--steps", "2", "--images-per-grade", "2", "--threads", "1", *extra],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
 def test_train_script_runs_end_to_end_on_a_cache_and_saves_a_loadable_checkpoint(tmp_path):
     sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
     import torch
@@ -82,12 +91,8 @@ def test_train_script_runs_end_to_end_on_a_cache_and_saves_a_loadable_checkpoint
 
     cache = _synthetic_cache(tmp_path / "cache")
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, "train.py"), "--cache", str(cache), "--out", str(out), "--device", "cpu",
-         "--steps", "2", "--eval-every", "2", "--log-every", "1", "--images-per-grade", "2", "--threads", "1",
-         "--ema-decay", "0.9", "--grade-regression-weight", "1.0"],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = _run_train(cache, out, "--eval-every", "2", "--log-every", "1", "--ema-decay", "0.9",
+                        "--grade-regression-weight", "1.0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "validation step 2:" in result.stdout and "done: best validation macro P@10" in result.stdout
     model = load_checkpoint(str(out / "best.pt"))
@@ -103,12 +108,7 @@ def test_train_script_refuses_a_checkpoint_that_does_not_fit_the_backbone(tmp_pa
     cache = _synthetic_cache(tmp_path / "cache", patients=30)
     checkpoint = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
-    result = subprocess.run(
-        [sys.executable, os.path.join(SCRIPTS, "train.py"), "--cache", str(cache), "--out", str(tmp_path / "run"),
-         "--device", "cpu", "--steps", "2", "--images-per-grade", "2", "--threads", "1",
-         "--init-checkpoint", str(checkpoint)],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = _run_train(cache, tmp_path / "run", "--init-checkpoint", str(checkpoint))
     assert result.returncode != 0
     assert "fits" in result.stderr and "--width 1 --stages 4" in result.stderr
     assert not (tmp_path / "run" / "best.pt").exists()

@@ -18,34 +18,39 @@ function drawDisc(options: {
   maskBottom?: number;
 }): Buffer {
   const { width, height, centreX, centreY, radius } = options;
+  const distance = (x: number, y: number) => Math.hypot(x + 0.5 - centreX, y + 0.5 - centreY);
+  return paint(
+    width,
+    height,
+    (x, y) => distance(x, y) <= radius && y >= (options.maskTop ?? 0) && y < (options.maskBottom ?? height),
+    [220, 110, 40],
+    // Vignetting: brightness falls to 25% at the rim, as in underexposed photographs.
+    options.vignette ? (x, y) => 1 - 0.75 * (distance(x, y) / radius) ** 2 : () => 1,
+  );
+}
+
+/** Textured `colour` (times `shade`) wherever `inside` holds, black elsewhere; RGB, row-major. */
+function paint(
+  width: number,
+  height: number,
+  inside: (x: number, y: number) => boolean,
+  colour: [number, number, number],
+  shade: (x: number, y: number) => number = () => 1,
+): Buffer {
   const data = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y += 1) {
     for (let x = 0; x < width; x += 1) {
-      const distance = Math.hypot(x + 0.5 - centreX, y + 0.5 - centreY);
-      if (distance > radius || y < (options.maskTop ?? 0) || y >= (options.maskBottom ?? height)) continue;
-      // Vignetting: brightness falls to 25% at the rim, as in underexposed photographs.
-      const falloff = options.vignette ? 1 - 0.75 * (distance / radius) ** 2 : 1;
-      const texture = 0.85 + 0.15 * Math.sin(x / 7) * Math.cos(y / 5);
-      const base = (y * width + x) * 3;
-      data[base] = Math.round(220 * falloff * texture);
-      data[base + 1] = Math.round(110 * falloff * texture);
-      data[base + 2] = Math.round(40 * falloff * texture);
+      if (!inside(x, y)) continue;
+      const factor = shade(x, y) * (0.85 + 0.15 * Math.sin(x / 7) * Math.cos(y / 5));
+      data.set(colour.map((value) => Math.round(value * factor)), (y * width + x) * 3);
     }
   }
   return data;
 }
 
-/** Textured orange wherever `inside` holds, black elsewhere: shapes that are bright and varied but not round. */
+/** Bright, varied shapes that are not round: textured orange wherever `inside` holds. */
 function drawShape(width: number, height: number, inside: (x: number, y: number) => boolean): Buffer {
-  const data = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y += 1) {
-    for (let x = 0; x < width; x += 1) {
-      if (!inside(x, y)) continue;
-      const texture = 0.85 + 0.15 * Math.sin(x / 7) * Math.cos(y / 5);
-      data.set([Math.round(230 * texture), Math.round(150 * texture), Math.round(40 * texture)], (y * width + x) * 3);
-    }
-  }
-  return data;
+  return paint(width, height, inside, [230, 150, 40]);
 }
 
 /** Inside test for a rectangle of half-sides (halfWidth, halfHeight) around (cx, cy), turned by `degrees`. */
