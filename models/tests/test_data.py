@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fundus_cbr.config import AugmentationConfig
 from fundus_cbr.data import (
     CacheRecord,
     GradeBalancedBatchSampler,
@@ -94,9 +95,9 @@ def test_sampler_gives_p_grades_by_k_images():
 
 def test_augmentation_is_seeded_keeps_range_and_black_padding():
     images, _ = make_synthetic_fundus(3, 32, seed=1)
-    settings = (10.0, (0.95, 1.08), 0.03, 0.2, 0.2, 0.15)
-    first = augment_batch(images, torch.Generator().manual_seed(5), *settings)
-    second = augment_batch(images, torch.Generator().manual_seed(5), *settings)
+    settings = AugmentationConfig(10.0, (0.95, 1.08), 0.03, 0.2, 0.2, 0.15)
+    first = augment_batch(images, torch.Generator().manual_seed(5), settings)
+    second = augment_batch(images, torch.Generator().manual_seed(5), settings)
     assert torch.equal(first, second)
     assert first.dtype == torch.float32 and first.min() >= 0 and first.max() <= 255
     assert first[:, :, 0, 0].abs().max() == 0  # corners stay black
@@ -111,7 +112,7 @@ def test_augmentation_never_mirrors_so_a_left_eye_stays_a_left_eye():
     image[(xx - 32) ** 2 + (yy - 32) ** 2 < 28**2] = (120, 50, 20)
     image[(xx - 48) ** 2 + (yy - 24) ** 2 < 6**2] = (250, 230, 160)
     images = torch.as_tensor(image.transpose(2, 0, 1)[None].repeat(64, axis=0).astype(np.uint8))
-    out = augment_batch(images, torch.Generator().manual_seed(0), 10.0, (0.95, 1.08), 0.03, 0.2, 0.2, 0.15)
+    out = augment_batch(images, torch.Generator().manual_seed(0), AugmentationConfig(10.0, (0.95, 1.08), 0.03, 0.2, 0.2, 0.15))
     brightness = out.mean(dim=1)
     blob = (brightness > 0.6 * brightness.amax(dim=(1, 2), keepdim=True)).float()  # the blob is ~3x the disc
     mass = blob.sum(dim=(1, 2))

@@ -48,6 +48,21 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentationConfig:
+    """data.augment_batch's random warp and colour jitter; the defaults are supervised training's. No flip ever:
+    a horizontal flip turns a left eye into a right one (optic disc on the other side), and the mirror views are
+    the model's own job. Small rotations (the camera is roughly level), mild scale/shift, and colour jitter
+    (cameras and flash vary)."""
+
+    rotation_degrees: float = 10.0
+    scale_range: Tuple[float, float] = (0.95, 1.08)
+    translate_fraction: float = 0.03
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.15
+
+
+@dataclass
 class LossConfig:
     kind: LossKind = "fine_triplet"
     # Circle-loss margin m and scale gamma as given for the fine triplet loss (Fang et al. 2023: m = 0.25, gamma = 1).
@@ -87,14 +102,7 @@ class TrainConfig:
     warmup_steps: int = 30
     # Validation (for model selection only) every this many steps; the best validation score is kept.
     eval_every: int = 60
-    # Augmentation. No horizontal flip: it would turn a left eye into a right one (optic disc on the other side).
-    # Small rotations (the camera is roughly level), mild scale/shift, and colour jitter (cameras and flash vary).
-    rotation_degrees: float = 10.0
-    scale_range: Tuple[float, float] = (0.95, 1.08)
-    translate_fraction: float = 0.03
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.15
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     # Intra-op threads: the machine has 2 cores shared with other builds.
     threads: int = 2
     # "cpu" or "cuda" (or "cuda:N"). On CUDA the whole training set lives on the GPU as uint8 and augmentation runs

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .config import AugmentationConfig
+
 AS_TAKEN_SETS = ("srahim", "eyepacs-raw")  # photographs as a camera produced them
 GRADED_SETS = ("srahim", "eyepacs-raw", "eyepacs-processed")
 LESION_SET = "lesions"
@@ -129,16 +131,7 @@ class GradeBalancedBatchSampler:
             yield self.next_batch()
 
 
-def augment_batch(
-    images: torch.Tensor,
-    generator: torch.Generator,
-    rotation_degrees: float,
-    scale_range: Tuple[float, float],
-    translate_fraction: float,
-    brightness: float,
-    contrast: float,
-    saturation: float,
-) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, generator: torch.Generator, augmentation: AugmentationConfig) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float32 RGB 0-255. Batched affine warp (rotation, scale, shift) and colour jitter.
 
     No flips: a horizontal flip turns a left eye into a right eye, and the mirror views are the model's own job.
@@ -152,20 +145,21 @@ def augment_batch(
         # on CPU and GPU (a few numbers per image; copying them to the GPU costs nothing).
         return torch.rand(*shape, generator=generator).to(device)
 
-    angle = (uniform(batch) * 2 - 1) * math.radians(rotation_degrees)
-    scale = scale_range[0] + uniform(batch) * (scale_range[1] - scale_range[0])
-    shift = (uniform(batch, 2) * 2 - 1) * translate_fraction * 2  # grid units span 2
+    angle = (uniform(batch) * 2 - 1) * math.radians(augmentation.rotation_degrees)
+    smallest, largest = augmentation.scale_range
+    scale = smallest + uniform(batch) * (largest - smallest)
+    shift = (uniform(batch, 2) * 2 - 1) * augmentation.translate_fraction * 2  # grid units span 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     fundus = (x.mean(dim=1, keepdim=True) > 8.0).float()
-    gain = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * brightness
+    gain = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * augmentation.brightness
     x = x * gain
-    contrast_factor = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * contrast
+    contrast_factor = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * augmentation.contrast
     mean = (x * fundus).sum(dim=(1, 2, 3), keepdim=True) / (3 * fundus.sum(dim=(1, 2, 3), keepdim=True)).clamp(min=1)
     x = (x - mean) * contrast_factor + mean
-    saturation_factor = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * saturation
+    saturation_factor = 1 + (uniform(batch, 1, 1, 1) * 2 - 1) * augmentation.saturation
     grey = x.mean(dim=1, keepdim=True)
     x = (x - grey) * saturation_factor + grey
     # Keep the padding exactly black so the in-model fundus mask still finds it.

@@ -16,14 +16,14 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .checkpoint import save_checkpoint
-from .config import ModelConfig
+from .config import AugmentationConfig, ModelConfig
 from .data import augment_batch
 from .model import FundusEmbedder
 from .training import StepBudget, prepare_device, seed_everything, warmup_cosine
@@ -45,12 +45,9 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     # Stronger than supervised training: the task must not be solvable from camera colour or framing alone.
-    rotation_degrees: float = 25.0
-    scale_range: Tuple[float, float] = (0.8, 1.2)
-    translate_fraction: float = 0.08
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
+    augmentation: AugmentationConfig = field(default_factory=lambda: AugmentationConfig(
+        rotation_degrees=25.0, scale_range=(0.8, 1.2), translate_fraction=0.08, brightness=0.4, contrast=0.4,
+        saturation=0.4))
     threads: int = 2
     device: str = "cpu"
     time_budget_seconds: Optional[float] = None
@@ -88,8 +85,6 @@ def pretrain(
     images = images.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     batch_size = min(config.batch_size, images.shape[0])
-    augment = (config.rotation_degrees, config.scale_range, config.translate_fraction, config.brightness,
-               config.contrast, config.saturation)
     history, running, step = [], 0.0, 0
     started = time.time()
     budget = StepBudget(config.time_budget_seconds, config.calibration_steps)
@@ -106,8 +101,8 @@ def pretrain(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step)
         chosen = images[torch.from_numpy(rng.choice(images.shape[0], size=batch_size, replace=False)).to(device)]
-        first = model(augment_batch(chosen, generator, *augment)).embedding
-        second = model(augment_batch(chosen, generator, *augment)).embedding
+        first = model(augment_batch(chosen, generator, config.augmentation)).embedding
+        second = model(augment_batch(chosen, generator, config.augmentation)).embedding
         loss = nt_xent_loss(first, second, config.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

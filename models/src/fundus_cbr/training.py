@@ -199,16 +199,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
         indices = sampler.next_batch()
-        batch = augment_batch(
-            images[torch.from_numpy(indices).to(device)],
-            generator,
-            config.rotation_degrees,
-            config.scale_range,
-            config.translate_fraction,
-            config.brightness,
-            config.contrast,
-            config.saturation,
-        )
+        batch = augment_batch(images[torch.from_numpy(indices).to(device)], generator, config.augmentation)
         loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long().to(device), config, grade_regressor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
