@@ -13,6 +13,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from fundus_cbr.cli import add_run_arguments  # noqa: E402
 from fundus_cbr.config import ModelConfig, TrainConfig  # noqa: E402
 from fundus_cbr.data import AS_TAKEN_SETS, GRADED_SETS, load_split  # noqa: E402
 from fundus_cbr.evaluation import make_validator  # noqa: E402
@@ -22,21 +23,9 @@ from fundus_cbr.pretraining import PretrainConfig, pretrain  # noqa: E402
 def main() -> None:
     defaults = PretrainConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--steps", type=int, default=defaults.steps)
+    add_run_arguments(parser, defaults)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    parser.add_argument("--width", type=float, default=ModelConfig.backbone_width)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--threads", type=int, default=defaults.threads)
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--time-budget", type=float, default=None)
-    parser.add_argument("--calibration-steps", type=int, default=defaults.calibration_steps)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--log-every", type=int, default=defaults.log_every)
     args = parser.parse_args()
     config = PretrainConfig(
         model=ModelConfig(attention="none", backbone_width=args.width),

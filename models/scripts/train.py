@@ -13,6 +13,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from fundus_cbr.cli import add_run_arguments  # noqa: E402
 from fundus_cbr.config import LossConfig, ModelConfig, TrainConfig  # noqa: E402
 from fundus_cbr.data import AS_TAKEN_SETS, GRADED_SETS, load_split, sampling_weights  # noqa: E402
 from fundus_cbr.evaluation import make_validator  # noqa: E402
@@ -22,18 +23,11 @@ from fundus_cbr.training import train  # noqa: E402
 def main() -> None:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True, help="cache dir with index.csv (npm run build-cache)")
-    parser.add_argument("--out", required=True, help="run dir for checkpoints and logs")
+    add_run_arguments(parser, defaults)
     parser.add_argument("--attention", choices=["mirror", "cbam", "none"], default="mirror")
     parser.add_argument("--loss", choices=["fine_triplet", "triplet", "cross_entropy"], default="fine_triplet")
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--threads", type=int, default=defaults.threads)
     parser.add_argument("--grades-per-batch", type=int, default=defaults.grades_per_batch)
     parser.add_argument("--images-per-grade", type=int, default=defaults.images_per_grade)
-    parser.add_argument("--width", type=float, default=ModelConfig.backbone_width)
     parser.add_argument("--stages", type=int, default=ModelConfig.backbone_stages)
     parser.add_argument("--init-checkpoint", default=None,
                         help="torchvision resnet18 .pth (with --width 1 --stages 4) or a pretrain_ssl.py checkpoint to "
@@ -41,16 +35,9 @@ def main() -> None:
     parser.add_argument("--input-normalisation", choices=["local_contrast", "imagenet"],
                         default=ModelConfig.input_normalisation,
                         help="imagenet for ImageNet-pretrained weights (they expect mean/std-normalised input)")
-    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N")
-    parser.add_argument("--time-budget", type=float, default=None,
-                        help="seconds; fixes the step count (at most --steps) from the speed measured in the first steps")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
     parser.add_argument("--gamma", type=float, default=LossConfig.gamma, help="fine triplet / Circle loss scale")
     parser.add_argument("--margin", type=float, default=LossConfig.margin, help="fine triplet / Circle loss margin")
-    parser.add_argument("--calibration-steps", type=int, default=defaults.calibration_steps,
-                        help="steps timed before --time-budget fixes the step count")
-    parser.add_argument("--log-every", type=int, default=defaults.log_every)
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="validate and save an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--grade-regression-weight", type=float, default=LossConfig.grade_regression_weight,
