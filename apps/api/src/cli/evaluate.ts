@@ -55,14 +55,14 @@ async function main(argv: string[]): Promise<number> {
   const skipped: Skipped[] = [];
   const started = Date.now();
   // A file listed in both CSVs (the query set inside a larger gallery) is embedded, skipped and dumped once.
-  const embedded = new Map<string, EmbeddedFile>();
+  const embedded = new Map<string, LabelledItem | null>();
   const queries = await embedLabelledImages(embedder, queryLabels, 'queries', skipped, embedded);
   const gallery = galleryLabels ? await embedLabelledImages(embedder, galleryLabels, 'gallery', skipped, embedded) : undefined;
   const embeddingSeconds = (Date.now() - started) / 1000;
   await embedder.release();
 
   const dumpPath = args.options.get('dump-embeddings');
-  if (dumpPath) await dumpEmbeddings(dumpPath, [...embedded.values()].flatMap((entry) => (entry.item ? [entry.item] : [])));
+  if (dumpPath) await dumpEmbeddings(dumpPath, [...embedded.values()].filter((item): item is LabelledItem => item !== null));
   if (queries.length === 0 || (gallery && gallery.length === 0)) {
     process.stderr.write('evaluate: no usable images left to evaluate\n');
     return 1;
@@ -114,15 +114,14 @@ function requireSameLabels(queries: LabelledImage[], gallery: LabelledImage[], q
 }
 
 type LabelledItem = EmbeddedItem & { image: string };
-/** One file's outcome: its embedding, or null when it was skipped. */
-type EmbeddedFile = { item: LabelledItem | null };
 
 async function embedLabelledImages(
   embedder: Embedder,
   labels: LabelledImage[],
   role: string,
   skipped: Skipped[],
-  embedded: Map<string, EmbeddedFile>,
+  /** Each file's outcome so far: its embedding, or null when it was skipped. */
+  embedded: Map<string, LabelledItem | null>,
 ): Promise<LabelledItem[]> {
   let lastReport = 0;
   const fresh = [...new Set(labels.map((label) => label.file).filter((file) => !embedded.has(file)))];
@@ -142,15 +141,15 @@ async function embedLabelledImages(
     const label = labelOf.get(fresh[index]!)!;
     if (result.ok) {
       const item = { image: label.image, patientId: label.patientId, grade: label.grade ?? -1, embedding: result.result.embedding };
-      embedded.set(label.file, { item });
+      embedded.set(label.file, item);
     } else {
-      embedded.set(label.file, { item: null });
+      embedded.set(label.file, null);
       skipped.push({ image: label.image, file: result.file, code: result.error.code, message: result.error.message });
       process.stderr.write(`skipped ${result.file}: ${result.error.code}: ${result.error.message}\n`);
     }
   });
   return labels.flatMap((label) => {
-    const item = embedded.get(label.file)?.item;
+    const item = embedded.get(label.file);
     return item ? [item] : [];
   });
 }
