@@ -54,7 +54,7 @@ for (const backend of BACKENDS) {
     for (const row of BAD_REQUESTS) {
       test(`${row.name} -> ${row.code}, nothing written`, async () => {
         const before = await countRows(api.db);
-        const response = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(row.request(imageId)) });
+        const response = await api.fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(row.request(imageId)) });
         const body = await response.json();
         assert.ok(Array.isArray(body.errors) && body.errors.length > 0, `expected errors, got ${JSON.stringify(body).slice(0, 300)}`);
         assert.equal(body.errors[0].extensions?.code, row.code, JSON.stringify(body.errors[0]));
@@ -66,7 +66,7 @@ for (const backend of BACKENDS) {
     }
 
     test('a POST that is not JSON is refused by CSRF prevention', async () => {
-      const response = await fetch(api.url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"query":"{ health { status } }"}' });
+      const response = await api.fetch('/graphql', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{"query":"{ health { status } }"}' });
       assert.equal(response.status, 400);
       assert.match(await response.text(), /CSRF|preflight/i);
     });

@@ -14,7 +14,7 @@ const SEARCH = `query S($input: SimilarCasesInput!) { similarCases(input: $input
   hits { rank similarity attention { width height } case { id } } } }`;
 
 async function upload(api, body, contentType = 'image/png') {
-  const response = await fetch(`${api.baseUrl}/uploads`, { method: 'POST', headers: contentType ? { 'content-type': contentType } : {}, body });
+  const response = await api.fetch('/uploads', { method: 'POST', headers: contentType ? { 'content-type': contentType } : {}, body });
   return { status: response.status, body: await response.json() };
 }
 

@@ -55,38 +55,66 @@ export async function createTestDatabase(kind) {
 /** A running API on a free port over a fresh database seeded with the named fixture cohort. */
 export const TINY_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models', 'tiny-fundus-cbr.onnx');
 
-/** `modelPath`: load that ONNX model as the API's embedder; without it the API runs with no model. */
+/**
+ * `modelPath`: load that ONNX model as the API's embedder; without it the API runs with no model.
+ * Every request needs a credential: the API runs with the local demo issuer (a fresh key per suite), and
+ * `graphql`/`fetch` sign as `as` (a demo user's subject: demo-clinician by default, demo-researcher, demo-ehr,
+ * demo-admin), or send exactly the headers given with `as: null`.
+ */
 export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null } = {}) {
   const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort }, { createLogger }] = await Promise.all([
     api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
   ]);
   const database = await createTestDatabase(kind);
   if (cohort) await loadCohort(database.db, buildCohort(cohort));
-  const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', ...env });
+  const keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-test-keys-'));
+  const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', AUTH_LOCAL_ISSUER: 'true', AUTH_LOCAL_KEY_DIR: keyDir, ...env });
   const { Embedder } = await api('embedding/embedder.js');
   const embedder = modelPath ? await Embedder.load({ modelPath, device: 'cpu' }) : null;
   const server = await createServer(config, { database: database.db, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), embedder });
   const running = await server.listen(0, '127.0.0.1');
+  const { DEMO_USERS } = await api('auth/local-issuer.js');
+  const tokens = new Map();
+  for (const user of DEMO_USERS) {
+    tokens.set(user.subject, await server.localIssuer.sign({ ...user, identifierSystem: user.role === 'ehr-service' ? (env.TEST_EHR_SYSTEM ?? 'urn:fundus-cbr:synthetic:test-clinic') : undefined }, { audience: config.auth.audience, roleClaim: config.auth.roleClaim, systemClaim: config.auth.systemClaim }));
+  }
+  const authHeaders = (as) => {
+    if (as === null) return {};
+    const token = tokens.get(as);
+    if (!token) throw new Error(`no demo user ${as}`);
+    return { authorization: `Bearer ${token}` };
+  };
+  const baseUrl = running.url.replace(/\/graphql$/, '');
   return {
     url: running.url,
-    baseUrl: running.url.replace(/\/graphql$/, ''),
+    baseUrl,
     db: database.db,
     embedder,
-    async graphql(query, variables, { headers = {} } = {}) {
-      const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ query, variables }) });
-      return { status: response.status, body: await response.json() };
+    server,
+    config,
+    /** The bearer token of a demo user (demo-clinician, demo-researcher, demo-ehr, demo-admin). */
+    tokenFor: (subject) => tokens.get(subject),
+    authHeaders,
+    async graphql(query, variables, { headers = {}, as = 'demo-clinician' } = {}) {
+      const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json', ...authHeaders(as), ...headers }, body: JSON.stringify({ query, variables }) });
+      return { status: response.status, body: await response.json(), headers: response.headers };
+    },
+    /** fetch(baseUrl + path) as a demo user. */
+    fetch(pathname, init = {}, { as = 'demo-clinician' } = {}) {
+      return fetch(`${baseUrl}${pathname}`, { ...init, headers: { ...authHeaders(as), ...(init.headers ?? {}) } });
     },
     async close() {
       await new Promise((resolve) => server.httpServer.close(resolve));
       await running.close().catch(() => {});
       await database.drop().catch(() => {});
+      await fs.rm(keyDir, { recursive: true, force: true });
     },
   };
 }
 
 /** Row counts of every application table: proof that a failed request wrote nothing. */
 export async function countRows(db) {
-  const tables = ['dataset', 'patient', 'hba1c_reading', 'visit', 'image_blob', 'fundus_image', 'image_embedding', 'grading', 'diagnosis', 'treatment', 'external_link'];
+  const tables = ['dataset', 'patient', 'hba1c_reading', 'visit', 'image_blob', 'fundus_image', 'image_embedding', 'grading', 'diagnosis', 'treatment', 'external_link', 'api_key'];
   const counts = {};
   for (const table of tables) {
     const [row] = await db.sql.query(`SELECT count(*)::int AS n FROM ${table}`);

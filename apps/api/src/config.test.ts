@@ -12,3 +12,17 @@ test('the embedded database is the default and DATABASE_URL switches to PostgreS
 test('invalid settings fail at start-up with every problem named', () => {
   assert.throws(() => loadConfig({ PORT: 'eighty', SEED_DEMO_COHORT: 'maybe' }), /PORT.*SEED_DEMO_COHORT|SEED_DEMO_COHORT.*PORT/);
 });
+
+test('the local demo issuer is on with the embedded database only, unless configured', () => {
+  assert.notEqual(loadConfig({}).auth.localIssuerKeyDir, null);
+  assert.equal(loadConfig({ DATABASE_URL: 'postgresql://u:p@localhost:5432/db' }).auth.localIssuerKeyDir, null);
+  assert.notEqual(loadConfig({ DATABASE_URL: 'postgresql://u:p@localhost:5432/db', AUTH_LOCAL_ISSUER: 'true' }).auth.localIssuerKeyDir, null);
+  assert.equal(loadConfig({ AUTH_ISSUER: 'https://id.example.org', AUTH_JWKS_URL: 'https://id.example.org/jwks' }).auth.localIssuerKeyDir, null);
+  assert.equal(loadConfig({ AUTH_LOCAL_ISSUER: 'false' }).auth.localIssuerKeyDir, null);
+});
+
+test('an OIDC issuer needs exactly one key source', () => {
+  assert.throws(() => loadConfig({ AUTH_ISSUER: 'https://id.example.org' }), /AUTH_JWKS_FILE or AUTH_JWKS_URL/);
+  assert.throws(() => loadConfig({ AUTH_ISSUER: 'https://id.example.org', AUTH_JWKS_FILE: '/k.json', AUTH_JWKS_URL: 'https://id.example.org/jwks' }), /not both/);
+  assert.deepEqual(loadConfig({ AUTH_ISSUER: 'https://id.example.org', AUTH_JWKS_FILE: '/k.json' }).auth.oidc?.jwks, { kind: 'file', path: '/k.json' });
+});

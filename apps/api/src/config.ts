@@ -32,6 +32,23 @@ const environmentSchema = z.object({
   MAX_UPLOAD_PIXELS: z.coerce.number().int().positive().default(40_000_000),
   UPLOAD_TOKEN_TTL_SECONDS: z.coerce.number().int().positive().default(600),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  /** OpenID Connect provider whose signed JWTs people present (iss), the audience (aud) they must be for, and
+   *  its keys: a JWKS file or URL. Unset: no external provider (API keys and, where on, the local issuer). */
+  AUTH_ISSUER: z.string().min(1).optional(),
+  AUTH_AUDIENCE: z.string().min(1).default('fundus-cbr-api'),
+  AUTH_JWKS_FILE: z.string().min(1).optional(),
+  AUTH_JWKS_URL: z.string().url().optional(),
+  /** The claim that names the role (a string, or an array naming exactly one of the roles). */
+  AUTH_ROLE_CLAIM: z.string().min(1).default('fundus_role'),
+  /** The claim that names an ehr-service token's identifier system. */
+  AUTH_SYSTEM_CLAIM: z.string().min(1).default('fundus_identifier_system'),
+  /** The demo's local token issuer: auto = on with the embedded database only; true/false force it. */
+  AUTH_LOCAL_ISSUER: z.enum(['auto', 'true', 'false']).default('auto'),
+  AUTH_LOCAL_KEY_DIR: z.string().min(1).optional(),
+  /** Requests per minute per credential (and per client address for requests without one). */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
+  /** Most similar-case hits one request may ask for, summed over every similarCases field (aliases too). */
+  MAX_HITS_PER_REQUEST: z.coerce.number().int().positive().default(200),
 });
 
 export type AppConfig = {
@@ -48,6 +65,16 @@ export type AppConfig = {
   modelPath: string;
   embeddingDevice: 'auto' | 'cpu' | 'cuda';
   upload: { maxBytes: number; maxPixels: number; tokenTtlSeconds: number };
+  auth: {
+    oidc: { issuer: string; audience: string; jwks: { kind: 'file'; path: string } | { kind: 'url'; url: string } } | null;
+    audience: string;
+    roleClaim: string;
+    systemClaim: string;
+    /** Directory of the local issuer's signing key; null when the local issuer is off. */
+    localIssuerKeyDir: string | null;
+  };
+  rateLimitPerMinute: number;
+  maxHitsPerRequest: number;
 };
 
 /** Parses the environment; throws with every problem listed when a variable is invalid. */
@@ -58,6 +85,11 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     throw new Error(`Invalid configuration: ${problems}`);
   }
   const env = parsed.data;
+  if (env.AUTH_ISSUER && !env.AUTH_JWKS_FILE && !env.AUTH_JWKS_URL) throw new Error('Invalid configuration: AUTH_ISSUER needs AUTH_JWKS_FILE or AUTH_JWKS_URL (the provider\'s signing keys)');
+  if (env.AUTH_JWKS_FILE && env.AUTH_JWKS_URL) throw new Error('Invalid configuration: set one of AUTH_JWKS_FILE and AUTH_JWKS_URL, not both');
+  if (!env.AUTH_ISSUER && (env.AUTH_JWKS_FILE || env.AUTH_JWKS_URL)) throw new Error('Invalid configuration: AUTH_JWKS_FILE/AUTH_JWKS_URL need AUTH_ISSUER');
+  const embedded = !env.DATABASE_URL;
+  const localIssuer = env.AUTH_LOCAL_ISSUER === 'true' || (env.AUTH_LOCAL_ISSUER === 'auto' && embedded && !env.AUTH_ISSUER);
   return {
     host: env.HOST,
     port: env.PORT,
@@ -72,5 +104,16 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     modelPath: env.MODEL_PATH,
     embeddingDevice: env.EMBEDDING_DEVICE,
     upload: { maxBytes: env.MAX_UPLOAD_BYTES, maxPixels: env.MAX_UPLOAD_PIXELS, tokenTtlSeconds: env.UPLOAD_TOKEN_TTL_SECONDS },
+    auth: {
+      oidc: env.AUTH_ISSUER
+        ? { issuer: env.AUTH_ISSUER, audience: env.AUTH_AUDIENCE, jwks: env.AUTH_JWKS_FILE ? { kind: 'file', path: env.AUTH_JWKS_FILE } : { kind: 'url', url: env.AUTH_JWKS_URL! } }
+        : null,
+      audience: env.AUTH_AUDIENCE,
+      roleClaim: env.AUTH_ROLE_CLAIM,
+      systemClaim: env.AUTH_SYSTEM_CLAIM,
+      localIssuerKeyDir: localIssuer ? (env.AUTH_LOCAL_KEY_DIR ?? path.join(repositoryRoot, '.data', 'auth')) : null,
+    },
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    maxHitsPerRequest: env.MAX_HITS_PER_REQUEST,
   };
 }

@@ -1,16 +1,16 @@
-// What every resolver receives. The viewer is the seam for roles (clinician, researcher, EHR system) and
-// de-identification: today every request acts as a clinician because the API has no authentication yet.
+// What every resolver receives. The viewer was authenticated before the request reached GraphQL (server.ts); the
+// audit trail collects what the request read or changed and is written before the response leaves.
+import type { AuditTrail } from './audit/audit.service.js';
+import type { Viewer } from './auth/policy.js';
 import type { Database } from './db/database.js';
 import type { Embedder } from './embedding/embedder.js';
 import type { Logger } from './logger.js';
 import type { UploadStore } from './modules/upload/upload.store.js';
 
-export type ViewerRole = 'CLINICIAN' | 'RESEARCHER' | 'EHR_SYSTEM';
-export type Viewer = { role: ViewerRole; subject: string };
-
 export type RequestContext = {
   requestId: string;
   viewer: Viewer;
+  audit: AuditTrail;
   db: Database;
   logger: Logger;
   /** Pinned model version for searches, when configured; else the newest in the database. */

@@ -7,18 +7,25 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler } from 'express';
+import { pinoHttp } from 'pino-http';
+import { AuditTrail, writeAuditEvents } from './audit/audit.service.js';
+import { outcomeOf } from './audit/audited.js';
+import { localKeySet, loadJwks, type AuthSettings } from './auth/authenticate.js';
+import { DEMO_USERS, openLocalIssuer, type LocalIssuer } from './auth/local-issuer.js';
+import { authorize } from './auth/policy.js';
 import type { AppConfig } from './config.js';
 import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
 import { Embedder } from './embedding/embedder.js';
 import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
 import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/seed.js';
-import { complexityLimitPlugin, depthLimitRule } from './graphql/limits.js';
+import { complexityLimitPlugin, depthLimitRule, hitsLimitPlugin } from './graphql/limits.js';
+import { createAuthMiddleware, sendError, type RequestLocals } from './http/auth-middleware.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
 import { acceptUpload } from './modules/upload/upload.service.js';
-import { createUploadStore } from './modules/upload/upload.store.js';
+import { createUploadStore, viewUploadsAs } from './modules/upload/upload.store.js';
 
 export type RunningServer = {
   url: string;
@@ -28,6 +35,8 @@ export type RunningServer = {
 
 export type ApiServer = {
   db: Database;
+  /** The demo's local token issuer, when on (config.auth.localIssuerKeyDir). */
+  localIssuer: LocalIssuer | null;
   embedder: Embedder | null;
   logger: Logger;
   httpServer: http.Server;
@@ -47,6 +56,25 @@ async function loadEmbedder(config: AppConfig, logger: Logger): Promise<Embedder
   });
   logger.info('embedding model loaded', { modelVersion: embedder.metadata.modelVersion, executionProvider: embedder.executionProvider, device: config.embeddingDevice });
   return embedder;
+}
+
+/** The issuers whose tokens are accepted: the configured OIDC provider and, where on, the local demo issuer. */
+async function buildAuthSettings(config: AppConfig, logger: Logger): Promise<{ settings: AuthSettings; localIssuer: LocalIssuer | null }> {
+  const settings: AuthSettings = { issuers: [], roleClaim: config.auth.roleClaim, systemClaim: config.auth.systemClaim };
+  if (config.auth.oidc) {
+    settings.issuers.push({ issuer: config.auth.oidc.issuer, audience: config.auth.oidc.audience, keys: loadJwks(config.auth.oidc.jwks) });
+    logger.info('accepting tokens from the configured OpenID Connect provider', { issuer: config.auth.oidc.issuer, audience: config.auth.oidc.audience, jwks: config.auth.oidc.jwks.kind });
+  }
+  let localIssuer: LocalIssuer | null = null;
+  if (config.auth.localIssuerKeyDir) {
+    localIssuer = await openLocalIssuer(config.auth.localIssuerKeyDir, { audience: config.auth.audience, roleClaim: config.auth.roleClaim, systemClaim: config.auth.systemClaim });
+    settings.issuers.push({ issuer: localIssuer.issuer, audience: config.auth.audience, keys: localKeySet(localIssuer.publicJwk) });
+    logger.warn('the local demo issuer is on: anyone who can reach POST /auth/local/token can sign in as a demo user (never expose this API)', {
+      users: DEMO_USERS.map((user) => user.subject),
+    });
+  }
+  if (settings.issuers.length === 0) logger.info('no token issuer configured: only API keys are accepted');
+  return { settings, localIssuer };
 }
 
 export async function createServer(config: AppConfig, options: { database?: Database; logger?: Logger; embedder?: Embedder | null } = {}): Promise<ApiServer> {
@@ -75,6 +103,7 @@ export async function createServer(config: AppConfig, options: { database?: Data
     }
   }
   const schema = await buildApiSchema();
+  const { settings: authSettings, localIssuer } = await buildAuthSettings(config, logger);
   const app = express();
   const httpServer = http.createServer(app);
 
@@ -82,7 +111,36 @@ export async function createServer(config: AppConfig, options: { database?: Data
     schema,
     formatError: createErrorFormatter((error) => logger.error('unexpected error in a GraphQL request', { error: String((error as Error)?.stack ?? error) })),
     validationRules: [depthLimitRule(config.maxQueryDepth)],
-    plugins: [ApolloServerPluginDrainHttpServer({ httpServer }), complexityLimitPlugin(schema, config.maxQueryComplexity)],
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      complexityLimitPlugin(schema, config.maxQueryComplexity),
+      hitsLimitPlugin(schema, config.maxHitsPerRequest),
+      {
+        // Writes the request's audit trail before the response leaves; a response whose trail cannot be written
+        // is replaced by AUDIT_UNAVAILABLE (a read is never answered unrecorded). Requests that no resolver
+        // audited but that failed (parse, validation, limits) are recorded by their error codes.
+        async requestDidStart() {
+          return {
+            async willSendResponse({ contextValue, response, request }) {
+              const trail = contextValue.audit;
+              const body = response.body;
+              if (trail.entries.length === 0 && body.kind === 'single' && body.singleResult.errors?.length) {
+                const codes = [...new Set(body.singleResult.errors.map((error) => String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR')))];
+                for (const code of codes) trail.add({ operation: 'graphql', outcome: code, details: { operationName: request.operationName ?? null } });
+              }
+              const { viewer } = contextValue;
+              try {
+                await writeAuditEvents(db.sql, { requestId: contextValue.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId }, trail.entries);
+              } catch (error) {
+                logger.error('could not write the audit log; the response was withheld', { requestId: contextValue.requestId, error: String((error as Error)?.stack ?? error) });
+                response.body = { kind: 'single', singleResult: { errors: [{ message: 'The access could not be recorded in the audit log, so nothing is returned; try again', extensions: { code: 'AUDIT_UNAVAILABLE' } }] } };
+                response.http.status = HTTP_STATUS_BY_CODE.AUDIT_UNAVAILABLE;
+              }
+            },
+          };
+        },
+      },
+    ],
     // CSRF prevention stays on (Apollo's default): a POST must be JSON or carry a preflight header.
     csrfPrevention: true,
     introspection: true,
@@ -90,39 +148,104 @@ export async function createServer(config: AppConfig, options: { database?: Data
   await apollo.start();
 
   app.disable('x-powered-by');
+  // One log line per request: id (also sent back as x-request-id), method, route, status, duration, the
+  // viewer's role and subject; headers, tokens and identifiers are redacted (logger.ts).
+  app.use(
+    pinoHttp({
+      logger: logger.pino,
+      genReqId: (request, response) => {
+        const requestId = randomUUID();
+        (response.locals as RequestLocals).requestId = requestId;
+        response.setHeader('x-request-id', requestId);
+        return requestId;
+      },
+      customLogLevel: (_request, response, error) => (error || response.statusCode >= 500 ? 'error' : 'info'),
+      customSuccessMessage: () => 'request',
+      customErrorMessage: () => 'request failed',
+      customProps: (_request, response) => {
+        const locals = response.locals as RequestLocals;
+        const outcomes = [...new Set(locals.audit?.entries.map((entry) => entry.outcome) ?? [])];
+        const outcome = locals.outcome ?? (outcomes.length === 0 ? 'OK' : outcomes.join(','));
+        return locals.viewer ? { outcome, role: locals.viewer.role, subject: locals.viewer.subject } : { outcome };
+      },
+      serializers: {
+        req: (request: { id: string; method: string; url: string }) => ({ id: request.id, method: request.method, path: String(request.url).split('?')[0] }),
+        res: (response: { statusCode: number }) => ({ status: response.statusCode }),
+      },
+      wrapSerializers: false,
+      quietReqLogger: true,
+    }),
+  );
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok', database: db.kind });
   });
+  if (localIssuer) {
+    // The embedded demo's sign-in: a token for one of the demo users. Exists only while the local issuer is on.
+    app.get('/auth/local/users', (_request, response) => {
+      response.json({ issuer: localIssuer.issuer, users: DEMO_USERS.map(({ subject, name, role }) => ({ subject, name, role })) });
+    });
+    app.post('/auth/local/token', express.json({ limit: 4096 }), async (request, response, next) => {
+      const locals = response.locals as RequestLocals;
+      try {
+        const subject = (request.body as { subject?: unknown } | undefined)?.subject;
+        const user = DEMO_USERS.find((candidate) => candidate.subject === subject);
+        if (!user) throw new AppError('BAD_USER_INPUT', `subject must be one of ${DEMO_USERS.map((candidate) => candidate.subject).join(', ')}`, { field: 'subject' });
+        const ttlSeconds = 8 * 3600;
+        const token = await localIssuer.sign(user, { audience: config.auth.audience, roleClaim: config.auth.roleClaim, systemClaim: config.auth.systemClaim, ttlSeconds });
+        await writeAuditEvents(db.sql, { requestId: locals.requestId, subject: user.subject, role: user.role, keyId: null }, [{ operation: 'sign-in', outcome: 'OK', details: { issuer: localIssuer.issuer } }]);
+        response.status(201).json({ token, expiresAt: new Date(Date.now() + ttlSeconds * 1000).toISOString(), user: { subject: user.subject, name: user.name, role: user.role } });
+      } catch (error) {
+        if (error instanceof AppError) return sendError(response, error);
+        next(error);
+      }
+    });
+  }
+  const requireViewer = createAuthMiddleware({ db, settings: authSettings, logger, requestsPerMinute: config.rateLimitPerMinute });
   app.use(
     '/graphql',
+    requireViewer,
     express.json({ limit: config.maxBodyBytes }),
     expressMiddleware(apollo, {
-      context: async (): Promise<RequestContext> => ({
-        requestId: randomUUID(),
-        viewer: { role: 'CLINICIAN', subject: 'development' },
-        db,
-        logger,
-        searchModelVersion: config.searchModelVersion,
-        embedder,
-        uploads,
-      }),
+      context: async ({ res }): Promise<RequestContext> => {
+        const locals = res.locals as RequestLocals;
+        const viewer = locals.viewer!;
+        locals.audit = new AuditTrail();
+        return {
+          requestId: locals.requestId,
+          viewer,
+          audit: locals.audit,
+          db,
+          logger,
+          searchModelVersion: config.searchModelVersion,
+          embedder,
+          uploads: viewUploadsAs(uploads, viewer.subject),
+        };
+      },
     }),
   );
   // A new photograph as the raw body (not multipart: keeps GraphQL JSON-only with CSRF prevention, and the
   // non-safelisted image/* content type makes browsers preflight). Answers a short-lived token for similarCases.
   app.post(
     '/uploads',
+    requireViewer,
     express.raw({ type: () => true, limit: config.upload.maxBytes }),
     async (request, response, next) => {
+      const locals = response.locals as RequestLocals;
+      const viewer = locals.viewer!;
+      const actor = { requestId: locals.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId };
+      const bytes = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       try {
+        authorize(viewer, 'upload');
         const upload = await acceptUpload({
-          bytes: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0),
+          bytes,
           contentType: request.headers['content-type'],
           embedder,
-          store: uploads,
+          store: viewUploadsAs(uploads, viewer.subject),
           maxBytes: config.upload.maxBytes,
           maxPixels: config.upload.maxPixels,
         });
+        // The photograph is not stored until a case is saved; the row records that it was received, and its hash.
+        await writeAuditEvents(db.sql, actor, [{ operation: 'upload', outcome: 'OK', details: { contentHash: upload.contentHash, bytes: bytes.length, modelVersion: upload.modelVersion } }]);
         response.status(201).json({
           uploadToken: upload.token,
           expiresAt: upload.expiresAt.toISOString(),
@@ -132,10 +255,11 @@ export async function createServer(config: AppConfig, options: { database?: Data
           attention: { width: upload.attention.width, height: upload.attention.height, values: Array.from(upload.attention.values) },
         });
       } catch (error) {
-        if (error instanceof AppError) {
-          response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] });
-          return;
-        }
+        await writeAuditEvents(db.sql, actor, [{ operation: 'upload', outcome: outcomeOf(error), details: { bytes: bytes.length, reason: error instanceof AppError ? (error.details.reason ?? null) : null } }]).catch((auditError: unknown) =>
+          logger.error('could not write the audit row of a refused upload', { requestId: locals.requestId, error: String(auditError) }),
+        );
+        locals.outcome = outcomeOf(error);
+        if (error instanceof AppError) return sendError(response, error);
         next(error);
       }
     },
@@ -161,6 +285,7 @@ export async function createServer(config: AppConfig, options: { database?: Data
 
   return {
     db,
+    localIssuer,
     embedder,
     logger,
     httpServer,

@@ -66,3 +66,42 @@ export function complexityLimitPlugin(schema: GraphQLSchema, maxComplexity: numb
     },
   };
 }
+
+/**
+ * A second cost limit in the unit that costs most: similar-case hits. Sums k over every similarCases field of
+ * the operation, aliases included, so sixty aliased k = 100 searches are refused like one k = 6000 would be.
+ */
+export function hitsLimitPlugin(schema: GraphQLSchema, maxHits: number): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ request, document }) {
+          let hits: number;
+          try {
+            hits = getComplexity({
+              schema,
+              query: document,
+              operationName: request.operationName,
+              variables: request.variables ?? {},
+              estimators: [
+                ({ field, args, childComplexity }) => {
+                  if (field.name !== 'similarCases') return childComplexity;
+                  const k = Number((args.input as { k?: unknown } | undefined)?.k ?? 10);
+                  // Out-of-range k is the service's BAD_USER_INPUT to report; here it counts as its nearest valid value.
+                  return Number.isFinite(k) ? Math.min(Math.max(Math.trunc(k), 1), 100) : 1;
+                },
+              ],
+            });
+          } catch {
+            return; // complexityLimitPlugin reports malformed variables
+          }
+          if (hits > maxHits) {
+            throw new GraphQLError(`The request asks for ${hits} similar-case hits in all; the limit is ${maxHits} per request (aliases count)`, {
+              extensions: { code: 'QUERY_TOO_COMPLEX', http: { status: 400 } },
+            });
+          }
+        },
+      };
+    },
+  };
+}

@@ -1,13 +1,19 @@
 import 'reflect-metadata';
 import { Arg, Ctx, Mutation, Resolver } from 'type-graphql';
+import { audited } from '../../audit/audited.js';
 import type { RequestContext } from '../../context.js';
 import { IngestCaseInput, IngestCaseResult } from './ingest.input.js';
 import { ingestUploadedCase } from './ingest-upload.service.js';
 
 @Resolver()
 export class IngestResolver {
-  @Mutation(() => IngestCaseResult, { description: 'Stores an uploaded photograph with its records as a new case, embedded by the loaded model. Idempotent by content hash.' })
+  @Mutation(() => IngestCaseResult, { description: 'Stores an uploaded photograph with its records as a new case, embedded by the loaded model. Idempotent by content hash. Roles: clinician, admin; ehr-service within its identifier system.' })
   ingestCase(@Ctx() context: RequestContext, @Arg('input', () => IngestCaseInput) input: IngestCaseInput) {
-    return ingestUploadedCase({ prisma: context.db.prisma, embedder: context.embedder, uploads: context.uploads, input });
+    return audited(
+      context,
+      { operation: 'ingest', identifierSystems: [input.patient.mrnSystem], details: { dataset: input.dataset, mrnSystem: input.patient.mrnSystem, eye: input.eye, visitDate: input.visitDate } },
+      () => ingestUploadedCase({ prisma: context.db.prisma, embedder: context.embedder, uploads: context.uploads, input }),
+      (result) => ({ patientIds: [result.case.patient.id], imageIds: [result.case.id], details: { status: result.status } }),
+    );
   }
 }

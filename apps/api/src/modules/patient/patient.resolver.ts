@@ -1,5 +1,7 @@
 import 'reflect-metadata';
 import { Arg, Ctx, Field, FieldResolver, Int, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { audited } from '../../audit/audited.js';
+import { authorizePatientAccess } from '../../auth/policy.js';
 import type { RequestContext } from '../../context.js';
 import { listPatientCases } from '../case/case.service.js';
 import { CaseConnection, Patient } from '../case/case.type.js';
@@ -14,19 +16,36 @@ export class PatientConnection {
 
 @Resolver(() => Patient)
 export class PatientResolver {
-  @Query(() => Patient, { description: 'A patient by medical record number. NOT_FOUND when there is none.' })
+  @Query(() => Patient, { description: 'A patient by medical record number. NOT_FOUND when there is none. Roles: clinician, admin; ehr-service within its identifier system.' })
   patient(@Ctx() context: RequestContext, @Arg('mrn', () => String) mrn: string, @Arg('system', () => String, { nullable: true }) system?: string | null) {
-    return getPatientByMrnOrThrow({ prisma: context.db.prisma, mrn, system });
+    return audited(
+      context,
+      { operation: 'read-patient', identifierSystems: system ? [system] : [], details: { mrn, system: system ?? null } },
+      async () => {
+        const patient = await getPatientByMrnOrThrow({ prisma: context.db.prisma, mrn, system });
+        authorizePatientAccess(context.viewer, patient);
+        return patient;
+      },
+      (patient) => ({ patientIds: [patient.id] }),
+    );
   }
 
-  @Query(() => PatientConnection, { complexity: ({ args, childComplexity }) => Math.min(Number(args.first) || 1, 100) * childComplexity })
+  @Query(() => PatientConnection, {
+    description: 'Patients page by page. Roles: clinician, admin.',
+    complexity: ({ args, childComplexity }) => Math.min(Number(args.first) || 1, 100) * childComplexity,
+  })
   patients(
     @Ctx() context: RequestContext,
     @Arg('first', () => Int, { defaultValue: 20 }) first: number,
     @Arg('after', () => String, { nullable: true }) after?: string | null,
     @Arg('dataset', () => String, { nullable: true }) dataset?: string | null,
   ) {
-    return listPatients({ prisma: context.db.prisma, first, after, datasetName: dataset });
+    return audited(
+      context,
+      { operation: 'list-patients', details: { first, after: after ?? null, dataset: dataset ?? null } },
+      () => listPatients({ prisma: context.db.prisma, first, after, datasetName: dataset }),
+      (page) => ({ patientIds: page.nodes.map((patient) => patient.id) }),
+    );
   }
 
   @FieldResolver(() => CaseConnection, {
@@ -35,6 +54,11 @@ export class PatientResolver {
     complexity: ({ args, childComplexity }) => 50 + Math.min(Number(args.first) || 1, 100) * childComplexity,
   })
   cases(@Root() patient: Patient, @Ctx() context: RequestContext, @Arg('first', () => Int, { defaultValue: 20 }) first: number, @Arg('after', () => String, { nullable: true }) after?: string | null) {
-    return listPatientCases({ prisma: context.db.prisma, patientId: patient.id, first, after });
+    return audited(
+      context,
+      { operation: 'read-case', details: { patientId: patient.id, first } },
+      () => listPatientCases({ prisma: context.db.prisma, patientId: patient.id, first, after }),
+      (page) => ({ patientIds: [patient.id], imageIds: page.nodes.map((found) => found.id) }),
+    );
   }
 }

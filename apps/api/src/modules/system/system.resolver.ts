@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { Ctx, Field, ObjectType, Query, Resolver } from 'type-graphql';
+import { authorize } from '../../auth/policy.js';
 import type { RequestContext } from '../../context.js';
 import { resolveSearchModelVersion } from '../similar-case/similar-case.service.js';
 
@@ -16,6 +17,8 @@ export class Health {
 export class SystemResolver {
   @Query(() => Health)
   async health(@Ctx() context: RequestContext): Promise<Health> {
+    // Any signed-in role; not worth an audit row per call (it carries no patient data).
+    authorize(context.viewer, 'read-system');
     const version = await resolveSearchModelVersion(context.db.prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion);
     return {
       status: 'ok',

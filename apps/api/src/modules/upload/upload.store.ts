@@ -16,6 +16,8 @@ export type StoredUpload = {
   modelVersion: string;
   embedding: Float32Array;
   attention: AttentionMap;
+  /** The subject that uploaded it (viewUploadsAs); a token is usable by its uploader only. */
+  owner?: string;
 };
 
 export type UploadStore = {
@@ -48,5 +50,20 @@ export function createUploadStore({ ttlMs, maxEntries = 200, now = () => Date.no
       return upload;
     },
     size: () => uploads.size,
+  };
+}
+
+/**
+ * The store as one credential sees it: uploads it puts are stamped with its subject, and another subject's
+ * token reads as unknown (NOT_FOUND upstream), so a leaked token is no way into someone else's photograph.
+ */
+export function viewUploadsAs(store: UploadStore, owner: string): UploadStore {
+  return {
+    put: (upload) => store.put({ ...upload, owner }),
+    get(token) {
+      const upload = store.get(token);
+      return upload && upload.owner === owner ? upload : undefined;
+    },
+    size: () => store.size(),
   };
 }
