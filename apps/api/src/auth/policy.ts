@@ -21,6 +21,7 @@ export const OPERATIONS = [
   'search',
   'upload',
   'ingest',
+  'write-patient',
   'link',
   'unlink',
   'write-grading',
@@ -41,6 +42,7 @@ export const POLICY: Record<Operation, readonly Role[]> = {
   search: ['clinician', 'admin'],
   upload: ['clinician', 'ehr-service', 'admin'],
   ingest: ['clinician', 'ehr-service', 'admin'],
+  'write-patient': ['ehr-service', 'admin'],
   link: ['ehr-service', 'admin'],
   unlink: ['admin'],
   'write-grading': ['clinician', 'ehr-service', 'admin'],
@@ -63,6 +65,13 @@ export type Viewer = {
   identifierSystem: string | null;
 };
 
+/**
+ * Identifier systems no one owns, which any bound credential may use for studies: DICOM UIDs are globally unique
+ * (urn:dicom:uid, FHIR's convention for ImagingStudy.identifier). A case found that way still has to pass
+ * authorizePatientAccess, so a foreign patient's study stays out of reach.
+ */
+export const UNIVERSAL_IDENTIFIER_SYSTEMS: ReadonlySet<string> = new Set(['urn:dicom:uid']);
+
 export function isAllowed(role: Role, operation: Operation): boolean {
   return POLICY[operation].includes(role);
 }
@@ -76,7 +85,7 @@ export function authorize(viewer: Viewer, operation: Operation, resource: { iden
     throw new AppError('FORBIDDEN', `The ${viewer.role} role may not ${describe(operation)}`, { operation });
   }
   if (viewer.identifierSystem !== null) {
-    const foreign = (resource.identifierSystems ?? []).find((system) => system !== viewer.identifierSystem);
+    const foreign = (resource.identifierSystems ?? []).find((system) => system !== viewer.identifierSystem && !UNIVERSAL_IDENTIFIER_SYSTEMS.has(system));
     if (foreign !== undefined) {
       throw new AppError('FORBIDDEN', `This credential is bound to the identifier system ${viewer.identifierSystem} and may not touch ${foreign}`, { operation, reason: 'FOREIGN_IDENTIFIER_SYSTEM' });
     }
@@ -90,6 +99,7 @@ const DESCRIPTIONS: Record<Operation, string> = {
   search: 'search similar cases',
   upload: 'upload photographs',
   ingest: 'ingest cases',
+  'write-patient': 'create or update patients',
   link: 'link external identifiers',
   unlink: 'unlink external identifiers',
   'write-grading': 'write gradings',

@@ -9,6 +9,7 @@ import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireEmbedder } from '../upload/upload.service.js';
 import type { UploadStore } from '../upload/upload.store.js';
+import { requireIdentifier } from '../ehr-link/ehr-link.service.js';
 import { ingestCase } from './ingest.service.js';
 
 export type IngestUploadInput = {
@@ -20,7 +21,22 @@ export type IngestUploadInput = {
   grading?: { drGrade: number; maculopathy?: boolean | null; macularEdemaRisk?: number | null; grader?: string | null } | null;
   diagnoses: { icd10Code: string; text: string; eye: Laterality; date: string }[];
   treatments: { type: TreatmentType; agent?: AntiVegfAgent | null; eye: Laterality; date: string; notes?: string | null }[];
+  studyIdentifiers?: { system: string; value: string }[];
 };
+
+/** CONFLICT when one of the identifiers already points to a photograph other than these bytes' (nothing written). */
+async function checkStudyIdentifiers(prisma: PrismaClient, identifiers: { system: string; value: string }[], contentHash: string): Promise<void> {
+  for (const { system, value } of identifiers) {
+    const link = await prisma.externalLink.findUnique({ where: { system_identifier: { system, identifier: value } }, select: { imageId: true, patientId: true, image: { select: { contentHash: true } } } });
+    if (link && link.image?.contentHash !== contentHash) {
+      throw new AppError('CONFLICT', `The identifier ${value} in system ${system} already points to ${link.imageId ? `case ${link.imageId}` : `patient ${link.patientId}`}`, {
+        field: 'studyIdentifiers',
+        linkedCaseId: link.imageId,
+        linkedPatientId: link.patientId,
+      });
+    }
+  }
+}
 
 export async function ingestUploadedCase({
   prisma,
@@ -41,6 +57,8 @@ export async function ingestUploadedCase({
     throw badInput(`patient.birthYear must be a year from 1900 to this year, got ${birthYear}`, { field: 'patient.birthYear' });
   }
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(input.dataset)) throw badInput('dataset must be 1-63 lower-case letters, digits or dashes', { field: 'dataset' });
+  const studyIdentifiers = (input.studyIdentifiers ?? []).map((identifier, index) => requireIdentifier(identifier, `studyIdentifiers[${index}]`));
+  await checkStudyIdentifiers(prisma, studyIdentifiers, upload.contentHash);
   const record: ImportRecord = {
     row: 1,
     dataset: { name: input.dataset, description: null, isSynthetic: false },
@@ -72,7 +90,7 @@ export async function ingestUploadedCase({
       : null,
     diagnoses: input.diagnoses.map((diagnosis) => ({ icd10Code: diagnosis.icd10Code, text: diagnosis.text, eye: diagnosis.eye, diagnosedOn: diagnosis.date })),
     treatments: input.treatments.map((treatment) => ({ type: treatment.type, agent: treatment.agent ?? null, eye: treatment.eye, performedOn: treatment.date, notes: treatment.notes ?? null })),
-    externalLinks: [],
+    externalLinks: studyIdentifiers.map(({ system, value }) => ({ system, identifier: value, target: 'image' as const })),
   };
   const result = await ingestCase({ prisma, embedder: model, record });
   if (result.status === 'rejected') throw badInput(`The photograph was rejected: ${result.message}`, { reason: result.code });

@@ -3,6 +3,7 @@ import { Field, InputType, Int, ObjectType, registerEnumType } from 'type-graphq
 import { LocalDateResolver } from 'graphql-scalars';
 import { AntiVegfAgent, DiabetesType, Eye, Laterality, Sex, TreatmentType } from '../common/enums.js';
 import { Case } from '../case/case.type.js';
+import { IdentifierInput } from '../ehr-link/ehr-link.type.js';
 
 @InputType()
 export class IngestPatientInput {
@@ -48,6 +49,11 @@ export class IngestCaseInput {
   @Field(() => IngestGradingInput, { nullable: true }) grading?: IngestGradingInput | null;
   @Field(() => [IngestDiagnosisInput], { defaultValue: [] }) diagnoses!: IngestDiagnosisInput[];
   @Field(() => [IngestTreatmentInput], { defaultValue: [] }) treatments!: IngestTreatmentInput[];
+  @Field(() => [IdentifierInput], {
+    defaultValue: [],
+    description: "The photograph's identifiers elsewhere, linked in the same transaction: Study Instance UID (system urn:dicom:uid), accession number, the EHR's own id. One already pointing to another case is CONFLICT.",
+  })
+  studyIdentifiers!: IdentifierInput[];
 }
 
 export enum IngestStatus {

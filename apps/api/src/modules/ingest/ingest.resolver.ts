@@ -11,7 +11,7 @@ export class IngestResolver {
   ingestCase(@Ctx() context: RequestContext, @Arg('input', () => IngestCaseInput) input: IngestCaseInput) {
     return audited(
       context,
-      { operation: 'ingest', identifierSystems: [input.patient.mrnSystem], details: { dataset: input.dataset, mrnSystem: input.patient.mrnSystem, eye: input.eye, visitDate: input.visitDate } },
+      { operation: 'ingest', identifierSystems: [input.patient.mrnSystem, ...(input.studyIdentifiers ?? []).map((identifier) => identifier.system)], details: { dataset: input.dataset, mrnSystem: input.patient.mrnSystem, eye: input.eye, visitDate: input.visitDate } },
       () => ingestUploadedCase({ prisma: context.db.prisma, embedder: context.embedder, uploads: context.uploads, input }),
       (result) => ({ patientIds: [result.case.patient.id], imageIds: [result.case.id], details: { status: result.status } }),
     );

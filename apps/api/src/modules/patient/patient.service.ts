@@ -4,7 +4,8 @@ import { patientInclude, toPatient } from '../case/case.service.js';
 import type { Patient } from '../case/case.type.js';
 import { checkPageSize, decodeCursor, toPage, type Page } from '../common/pagination.js';
 
-async function toPatients(prisma: PrismaClient, patientIds: string[]): Promise<Patient[]> {
+/** Patients by id, in the order asked; ids without a patient are left out. */
+export async function getPatientsById(prisma: PrismaClient, patientIds: string[]): Promise<Patient[]> {
   const patients = await prisma.patient.findMany({ where: { id: { in: patientIds } }, include: patientInclude });
   const byId = new Map(patients.map((patient) => [patient.id, patient]));
   return patientIds.flatMap((id) => {
@@ -23,7 +24,7 @@ export async function getPatientByMrnOrThrow({ prisma, mrn, system }: { prisma: 
   const matches = await prisma.patient.findMany({ where: { mrn: trimmed, ...(system ? { mrnSystem: system } : {}) }, select: { id: true }, take: 2 });
   if (matches.length === 0) throw notFound(`No patient with MRN ${trimmed}${system ? ` in system ${system}` : ''}`, { field: 'mrn' });
   if (matches.length > 1) throw badInput(`MRN ${trimmed} exists in several identifier systems; pass system`, { field: 'system' });
-  const [patient] = await toPatients(prisma, [matches[0]!.id]);
+  const [patient] = await getPatientsById(prisma, [matches[0]!.id]);
   return patient!;
 }
 
@@ -38,6 +39,6 @@ export async function listPatients({ prisma, first, after, datasetName }: { pris
     ...(cursorId ? { cursor: { id: cursorId }, skip: 1 } : {}),
   });
   const page = toPage(rows, take);
-  return { nodes: await toPatients(prisma, page.nodes.map((row) => row.id)), pageInfo: page.pageInfo };
+  return { nodes: await getPatientsById(prisma, page.nodes.map((row) => row.id)), pageInfo: page.pageInfo };
 }
 
