@@ -16,6 +16,7 @@ PG_CLUSTER=main
 PG_BIN="/usr/lib/postgresql/${PG_VERSION}/bin"
 VECTOR_CONTROL="/usr/share/postgresql/${PG_VERSION}/extension/vector.control"
 DB_ROLE=fundus
+DB_SUPER_ROLE=fundus_super
 DB_PASSWORD=fundus
 DB_NAME=fundus_test
 CHROMIUM=/usr/bin/chromium
@@ -155,6 +156,12 @@ if [[ "$(psql_super -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '${DB
 else
   psql_super -d postgres -c "ALTER ROLE ${DB_ROLE} LOGIN CREATEDB PASSWORD '${DB_PASSWORD}'"
 fi
+# A superuser for the audit tests only: they alter an audit row with triggers bypassed, as an attacker with the
+# server's superuser could, and check that audit:verify names that row.
+if [[ "$(psql_super -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '${DB_SUPER_ROLE}'")" != 1 ]]; then
+  log "role ${DB_SUPER_ROLE}: creating"
+  psql_super -d postgres -c "CREATE ROLE ${DB_SUPER_ROLE} LOGIN SUPERUSER PASSWORD '${DB_PASSWORD}'"
+fi
 if [[ "$(psql_super -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '${DB_NAME}'")" != 1 ]]; then
   log "database ${DB_NAME}: creating"
   as_postgres createdb -p "${port}" -O "${DB_ROLE}" -E UTF8 -T template0 --locale C.UTF-8 "${DB_NAME}"
@@ -166,5 +173,5 @@ log "database ${DB_NAME}: owner ${DB_ROLE}, extension vector ${vector_version}"
 # --- 5. Hand the URL to the caller ------------------------------------------------------------------------
 url="postgresql://${DB_ROLE}:${DB_PASSWORD}@127.0.0.1:${port}/${DB_NAME}"
 mkdir -p "$(dirname "${ENV_FILE}")"
-printf 'export TEST_DATABASE_URL=%s\n' "${url}" > "${ENV_FILE}"
+printf 'export TEST_DATABASE_URL=%s\nexport TEST_SUPERUSER_DATABASE_URL=%s\n' "${url}" "postgresql://${DB_SUPER_ROLE}:${DB_PASSWORD}@127.0.0.1:${port}/${DB_NAME}" > "${ENV_FILE}"
 log "TEST_DATABASE_URL=${url} (source ${ENV_FILE#"${REPO_ROOT}"/})"

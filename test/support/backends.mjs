@@ -61,7 +61,7 @@ export const TINY_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models'
  * `graphql`/`fetch` sign as `as` (a demo user's subject: demo-clinician by default, demo-researcher, demo-ehr,
  * demo-admin), or send exactly the headers given with `as: null`.
  */
-export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null } = {}) {
+export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null } = {}) {
   const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort }, { createLogger }] = await Promise.all([
     api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
   ]);
@@ -71,7 +71,7 @@ export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPa
   const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', AUTH_LOCAL_ISSUER: 'true', AUTH_LOCAL_KEY_DIR: keyDir, ...env });
   const { Embedder } = await api('embedding/embedder.js');
   const embedder = modelPath ? await Embedder.load({ modelPath, device: 'cpu' }) : null;
-  const server = await createServer(config, { database: database.db, logger: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), embedder });
+  const server = await createServer(config, { database: database.db, logger: logLines ? createLogger('info', (line) => logLines.push(line)) : createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), embedder });
   const running = await server.listen(0, '127.0.0.1');
   const { DEMO_USERS } = await api('auth/local-issuer.js');
   const tokens = new Map();
@@ -92,6 +92,8 @@ export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPa
     embedder,
     server,
     config,
+    /** How to reach this suite's database: { kind: 'pglite', dataDir } or { kind: 'postgres', url }. */
+    database: database.config,
     /** The bearer token of a demo user (demo-clinician, demo-researcher, demo-ehr, demo-admin). */
     tokenFor: (subject) => tokens.get(subject),
     authHeaders,

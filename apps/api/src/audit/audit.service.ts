@@ -80,7 +80,7 @@ export async function listAuditEvents(sql: SqlRunner, { filters, first, before }
   if (filters.outcome) add((p) => `outcome = ${p}`, filters.outcome);
   if (filters.from) add((p) => `occurred_at >= ${p}::timestamptz`, filters.from.toISOString());
   if (filters.to) add((p) => `occurred_at < ${p}::timestamptz`, filters.to.toISOString());
-  if (before !== undefined && before !== null) add((p) => `seq < ${p}::bigint`, before.toString());
+  if (before !== undefined && before !== null) add((p) => `a.seq < ${p}::bigint`, before.toString());
   params.push(first + 1);
   const rows = await sql.query<{
     seq: string;
@@ -98,8 +98,8 @@ export async function listAuditEvents(sql: SqlRunner, { filters, first, before }
   }>(
     `SELECT seq::text AS seq, occurred_at, request_id, subject, role, key_id::text AS key_id, operation, outcome,
             patient_ids::text[] AS patient_ids, image_ids::text[] AS image_ids, details, hash
-     FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY seq DESC LIMIT $${params.length}`,
+     FROM audit_event a ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY a.seq DESC LIMIT $${params.length}`,
     params,
   );
   const toArray = (value: string[] | string | null) => (Array.isArray(value) ? value : typeof value === 'string' ? value.replace(/^\{|\}$/g, '').split(',').filter(Boolean) : []);
@@ -146,7 +146,7 @@ export async function verifyAuditChain(sql: SqlRunner): Promise<ChainVerificatio
   let rows = 0;
   for (;;) {
     const page = await sql.query<{ seq: string; prev_hash: string; hash: string; digest: string }>(
-      `SELECT seq::text AS seq, prev_hash, hash, audit_event_digest(e) AS digest FROM audit_event e WHERE seq >= $1::bigint ORDER BY seq LIMIT ${VERIFY_PAGE}`,
+      `SELECT seq::text AS seq, prev_hash, hash, audit_event_digest(e) AS digest FROM audit_event e WHERE e.seq >= $1::bigint ORDER BY e.seq LIMIT ${VERIFY_PAGE}`,
       [expectedSeq.toString()],
     );
     for (const row of page) {
