@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import type { GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
 import { CaseResolver } from '../modules/case/case.resolver.js';
+import { FhirResolver } from '../modules/fhir/fhir.resolver.js';
 import { IngestResolver } from '../modules/ingest/ingest.resolver.js';
 import { PatientResolver } from '../modules/patient/patient.resolver.js';
 import { SimilarCaseResolver } from '../modules/similar-case/similar-case.resolver.js';
@@ -12,7 +13,7 @@ let cached: Promise<GraphQLSchema> | undefined;
 /** Builds the code-first schema once per process; `npm run schema:emit` prints it to schema.graphql. */
 export function buildApiSchema(): Promise<GraphQLSchema> {
   cached ??= buildSchema({
-    resolvers: [CaseResolver, IngestResolver, PatientResolver, SimilarCaseResolver, SystemResolver],
+    resolvers: [CaseResolver, FhirResolver, IngestResolver, PatientResolver, SimilarCaseResolver, SystemResolver],
     validate: false,
   });
   return cached;
