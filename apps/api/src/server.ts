@@ -77,7 +77,20 @@ async function buildAuthSettings(config: AppConfig, logger: Logger): Promise<{ s
   return { settings, localIssuer };
 }
 
-export async function createServer(config: AppConfig, options: { database?: Database; logger?: Logger; embedder?: Embedder | null } = {}): Promise<ApiServer> {
+export type ServerOptions = {
+  database?: Database;
+  logger?: Logger;
+  embedder?: Embedder | null;
+  /**
+   * bench/auth-overhead.mjs only: no authentication (every request acts as an admin) and no audit rows, to
+   * measure what those cost side by side. Not reachable through configuration or the environment.
+   */
+  insecureBaselineForBenchmarks?: boolean;
+};
+
+const BENCHMARK_VIEWER = { subject: 'benchmark-baseline', role: 'admin', keyId: null, identifierSystem: null } as const;
+
+export async function createServer(config: AppConfig, options: ServerOptions = {}): Promise<ApiServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = options.database ?? (await openDatabase(config));
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
@@ -122,6 +135,7 @@ export async function createServer(config: AppConfig, options: { database?: Data
         async requestDidStart() {
           return {
             async willSendResponse({ contextValue, response, request }) {
+              if (options.insecureBaselineForBenchmarks) return;
               const trail = contextValue.audit;
               const body = response.body;
               if (trail.entries.length === 0 && body.kind === 'single' && body.singleResult.errors?.length) {
@@ -200,7 +214,12 @@ export async function createServer(config: AppConfig, options: { database?: Data
       }
     });
   }
-  const requireViewer = createAuthMiddleware({ db, settings: authSettings, logger, requestsPerMinute: config.rateLimitPerMinute });
+  const requireViewer: express.RequestHandler = options.insecureBaselineForBenchmarks
+    ? (_request, response, next) => {
+        (response.locals as RequestLocals).viewer = { ...BENCHMARK_VIEWER };
+        next();
+      }
+    : createAuthMiddleware({ db, settings: authSettings, logger, requestsPerMinute: config.rateLimitPerMinute });
   app.use(
     '/graphql',
     requireViewer,

@@ -1,0 +1,24 @@
+// Synthetic cases for benchmarks, written in bulk by SQL: N photographs of N/2 patients (two eyes), grades at a
+// fixed mix, random unit embeddings of the given model version. Search cost depends on row count and dimension,
+// not on what the vectors mean.
+export async function seedSyntheticCases(db, { caseCount, modelVersion, dimension }) {
+  const patients = Math.ceil(caseCount / 2);
+  await db.sql.exec(`
+    INSERT INTO dataset (id, name, is_synthetic) VALUES ('00000000-0000-4000-8000-000000000001', 'bench', true) ON CONFLICT DO NOTHING;
+    INSERT INTO patient (id, dataset_id, mrn, mrn_system, birth_year, sex)
+      SELECT md5('p' || g)::uuid, '00000000-0000-4000-8000-000000000001', 'BENCH-' || g, 'urn:bench', 1940 + g % 50, (ARRAY['FEMALE','MALE'])[1 + g % 2]::sex
+      FROM generate_series(1, ${patients}) g;
+    INSERT INTO visit (id, patient_id, visit_date) SELECT md5('v' || g)::uuid, md5('p' || g)::uuid, DATE '2020-01-01' + g % 1000 FROM generate_series(1, ${patients}) g;
+    INSERT INTO image_blob (sha256, mime_type, byte_size, bytes) SELECT encode(sha256(('b' || g)::bytea), 'hex'), 'image/jpeg', 1, '\\x00'::bytea FROM generate_series(1, ${caseCount}) g;
+    INSERT INTO fundus_image (id, visit_id, patient_id, eye, content_hash, width, height, dr_grade)
+      SELECT md5('i' || g)::uuid, md5('v' || (1 + (g - 1) / 2))::uuid, md5('p' || (1 + (g - 1) / 2))::uuid, (ARRAY['LEFT','RIGHT'])[1 + g % 2]::eye,
+             encode(sha256(('b' || g)::bytea), 'hex'), 1024, 768, (ARRAY[0,0,0,1,2,2,3,4])[1 + g % 8]
+      FROM generate_series(1, ${caseCount}) g;
+    INSERT INTO grading (image_id, dr_grade, source, graded_on) SELECT id, dr_grade, 'DATASET_LABEL', DATE '2020-01-01' FROM fundus_image;
+  `);
+  await db.sql.exec(`
+    INSERT INTO image_embedding (image_id, model_version, embedding)
+    SELECT fi.id, '${modelVersion.replace(/'/g, "''")}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${dimension})) r) n)
+    FROM fundus_image fi;
+  `);
+}
