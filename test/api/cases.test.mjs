@@ -7,7 +7,8 @@ const CASE = `query C($id: ID!) { case(id: $id) {
   id isSynthetic ageAtVisit visit { date } image { id eye width height contentHash }
   patient { mrn mrnSystem birthYear dataset { name isSynthetic } hba1cReadings { date percent } }
   referenceGrading { drGrade drGradeName source } gradings { drGrade date }
-  diagnoses { code text eye date } treatments { type agent eye date } } }`;
+  diagnoses { code text eye date } treatments { type agent eye date }
+  followUp { diagnoses { code date } treatments { type date } gradings { imageId visitDate drGrade } } } }`;
 
 for (const backend of BACKENDS) {
   describe(`cases and patients on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
@@ -33,11 +34,20 @@ for (const backend of BACKENDS) {
       assert.equal(found.visit.date, row.visit_date.slice(0, 10));
       assert.equal(found.ageAtVisit, Number(row.visit_date.slice(0, 4)) - row.birth_year);
       assert.equal(found.referenceGrading.drGrade, row.dr_grade);
-      const treatments = await api.db.sql.query(`SELECT type::text AS type FROM treatment WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED'))`, [row.patient_id, row.eye]);
-      assert.deepEqual(found.treatments.map((t) => t.type).sort(), treatments.map((t) => t.type).sort());
+      // Records dated on or before the visit are the case's; later ones are its follow-up.
+      const visitDate = row.visit_date.slice(0, 10);
+      const treatments = await api.db.sql.query(`SELECT type::text AS type, performed_on::text AS date FROM treatment WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED'))`, [row.patient_id, row.eye]);
+      assert.deepEqual(found.treatments.map((t) => t.type).sort(), treatments.filter((t) => t.date.slice(0, 10) <= visitDate).map((t) => t.type).sort());
+      assert.deepEqual(found.followUp.treatments.map((t) => t.type).sort(), treatments.filter((t) => t.date.slice(0, 10) > visitDate).map((t) => t.type).sort());
       assert.ok(found.treatments.every((t) => [row.eye, 'BOTH', 'UNSPECIFIED'].includes(t.eye)));
-      const diagnoses = await api.db.sql.query(`SELECT icd10_code FROM diagnosis WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED'))`, [row.patient_id, row.eye]);
-      assert.deepEqual(found.diagnoses.map((d) => d.code).sort(), diagnoses.map((d) => d.icd10_code).sort());
+      const diagnoses = await api.db.sql.query(`SELECT icd10_code, diagnosed_on::text AS date FROM diagnosis WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED'))`, [row.patient_id, row.eye]);
+      assert.deepEqual(found.diagnoses.map((d) => d.code).sort(), diagnoses.filter((d) => d.date.slice(0, 10) <= visitDate).map((d) => d.icd10_code).sort());
+      assert.deepEqual(found.followUp.diagnoses.map((d) => d.code).sort(), diagnoses.filter((d) => d.date.slice(0, 10) > visitDate).map((d) => d.icd10_code).sort());
+      const later = await api.db.sql.query(
+        `SELECT fi.id::text AS id FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id WHERE fi.patient_id = $1 AND fi.eye::text = $2 AND v.visit_date > $3::date`,
+        [row.patient_id, row.eye, visitDate],
+      );
+      assert.deepEqual(found.followUp.gradings.map((g) => g.imageId).sort(), later.map((image) => image.id).sort(), 'one grading per later photograph of the eye');
       for (const diagnosis of found.diagnoses) assert.match(diagnosis.code, /^E1[01]\.(9|3[2-5][19][123])$/);
     });
 

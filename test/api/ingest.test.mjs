@@ -170,13 +170,14 @@ for (const kind of BACKENDS) {
       assert.equal(afterRerun.dataset, before.dataset + 1);
     });
 
-    test('the same photograph twice in one run (both prepared before either is written) is stored once; the second case writes nothing', async () => {
+    test('the same photograph of one eye twice in one run (both prepared before either is written) is stored once; the second case writes nothing', async () => {
       const db = database.db;
       const before = await countRows(db);
       const bytes = await makeSyntheticFundusPng({ width: 176, height: 132, tint: 0.45 });
-      const items = ['twice-1', 'twice-2'].map((mrn, index) => ({
+      // The same patient and eye (another patient would be a CONFLICT: test/api/data-entry.test.mjs).
+      const items = [2, 3].map((row, index) => ({
         ok: true,
-        record: makeRecord(bytes, { row: index + 2, patient: { ...makeRecord(null).patient, mrn }, visitDate: '2024-03-0' + (index + 1) }),
+        record: makeRecord(bytes, { row, patient: { ...makeRecord(null).patient, mrn: 'twice-1' }, visitDate: '2024-03-0' + (index + 1) }),
       }));
       const summary = await ingestRecords({ prisma: db.prisma, embedder, items, lookahead: 2 });
       assert.deepEqual([summary.added, summary.duplicates, summary.rejected], [1, 1, {}]);
@@ -188,7 +189,12 @@ for (const kind of BACKENDS) {
       const db = database.db;
       const patient = (fields) => ({ ...makeRecord(null).patient, mrn: 'demographics-1', ...fields });
       const ingest = async (tint, fields) =>
-        ingestCase({ prisma: db.prisma, embedder, record: makeRecord(await makeSyntheticFundusPng({ width: 150, height: 120, tint }), { patient: patient(fields), visitDate: '2023-11-20' }) });
+        ingestCase({
+          prisma: db.prisma,
+          embedder,
+          // Graded on its visit date: a placeholder date beside a known birth year is refused (clinical-dates.ts).
+          record: makeRecord(await makeSyntheticFundusPng({ width: 150, height: 120, tint }), { patient: patient(fields), visitDate: '2023-11-20', grading: { ...makeRecord(null).grading, gradedOn: '2023-11-20' } }),
+        });
       assert.equal((await ingest(0.15, {})).status, 'added');
       const before = await countRows(db);
       assert.equal((await ingest(0.25, { birthYear: 1961, sex: 'FEMALE', diabetesType: 'TYPE_1' })).status, 'added');
@@ -274,8 +280,10 @@ describe('npm run ingest (CLI) on the embedded database', () => {
     assert.match(run.stderr, /APTOS has no laterality; pass --assume-eye LEFT\|RIGHT to import/);
     const withEye = runCli(aptos, '--model', TINY_MODEL, '--device', 'cpu', '--assume-eye', 'LEFT', '--images', path.join(folder, 'images'));
     assert.equal(withEye.status, 0, withEye.stderr);
-    // a_L.png is already stored (same bytes), so it is a duplicate, not a second case.
-    assert.equal(JSON.parse(withEye.stdout.trim().split('\n').at(-1)).duplicates, 1);
+    // a_L.png is already stored (same bytes) for patient synth-001: as APTOS image a_L it would be another patient's.
+    const summary = JSON.parse(withEye.stdout.trim().split('\n').at(-1));
+    assert.deepEqual([summary.added, summary.duplicates, summary.rejected], [0, 0, { CONFLICT: 1 }]);
+    assert.match(withEye.stderr, /row 2 \(.*a_L\.png\): CONFLICT This photograph .* is already stored as case [0-9a-f-]{36}, of another patient/);
   });
 
   test('refuses the embedded database while an API answers on the configured address', async () => {

@@ -8,7 +8,7 @@ const SIMILAR = `query Similar($input: SimilarCasesInput!) {
   similarCases(input: $input) {
     modelVersion
     query { id patient { id } }
-    hits { rank similarity case { id isSynthetic image { eye } patient { id sex birthYear } referenceGrading { drGrade } visit { date } treatments { type eye } } }
+    hits { rank similarity case { id isSynthetic image { eye } patient { id sex birthYear } referenceGrading { drGrade } visit { date } treatments { type eye } followUp { treatments { type eye } } } }
   }
 }`;
 
@@ -113,14 +113,16 @@ for (const backend of BACKENDS) {
       });
     }
 
-    test('hits carry their patient, grading and treatments for the matching eye', async () => {
+    test('hits carry their patient, grading and treatments for the matching eye (at the visit or after it)', async () => {
       const query = universe.find((row) => row.dr_grade === 4);
       const { body } = await api.graphql(SIMILAR, { input: { imageId: query.id, k: 20, filters: { treatmentTypes: ['PRP_LASER'] } } });
       assert.equal(body.errors, undefined);
       assert.ok(body.data.similarCases.hits.length > 0);
       for (const hit of body.data.similarCases.hits) {
         assert.equal(hit.case.isSynthetic, true);
-        assert.ok(hit.case.treatments.some((t) => t.type === 'PRP_LASER' && (t.eye === hit.case.image.eye || t.eye === 'BOTH' || t.eye === 'UNSPECIFIED')));
+        // The filter asks whether the eye ever received the treatment; a later one is the case's follow-up.
+        const received = [...hit.case.treatments, ...hit.case.followUp.treatments];
+        assert.ok(received.some((t) => t.type === 'PRP_LASER' && (t.eye === hit.case.image.eye || t.eye === 'BOTH' || t.eye === 'UNSPECIFIED')));
         const row = universe.find((candidate) => candidate.id === hit.case.id);
         assert.equal(hit.case.referenceGrading.drGrade, row.dr_grade);
       }

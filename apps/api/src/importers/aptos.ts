@@ -4,6 +4,7 @@
 // then states the assumption. Without it every row is an ImportRowError naming the option.
 import path from 'node:path';
 import { datasetRecord, describeGrader, missingEyeReason, parseIcdrGrade, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const APTOS_COLUMNS = ['id_code', 'diagnosis'] as const;
@@ -35,9 +36,8 @@ export async function* importAptosLabels(file: string, options: ImportOptions = 
       yield rowError(line, `image file not found: ${id}.png`, id);
       continue;
     }
-    yield {
-      ok: true,
-      record: datasetRecord({
+    yield toCheckedItem(
+      datasetRecord({
         row: line,
         dataset,
         mrn: id,
@@ -48,6 +48,7 @@ export async function* importAptosLabels(file: string, options: ImportOptions = 
         visitDate: options.visitDate,
         grading: { drGrade: grade.grade, maculopathy: null, macularEdemaRisk: null, grader: describeGrader('APTOS 2019 label', assumedEye), originalScale: null, originalValue: null },
       }),
-    };
+      id,
+    );
   }
 }

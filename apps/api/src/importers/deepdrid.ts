@@ -7,6 +7,7 @@
 // they are kept on the grading's grader text so they are not lost.
 import path from 'node:path';
 import { datasetRecord, parseIcdrGrade, parseSmallInteger, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const DEEPDRID_COLUMNS = ['patient_id', 'image_id', 'image_path', 'left_eye_DR_Level', 'right_eye_DR_Level'] as const;
@@ -49,9 +50,8 @@ export async function* importDeepdridLabels(file: string, options: ImportOptions
       continue;
     }
     const scores = ['Clarity', 'Field definition', 'Artifact'].filter((key) => (values[key] ?? '') !== '').map((key) => `${key.toLowerCase()} ${values[key]}`);
-    yield {
-      ok: true,
-      record: datasetRecord({
+    yield toCheckedItem(
+      datasetRecord({
         row: line,
         dataset,
         mrn: patientId,
@@ -70,6 +70,7 @@ export async function* importDeepdridLabels(file: string, options: ImportOptions
           originalValue: null,
         },
       }),
-    };
+      imageId,
+    );
   }
 }

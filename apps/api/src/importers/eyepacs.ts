@@ -4,6 +4,7 @@
 // The competition notes some images are inverted or mirrored; nothing here can detect that.
 import path from 'node:path';
 import { datasetRecord, datasetSystem, parseIcdrGrade, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const EYEPACS_COLUMNS = ['image', 'level'] as const;
@@ -35,9 +36,8 @@ export async function* importEyepacsLabels(file: string, options: ImportOptions 
       yield rowError(line, `image file not found: ${image}.jpeg`, image);
       continue;
     }
-    yield {
-      ok: true,
-      record: datasetRecord({
+    yield toCheckedItem(
+      datasetRecord({
         row: line,
         dataset,
         mrn: `eyepacs-${match[1]}`,
@@ -49,6 +49,7 @@ export async function* importEyepacsLabels(file: string, options: ImportOptions 
         visitDate: options.visitDate,
         grading: { drGrade: grade.grade, maculopathy: null, macularEdemaRisk: null, grader: 'EyePACS label (single grader)', originalScale: null, originalValue: null },
       }),
-    };
+      image,
+    );
   }
 }

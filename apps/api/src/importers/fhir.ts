@@ -2,9 +2,10 @@
 // - Patient: the identifier whose type is v2-0203 "MR" gives mrn + mrnSystem (required); gender, birth year.
 // - DR grade: Observation (code or valueCodeableConcept) or Condition with SNOMED CT 312903003 mild (ICDR 1),
 //   312904009 moderate (2), 312905005 severe NPDR (3), 59276001 PDR (4); eye from bodySite.
-// - Condition with ICD-10-CM: a diagnosis. For E08-E13 ".3" codes the digits after ".3" are severity (1
-//   unspecified, 2 mild, 3 moderate, 4 severe, 5 proliferative), oedema (1 with, 9 without) and eye (1 right,
-//   2 left, 3 both, 9 unspecified); E10 -> type 1 and E11 -> type 2 diabetes. When no SNOMED grade covers a
+// - Condition with ICD-10-CM: a diagnosis; the code must pass modules/common/icd10-cm.ts (else every photograph
+//   of that patient is a bad row naming the code, so a fixed bundle imports whole on a rerun). For E08-E13 ".3"
+//   codes the digits after ".3" are severity (1 unspecified, 2 mild, 3 moderate, 4 severe, 5 proliferative),
+//   oedema (1 with, 9 without) and eye (1 right, 2 left, 3 both, 9 unspecified); E10 -> type 1 and E11 -> type 2 diabetes. When no SNOMED grade covers a
 //   photograph's eye, the ICD severity of that eye becomes its grade (originalScale "icd-10-cm").
 // - Procedure CPT 67028 (intravitreal injection) -> ANTI_VEGF, 67228 (panretinal photocoagulation) ->
 //   PRP_LASER; MedicationAdministration of a named anti-VEGF agent -> ANTI_VEGF with that agent. The agent is
@@ -14,11 +15,13 @@
 // - Images: Media (content.data base64, content.url "Binary/<id>", a local path or file: URL) with its eye in
 //   bodySite; or a Binary with an image/* contentType that no Media references. Local paths only: http(s)
 //   URLs are refused, never fetched. Relative paths resolve against imageDirectory or the bundle's folder.
-// Gradings from FHIR are a clinician's record (source CLINICIAN), unlike dataset labels.
+// Gradings from FHIR are a clinician's record (source CLINICIAN), unlike dataset labels. Every record passes the
+// same checks as at ingest (record-problems.ts: codes, dates against today and the birth year) before it is yielded.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AntiVegfAgent, DiabetesType, Eye, Laterality, Sex, TreatmentType } from '../generated/prisma/enums.js';
+import { findIcd10CmProblem } from '../modules/common/icd10-cm.js';
 import {
   UNDATED_VISIT_DATE,
   ImportFileError,
@@ -32,6 +35,7 @@ import {
   type ImportRecord,
   type ImportTreatment,
 } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 
 type Json = Record<string, unknown>;
 
@@ -93,9 +97,11 @@ function eyeOfConcepts(concepts: unknown[]): Eye | null {
 
 const LATERALITY_DIGIT: Readonly<Record<string, Laterality>> = { '1': 'RIGHT', '2': 'LEFT', '3': 'BOTH', '9': 'UNSPECIFIED' };
 
-/** ICD-10-CM diabetic retinopathy codes E08-E13.3xxx: severity, oedema and eye digits. */
+/** ICD-10-CM diabetic eye codes E08-E13.3xxx (existing ones only): severity, oedema and eye digits. */
 export function parseDiabeticRetinopathyCode(code: string): { severity: number; oedema: boolean | null; eye: Laterality; diabetesType: DiabetesType } | null {
-  const match = /^E(08|09|10|11|13)\.3(\d)([0-9X])?(\d)?$/i.exec(code.trim());
+  const written = code.trim().toUpperCase();
+  if (findIcd10CmProblem(written) !== null) return null;
+  const match = /^E(08|09|10|11|13)\.3(\d)([0-9X])?(\d)?$/.exec(written);
   if (!match) return null;
   const category = match[1]!;
   return {
@@ -331,9 +337,8 @@ export async function* readBundle(bundle: Json, options: ImportOptions): AsyncGe
       const knownDate = image.date ?? study?.date;
       const visitDate = knownDate ?? options.visitDate ?? UNDATED_VISIT_DATE;
       const grading = pickGrading(grades, icdGrades, eye, visitDate, isEyeAssumed ? eye : null);
-      yield {
-        ok: true,
-        record: {
+      yield toCheckedItem(
+        {
           row: image.entry,
           dataset,
           patient: { mrn, mrnSystem, isPerImagePatient: false, birthYear: birthYear ? Number(birthYear) : null, sex, diabetesType },
@@ -348,7 +353,8 @@ export async function* readBundle(bundle: Json, options: ImportOptions): AsyncGe
           treatments: dedupeTreatments(treatments.map((treatment) => ({ ...treatment, performedOn: treatment.performedOn || visitDate }))),
           externalLinks: [...patientLinks, ...(image.link ? [image.link] : [])],
         },
-      };
+        image.reference,
+      );
     }
   }
 }

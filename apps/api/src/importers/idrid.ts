@@ -3,6 +3,7 @@
 // patient ids (one patient per image) and no laterality column: same --assume-eye rule as APTOS.
 import path from 'node:path';
 import { datasetRecord, describeGrader, missingEyeReason, parseIcdrGrade, parseMacularEdemaRisk, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const IDRID_COLUMNS = ['Image name', 'Retinopathy grade', 'Risk of macular edema'] as const;
@@ -41,9 +42,8 @@ export async function* importIdridLabels(file: string, options: ImportOptions = 
       yield rowError(line, `image file not found: ${names[0]}`, image);
       continue;
     }
-    yield {
-      ok: true,
-      record: datasetRecord({
+    yield toCheckedItem(
+      datasetRecord({
         row: line,
         dataset,
         mrn: path.basename(image, path.extname(image)),
@@ -54,6 +54,7 @@ export async function* importIdridLabels(file: string, options: ImportOptions = 
         visitDate: options.visitDate,
         grading: { drGrade: grade.grade, maculopathy: null, macularEdemaRisk: risk, grader: describeGrader('IDRiD label', assumedEye), originalScale: null, originalValue: null },
       }),
-    };
+      image,
+    );
   }
 }

@@ -10,13 +10,15 @@
 // - Grades are ICDR 0-4. A grade given on another scale keeps its scale and value (originalScale/originalValue).
 import path from 'node:path';
 import type { AntiVegfAgent, Eye, ImageQuality, Laterality, Sex, DiabetesType, TreatmentType } from '../generated/prisma/enums.js';
+import { UNDATED_VISIT_DATE } from '../modules/common/clinical-dates.js';
 
 /**
  * Visit date for labels without dates (every public dataset here). A fixed sentinel, not "today": it keeps a
  * rerun, or the other eye imported later, in the same visit (visits are found by patient and date), and it is
- * obviously not a real examination date, so nobody mistakes it for one. `--visit-date` overrides it.
+ * obviously not a real examination date, so nobody mistakes it for one. `--visit-date` overrides it. Accepted only
+ * while the patient's birth year is unknown (modules/common/clinical-dates.ts says why).
  */
-export const UNDATED_VISIT_DATE = '1900-01-01';
+export { UNDATED_VISIT_DATE } from '../modules/common/clinical-dates.js';
 
 export type ImportFormat = 'shared' | 'eyepacs' | 'aptos' | 'idrid' | 'deepdrid' | 'messidor' | 'fhir';
 export const IMPORT_FORMATS: readonly ImportFormat[] = ['shared', 'eyepacs', 'aptos', 'idrid', 'deepdrid', 'messidor', 'fhir'];
@@ -117,9 +119,7 @@ export function parseMacularEdemaRisk(value: string | undefined): { risk: number
   return risk === 'invalid' ? { reason: `unknown risk of macular edema "${value}" (0-2 expected)` } : { risk };
 }
 
-export function isIsoDate(value: string): boolean {
-  return /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value);
-}
+export { isIsoDate } from '../modules/common/clinical-dates.js';
 
 /** Resolves an image path from a labels file against the file's folder; refuses paths that leave it. */
 export function resolveImagePath(folder: string, image: string): string | null {

@@ -14,6 +14,7 @@
 // Messidor has no patient ids in these sheets (one patient per image) and no laterality column: --assume-eye.
 import path from 'node:path';
 import { datasetRecord, describeGrader, missingEyeReason, parseMacularEdemaRisk, parseSmallInteger, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 import { findImageFile, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const MESSIDOR_COLUMNS = ['Image name', 'Ophthalmologic department', 'Retinopathy grade', 'Risk of macular edema'] as const;
@@ -54,9 +55,8 @@ export async function* importMessidorLabels(file: string, options: ImportOptions
       continue;
     }
     const department = values['Ophthalmologic department'] ?? '';
-    yield {
-      ok: true,
-      record: datasetRecord({
+    yield toCheckedItem(
+      datasetRecord({
         row: line,
         dataset,
         mrn: path.basename(image, path.extname(image)),
@@ -74,6 +74,7 @@ export async function* importMessidorLabels(file: string, options: ImportOptions
           originalValue: String(original),
         },
       }),
-    };
+      image,
+    );
   }
 }

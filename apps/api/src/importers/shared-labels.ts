@@ -5,6 +5,7 @@
 import path from 'node:path';
 import type { Eye } from '../generated/prisma/enums.js';
 import { datasetRecord, datasetSystem, parseIcdrGrade, parseSmallInteger, resolveImagePath, rowError, type ImportItem, type ImportOptions } from './import-record.js';
+import { toCheckedItem } from './record-problems.js';
 import { fileExists, readLabelsTable, requireColumns } from './labels-file.js';
 
 export const SHARED_COLUMNS = ['image', 'patient_id', 'eye', 'grade'] as const;
@@ -55,9 +56,8 @@ export async function* importSharedLabels(file: string, options: ImportOptions =
     }
     // "srahim-012" -> system srahim; an id without a prefix belongs to the dataset itself.
     const prefix = /^([a-z][a-z0-9]*)-./i.exec(patientId)?.[1]?.toLowerCase();
-    yield {
-      ok: true,
-      record: datasetRecord({
+    yield toCheckedItem(
+      datasetRecord({
         row: line,
         dataset,
         mrn: patientId,
@@ -77,6 +77,7 @@ export async function* importSharedLabels(file: string, options: ImportOptions =
           originalValue: aded === 1 ? 'aded=1' : null,
         },
       }),
-    };
+      image,
+    );
   }
 }

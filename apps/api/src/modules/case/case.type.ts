@@ -88,18 +88,44 @@ export class Treatment {
   @Field(() => String, { nullable: true }) notes!: string | null;
 }
 
-@ObjectType({ description: 'A fundus photograph with its patient, visit, gradings, and the diagnoses and treatments of that eye.' })
+@ObjectType({ description: 'A grading of a later photograph of the same eye: how the eye went on.' })
+export class FollowUpGrading {
+  @Field(() => ID, { description: 'The later photograph (its case id).' }) imageId!: string;
+  @Field(() => LocalDateResolver, { description: 'Visit date of the later photograph.' }) visitDate!: string;
+  @Field(() => LocalDateResolver, { description: 'When it was graded.' }) date!: string;
+  @Field(() => Int, { description: 'ICDR 0 none, 1 mild NPDR, 2 moderate NPDR, 3 severe NPDR, 4 proliferative DR.' }) drGrade!: number;
+  @Field(() => String) drGradeName!: string;
+  @Field(() => Boolean, { nullable: true }) maculopathy!: boolean | null;
+  @Field(() => GradeSource, { description: 'Who graded; MODEL_SUGGESTION gradings are model output, not a reference.' }) source!: GradeSource;
+}
+
+@ObjectType({
+  description:
+    "What happened after the case's visit (\"how did it go\"): records dated after the visit date, for the same eye (or both/unspecified eyes). " +
+    'Records dated on or before the visit are the case\'s own diagnoses and treatments, never repeated here. ' +
+    'An undated case (visit date 1900-01-01, the placeholder of labels without dates) counts every dated record as later.',
+})
+export class CaseFollowUp {
+  @Field(() => [FollowUpGrading], { description: 'Gradings of later photographs of the same eye, by visit date, oldest first.' }) gradings!: FollowUpGrading[];
+  @Field(() => [Diagnosis], { description: 'Diagnoses of this eye (or both/unspecified eyes) dated after the visit, oldest first.' }) diagnoses!: Diagnosis[];
+  @Field(() => [Treatment], { description: 'Treatments of this eye (or both/unspecified eyes) dated after the visit, oldest first.' }) treatments!: Treatment[];
+}
+
+@ObjectType({ description: 'A fundus photograph with its patient, visit, gradings, the diagnoses and treatments of that eye known at the visit, and what followed.' })
 export class Case {
   @Field(() => ID, { description: 'The id of the photograph.' }) id!: string;
   @Field(() => Boolean) isSynthetic!: boolean;
   @Field(() => FundusImage) image!: FundusImage;
   @Field(() => Patient) patient!: Patient;
   @Field(() => Visit) visit!: Visit;
-  @Field(() => Int, { nullable: true, description: 'Age in whole years at the visit, from the birth year (±1 year).' }) ageAtVisit!: number | null;
+  @Field(() => Int, { nullable: true, description: 'Age in whole years at the visit, from the birth year (±1 year); null when the birth year or the visit date (undated labels) is unknown.' }) ageAtVisit!: number | null;
   @Field(() => Grading, { nullable: true, description: 'The reference grading: the latest one not made by a model.' }) referenceGrading!: Grading | null;
   @Field(() => [Grading], { description: 'Every grading of this photograph, oldest first.' }) gradings!: Grading[];
-  @Field(() => [Diagnosis], { description: "The patient's diagnoses for this eye (or both/unspecified eyes), oldest first." }) diagnoses!: Diagnosis[];
-  @Field(() => [Treatment], { description: "The patient's treatments of this eye (or both/unspecified eyes), oldest first." }) treatments!: Treatment[];
+  @Field(() => [Diagnosis], { description: "The patient's diagnoses for this eye (or both/unspecified eyes) dated on or before the visit date, oldest first: what was known when the photograph was taken. Later ones are in followUp." })
+  diagnoses!: Diagnosis[];
+  @Field(() => [Treatment], { description: "The patient's treatments of this eye (or both/unspecified eyes) dated on or before the visit date, oldest first. Later ones are in followUp." })
+  treatments!: Treatment[];
+  @Field(() => CaseFollowUp, { description: 'What happened after this visit: later gradings of this eye, later diagnoses and treatments.' }) followUp!: CaseFollowUp;
 }
 
 @ObjectType()

@@ -1,5 +1,7 @@
 // ingestCase: an uploaded photograph plus what the clinician entered becomes an ImportRecord and goes through the
-// same ingestCase service as every importer (one transaction, idempotent by content hash).
+// same ingestCase service as every importer (one transaction, idempotent by content hash). The record's checks
+// (codes, dates, grades) run there, before the duplicate check, so a repeated save with bad input is still refused.
+// The photograph already stored for another patient or eye is CONFLICT, with the stored case's id in `caseId`.
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { Embedder } from '../../embedding/embedder.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
@@ -94,6 +96,7 @@ export async function ingestUploadedCase({
   };
   const result = await ingestCase({ prisma, embedder: model, record });
   if (result.status === 'rejected') throw badInput(`The photograph was rejected: ${result.message}`, { reason: result.code });
+  if (result.status === 'conflict') throw new AppError('CONFLICT', result.message, { caseId: result.imageId, field: 'uploadToken' });
   const stored = (await loadCases(prisma, [result.imageId])).get(result.imageId);
   if (!stored) throw new AppError('INTERNAL_SERVER_ERROR', `Case ${result.imageId} vanished after ingestion`);
   return { status: result.status === 'added' ? 'ADDED' : 'DUPLICATE', case: stored };

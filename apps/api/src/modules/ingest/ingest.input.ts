@@ -60,7 +60,7 @@ export enum IngestStatus {
   ADDED = 'ADDED',
   DUPLICATE = 'DUPLICATE',
 }
-registerEnumType(IngestStatus, { name: 'IngestStatus', description: 'DUPLICATE: the same photograph (content hash) was already stored; nothing was written.' });
+registerEnumType(IngestStatus, { name: 'IngestStatus', description: 'DUPLICATE: the same photograph (content hash) was already stored for this patient and eye; nothing was written. Stored for another patient or eye, the mutation fails with CONFLICT (extensions.caseId: the stored case).' });
 
 @ObjectType()
 export class IngestCaseResult {

@@ -2,12 +2,15 @@
 //
 // Order and why:
 // 1. Validate the record (BAD_USER_INPUT with a message a person can act on) before any work.
-// 2. Read the bytes and hash them. A photograph whose SHA-256 is already stored is a `duplicate`: reruns and
-//    overlapping imports add nothing twice, and nothing about the stored case changes.
+// 2. Read the bytes and hash them. A photograph whose SHA-256 is already stored, for the same patient and eye, is a
+//    `duplicate`: reruns and overlapping imports add nothing twice, and nothing about the stored case changes. Stored
+//    for another patient or the other eye, it is a `conflict` naming the stored case: one photograph cannot show two
+//    eyes, and keeping the first claim while dropping the second record would lose it silently. Nothing is written.
 // 3. Preprocess and embed OUTSIDE the transaction (it is the slow part, and a bad image must write nothing):
 //    a PreprocessError (or an unreadable file) makes the result `rejected` with its code.
 // 4. One interactive transaction writes dataset, patient, visit, blob, image, grading, diagnoses, treatments,
-//    external links and the embedding, in two statements (write-case.ts). A failure anywhere rolls all of it
+//    external links and the embedding, in two statements (write-case.ts), after checking the record's dates
+//    against the birth year of the stored patient (BAD_USER_INPUT otherwise). A failure anywhere rolls all of it
 //    back, so a crash leaves no half case and a rerun completes it. Per-patient advisory lock: the visit and the
 //    diagnoses/treatments are find-or-create, which two concurrent ingests of one patient would otherwise both
 //    create.
@@ -16,15 +19,18 @@ import { badInput } from '../../errors.js';
 import type { Embedder } from '../../embedding/embedder.js';
 import { PreprocessError, type PreprocessErrorCode } from '../../embedding/preprocess.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
-import { isIsoDate, type ImportItem, type ImportRecord, type ImportRowError } from '../../importers/import-record.js';
+import type { ImportItem, ImportRecord, ImportRowError } from '../../importers/import-record.js';
+import { findRecordProblems } from '../../importers/record-problems.js';
 import { sha256Hex } from '../common/content-hash.js';
 import { writeCaseRows } from './write-case.js';
 
-export type RejectionCode = PreprocessErrorCode | 'READ_FAILED' | 'INVALID_RECORD';
+export type RejectionCode = PreprocessErrorCode | 'READ_FAILED' | 'INVALID_RECORD' | 'CONFLICT';
 
 export type IngestResult =
   | { status: 'added'; imageId: string; patientId: string; visitId: string; contentHash: string }
   | { status: 'duplicate'; imageId: string; contentHash: string }
+  /** The bytes are stored as case `imageId` of another patient or eye; nothing was written. */
+  | { status: 'conflict'; imageId: string; contentHash: string; message: string }
   | { status: 'rejected'; code: RejectionCode; message: string };
 
 /** Test seam: runs inside the transaction after the image row is written; a throw must roll everything back. */
@@ -50,30 +56,7 @@ function storedMimeType(record: ImportRecord, bytes: Uint8Array): string {
   return record.image.kind === 'bytes' && record.image.mimeType ? record.image.mimeType : sniffed;
 }
 
-/** Every problem of a record that the database would otherwise reject (or silently accept wrongly). */
-export function findRecordProblems(record: ImportRecord): string[] {
-  const problems: string[] = [];
-  if (!record.patient.mrn.trim()) problems.push('patient mrn is empty');
-  if (!record.patient.mrnSystem.trim()) problems.push('patient mrnSystem is empty');
-  if (!record.dataset.name.trim()) problems.push('dataset name is empty');
-  if (record.eye !== 'LEFT' && record.eye !== 'RIGHT') problems.push(`eye must be LEFT or RIGHT, got "${String(record.eye)}"`);
-  if (!isIsoDate(record.visitDate)) problems.push(`visit date "${record.visitDate}" is not YYYY-MM-DD`);
-  const grading = record.grading;
-  if (grading) {
-    if (!Number.isInteger(grading.drGrade) || grading.drGrade < 0 || grading.drGrade > 4) problems.push(`DR grade must be ICDR 0-4, got ${grading.drGrade}`);
-    if (grading.macularEdemaRisk !== null && (!Number.isInteger(grading.macularEdemaRisk) || grading.macularEdemaRisk < 0 || grading.macularEdemaRisk > 2)) {
-      problems.push(`macular edema risk must be 0-2, got ${grading.macularEdemaRisk}`);
-    }
-    if (!isIsoDate(grading.gradedOn)) problems.push(`grading date "${grading.gradedOn}" is not YYYY-MM-DD`);
-  }
-  if (record.patient.birthYear !== null && (!Number.isInteger(record.patient.birthYear) || record.patient.birthYear < 1880)) problems.push(`birth year ${record.patient.birthYear} is not plausible`);
-  for (const diagnosis of record.diagnoses) if (!isIsoDate(diagnosis.diagnosedOn)) problems.push(`diagnosis ${diagnosis.icd10Code} date "${diagnosis.diagnosedOn}" is not YYYY-MM-DD`);
-  for (const treatment of record.treatments) {
-    if (!isIsoDate(treatment.performedOn)) problems.push(`treatment ${treatment.type} date "${treatment.performedOn}" is not YYYY-MM-DD`);
-    if (treatment.agent && treatment.type !== 'ANTI_VEGF') problems.push(`an agent is only recorded for ANTI_VEGF, not ${treatment.type}`);
-  }
-  return problems;
-}
+export { findRecordProblems } from '../../importers/record-problems.js';
 
 async function readImageBytes(record: ImportRecord): Promise<Buffer | { message: string }> {
   if (record.image.kind === 'bytes') return record.image.bytes;
@@ -89,9 +72,28 @@ function isUniqueViolation(error: unknown): boolean {
   return code === 'P2002' || code === '23505' || /unique constraint|duplicate key/i.test(String((error as Error)?.message ?? ''));
 }
 
-async function findImageByHash(prisma: PrismaClient, contentHash: string): Promise<{ id: string } | undefined> {
-  const [row] = await prisma.$queryRaw<{ id: string }[]>`SELECT id::text AS id FROM fundus_image WHERE content_hash = ${contentHash}`;
+type StoredImage = { id: string; eye: string; mrnSystem: string; mrn: string };
+
+async function findImageByHash(prisma: PrismaClient, contentHash: string): Promise<StoredImage | undefined> {
+  const [row] = await prisma.$queryRaw<StoredImage[]>`
+    SELECT fi.id::text AS id, fi.eye::text AS eye, p.mrn_system AS "mrnSystem", p.mrn
+    FROM fundus_image fi JOIN patient p ON p.id = fi.patient_id
+    WHERE fi.content_hash = ${contentHash}`;
   return row;
+}
+
+/** The outcome for bytes already stored: the same case again, or a claim on another patient's or eye's photograph. */
+function compareWithStored(record: ImportRecord, stored: StoredImage, contentHash: string): IngestResult {
+  const isSamePatient = stored.mrnSystem === record.patient.mrnSystem && stored.mrn === record.patient.mrn;
+  if (isSamePatient && stored.eye === record.eye) return { status: 'duplicate', imageId: stored.id, contentHash };
+  // The other patient is not named: whoever sends this record may not see that patient's identity.
+  const owner = isSamePatient ? `the same patient's ${stored.eye} eye, not the ${record.eye} eye` : 'another patient';
+  return {
+    status: 'conflict',
+    imageId: stored.id,
+    contentHash,
+    message: `This photograph (SHA-256 ${contentHash.slice(0, 12)}...) is already stored as case ${stored.id}, of ${owner}; a photograph belongs to one patient and eye, so nothing was written`,
+  };
 }
 
 type CaseOptions = {
@@ -119,7 +121,7 @@ async function prepareCase({ prisma, embedder, record, modelVersion = embedder.m
   if (!Buffer.isBuffer(bytes)) return { done: { status: 'rejected', code: 'READ_FAILED', message: bytes.message } };
   const contentHash = sha256Hex(bytes);
   const existing = await findImageByHash(prisma, contentHash);
-  if (existing) return { done: { status: 'duplicate', imageId: existing.id, contentHash } };
+  if (existing) return { done: compareWithStored(record, existing, contentHash) };
 
   try {
     return { record, bytes, contentHash, embedded: await embedder.embedImage(bytes, { maxInputPixels }), modelVersion };
@@ -152,16 +154,17 @@ async function storeCase(prisma: PrismaClient, prepared: PreparedCase, hooks: In
     // Another ingest (or the same photograph twice in one file) stored these bytes between our check and commit.
     if (isUniqueViolation(error)) {
       const winner = await findImageByHash(prisma, prepared.contentHash);
-      if (winner) return { status: 'duplicate', imageId: winner.id, contentHash: prepared.contentHash };
+      if (winner) return compareWithStored(prepared.record, winner, prepared.contentHash);
     }
     throw error;
   }
 }
 
 /**
- * Ingests one case. Idempotent by image content: a second call with the same bytes returns `duplicate`.
- * Throws AppError BAD_USER_INPUT for an invalid record (nothing written); database failures propagate after
- * the transaction rolled back.
+ * Ingests one case. Idempotent by image content: a second call with the same bytes for the same patient and eye
+ * returns `duplicate`, for another patient or eye `conflict`. The record is validated first, so a duplicate with bad
+ * input still throws. Throws AppError BAD_USER_INPUT for an invalid record (nothing written); database failures
+ * propagate after the transaction rolled back.
  */
 export async function ingestCase(options: CaseOptions): Promise<IngestResult> {
   return storeCase(options.prisma, await prepareCase(options), options.hooks ?? {});
@@ -182,8 +185,8 @@ const MAX_REPORTED_PROBLEMS = 200;
 
 /**
  * Ingests a stream of importer items one after another. Bad rows and rejected images are counted and skipped;
- * an invalid record is counted as INVALID_RECORD; a database failure aborts the run (a rerun resumes: every
- * finished case is a duplicate the second time).
+ * an invalid record is counted as INVALID_RECORD, a photograph stored for another patient or eye as CONFLICT; a
+ * database failure aborts the run (a rerun resumes: every finished case is a duplicate the second time).
  */
 export async function ingestRecords({
   prisma,
@@ -266,7 +269,10 @@ export async function ingestRecords({
     }
     if (result.status === 'added') summary.added += 1;
     else if (result.status === 'duplicate') summary.duplicates += 1;
-    else {
+    else if (result.status === 'conflict') {
+      summary.rejected.CONFLICT = (summary.rejected.CONFLICT ?? 0) + 1;
+      note({ row: record.row, image: record.image.kind === 'file' ? record.image.path : record.image.name, code: 'CONFLICT', reason: result.message });
+    } else {
       summary.rejected[result.code] = (summary.rejected[result.code] ?? 0) + 1;
       note({ row: record.row, image: record.image.kind === 'file' ? record.image.path : record.image.name, code: result.code, reason: result.message });
     }

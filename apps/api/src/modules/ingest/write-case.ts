@@ -5,18 +5,26 @@
 //    per-patient advisory lock. The lock is taken before statement 2 reads the patient's visits, diagnoses and
 //    treatments: those are find-or-create, which two concurrent ingests of one patient would otherwise both
 //    create. Statement 2 runs under a new snapshot (READ COMMITTED), so it sees what the previous lock holder
-//    committed.
+//    committed. The record's dates are then checked against the birth year the patient now has (a stored one
+//    wins over the record's): a record without a birth year can still date a visit before the stored patient's.
 // 2. visit (found or created), blob (ON CONFLICT DO NOTHING: content-addressed), image, grading, embedding with
 //    heat map, diagnoses, treatments and external links, as data-modifying CTEs of one INSERT. Foreign keys are
-//    checked at the end of the statement, so rows may reference rows the same statement inserts.
+//    checked at the end of the statement, so rows may reference rows the same statement inserts. When this record
+//    gives the patient a birth year the row lacked, the statement also returns the patient's earliest stored date
+//    (its snapshot does not see the statement's own rows), and a stored record before that birth year (an undated
+//    1900-01-01 visit, say) refuses the case: the birth year and the stored history cannot both be right.
+// A refusal is BAD_USER_INPUT thrown inside the transaction, which rolls everything back.
 //
 // Why not Prisma's model API: a case took 14 statements that way (each upsert a read plus a write, nested creates
 // read back), and on the embedded database every statement is parsed, described, bound and executed in WASM on
 // the main thread, where it competes with the model. The bytes travel as base64 text decoded by the database:
 // PGlite sends a bytea parameter as a hex string built byte by byte in JavaScript (about 8 ms for 43 kB, 50 ms for
 // 250 kB; base64 costs 1.5 and 8 ms). bench/README.md has the measurements.
+import { badInput } from '../../errors.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import type { ImportRecord } from '../../importers/import-record.js';
+import { findRecordDateProblems } from '../../importers/record-problems.js';
+import { UNDATED_VISIT_DATE } from '../common/clinical-dates.js';
 import { imageEmbeddingUpsertSql, type ImageEmbeddingRow } from '../../search/similar-images.js';
 import { pickReferenceGrading } from '../case/case.service.js';
 
@@ -43,19 +51,44 @@ const PATIENT_ATTEMPTS = 3;
  * whose content hash is already stored fails on fundus_image's unique key; the caller reports a duplicate.
  */
 export async function writeCaseRows(tx: Queryable, rows: CaseRows, afterImageWritten?: (imageId: string) => Promise<void> | void): Promise<WrittenCase> {
-  const patientId = await findOrCreatePatientAndLock(tx, rows.record);
-  const [written] = await tx.$queryRaw<{ image_id: string; visit_id: string }[]>(insertCaseSql(rows, patientId));
+  const { record } = rows;
+  const patient = await findOrCreatePatientAndLock(tx, record);
+  if (patient.birthYear !== record.patient.birthYear) {
+    const problems = findRecordDateProblems(record, { birthYear: patient.birthYear });
+    if (problems.length > 0) throw badInput(`The case cannot be ingested: the stored patient's birth year is ${patient.birthYear}; ${problems.join('; ')}`, { problems });
+  }
+  // Only a birth year this record brings can contradict the stored history (a new patient has none: no refusal).
+  const givesBirthYear = patient.storedBirthYear === null && patient.birthYear !== null;
+  const [written] = await tx.$queryRaw<{ image_id: string; visit_id: string; earliest_stored_date: string | null }[]>(insertCaseSql(rows, patient.id, givesBirthYear));
   if (!written) throw new Error(`No image row was written for ${rows.contentHash}`);
+  const earliest = written.earliest_stored_date;
+  if (givesBirthYear && earliest !== null && Number(earliest.slice(0, 4)) < patient.birthYear!) {
+    throw badInput(
+      `The case cannot be ingested: it gives the patient birth year ${patient.birthYear}, but the patient's stored records begin on ${earliest}, before it` +
+        (earliest === UNDATED_VISIT_DATE ? ` (${UNDATED_VISIT_DATE} is the placeholder of undated labels)` : ''),
+      { field: 'patient.birthYear' },
+    );
+  }
   await afterImageWritten?.(written.image_id);
-  return { imageId: written.image_id, patientId, visitId: written.visit_id };
+  return { imageId: written.image_id, patientId: patient.id, visitId: written.visit_id };
 }
 
+type LockedPatient = {
+  id: string;
+  /** After this statement: the stored one, or the record's when the row had none. */
+  birthYear: number | null;
+  /** Before this statement, as its snapshot saw the row (null for a new patient). */
+  storedBirthYear: number | null;
+};
+
 /** Statement 1: dataset and patient (demographics the stored row lacks are filled in, never overwritten). */
-async function findOrCreatePatientAndLock(tx: Queryable, record: ImportRecord): Promise<string> {
+async function findOrCreatePatientAndLock(tx: Queryable, record: ImportRecord): Promise<LockedPatient> {
   const { dataset, patient } = record;
   for (let attempt = 1; attempt <= PATIENT_ATTEMPTS; attempt += 1) {
-    const [row] = await tx.$queryRaw<{ id: string }[]>`
-      WITH new_dataset AS (
+    const [row] = await tx.$queryRaw<{ id: string; birth_year: number | null; stored_birth_year: number | null }[]>`
+      WITH stored AS (
+        SELECT birth_year FROM patient WHERE mrn_system = ${patient.mrnSystem} AND mrn = ${patient.mrn}
+      ), new_dataset AS (
         INSERT INTO dataset (name, description, is_synthetic) VALUES (${dataset.name}, ${dataset.description}::text, false)
         ON CONFLICT (name) DO NOTHING
         RETURNING id
@@ -72,21 +105,22 @@ async function findOrCreatePatientAndLock(tx: Queryable, record: ImportRecord): 
         WHERE (patient.birth_year IS NULL AND EXCLUDED.birth_year IS NOT NULL)
            OR (patient.sex = 'UNKNOWN' AND EXCLUDED.sex <> 'UNKNOWN')
            OR (patient.diabetes_type = 'UNKNOWN' AND EXCLUDED.diabetes_type <> 'UNKNOWN')
-        RETURNING id
+        RETURNING id, birth_year
       ), patient_row AS (
         -- An existing patient with nothing to fill in is not updated (no new row version), so it is read here.
-        SELECT id FROM written
+        SELECT id, birth_year FROM written
         UNION ALL
-        SELECT id FROM patient WHERE mrn_system = ${patient.mrnSystem} AND mrn = ${patient.mrn} AND NOT EXISTS (SELECT 1 FROM written)
+        SELECT id, birth_year FROM patient WHERE mrn_system = ${patient.mrnSystem} AND mrn = ${patient.mrn} AND NOT EXISTS (SELECT 1 FROM written)
       )
-      SELECT id::text AS id, pg_advisory_xact_lock(hashtext(id::text))::text AS locked FROM patient_row`;
-    if (row) return row.id;
+      SELECT id::text AS id, birth_year, (SELECT birth_year FROM stored) AS stored_birth_year, pg_advisory_xact_lock(hashtext(id::text))::text AS locked
+      FROM patient_row`;
+    if (row) return { id: row.id, birthYear: row.birth_year, storedBirthYear: row.stored_birth_year };
   }
   throw new Error(`Patient ${patient.mrnSystem}|${patient.mrn} could be neither found nor created`);
 }
 
 /** Statement 2: everything that hangs off the patient, as one INSERT with data-modifying CTEs. */
-function insertCaseSql({ record, bytes, mimeType, contentHash, width, height, embedding }: CaseRows, patientId: string): Prisma.Sql {
+function insertCaseSql({ record, bytes, mimeType, contentHash, width, height, embedding }: CaseRows, patientId: string, withEarliestStoredDate: boolean): Prisma.Sql {
   const patient = Prisma.sql`${patientId}::uuid`;
   const grading = record.grading;
   const drGrade = pickReferenceGrading(grading ? [grading] : [])?.drGrade ?? null;
@@ -163,8 +197,15 @@ function insertCaseSql({ record, bytes, mimeType, contentHash, width, height, em
       ON CONFLICT (system, identifier) DO NOTHING
     )`);
   }
+  // Read from the statement's snapshot: the patient's rows before this case.
+  const earliestStoredDate = withEarliestStoredDate
+    ? Prisma.sql`(SELECT min(d)::text FROM (
+        SELECT min(visit_date) AS d FROM visit WHERE patient_id = ${patient}
+        UNION ALL SELECT min(diagnosed_on) FROM diagnosis WHERE patient_id = ${patient}
+        UNION ALL SELECT min(performed_on) FROM treatment WHERE patient_id = ${patient}) AS dates)`
+    : Prisma.sql`NULL::text`;
   return Prisma.sql`WITH ${Prisma.join(ctes, ',\n')}
-    SELECT id::text AS image_id, visit_id::text AS visit_id FROM image`;
+    SELECT id::text AS image_id, visit_id::text AS visit_id, ${earliestStoredDate} AS earliest_stored_date FROM image`;
 }
 
 function uniqueBy<T>(items: readonly T[], key: (item: T) => unknown[]): T[] {
