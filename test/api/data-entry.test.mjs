@@ -14,7 +14,7 @@ const { ingestRecords } = await dist('modules/ingest/ingest.service.js');
 
 /** POST /uploads: the one request of this file that does not go through api.graphql (credentials go here). */
 async function uploadPhotograph(api, bytes) {
-  const response = await fetch(`${api.baseUrl}/uploads`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: bytes });
+  const response = await api.fetch('/uploads', { method: 'POST', headers: { 'content-type': 'image/png' }, body: bytes });
   const body = await response.json();
   assert.equal(response.status, 201, JSON.stringify(body));
   return body.uploadToken;

@@ -64,6 +64,7 @@ function makeCase(overrides: Partial<ExportableCase> = {}): ExportableCase {
       { id: 'e0000000-0000-4000-8000-000000000002', type: 'PRP_LASER', agent: null, eye: 'BOTH', date: '2024-06-01', notes: 'two sessions' },
       { id: 'e0000000-0000-4000-8000-000000000003', type: 'OBSERVATION', agent: null, eye: 'LEFT', date: '2023-05-02', notes: null },
     ],
+    followUp: { gradings: [], diagnoses: [], treatments: [] },
     ...overrides,
   };
 }
