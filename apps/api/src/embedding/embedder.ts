@@ -142,7 +142,7 @@ export class Embedder {
 
   /**
    * One uploaded image end to end: preprocessing at the model's input size, then embedding. Throws
-   * PreprocessError (EMPTY_FILE, NOT_AN_IMAGE, TOO_MANY_PIXELS, TOO_SMALL, NO_FUNDUS) for input a user can fix.
+   * PreprocessError (a PreprocessErrorCode: NOT_AN_IMAGE, VECTOR_IMAGE, NO_FUNDUS, ...) for input a user can fix.
    */
   async embedImage(input: Buffer, options: { maxInputPixels?: number } = {}): Promise<Embedding & { preprocessed: Omit<PreprocessedImage, 'pixels'> }> {
     const image = await preprocessFundusImage(input, { size: this.metadata.inputSize, maxInputPixels: options.maxInputPixels });

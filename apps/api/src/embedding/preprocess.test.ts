@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import sharp from 'sharp';
-import { PreprocessError, preprocessFundusImage, type PreprocessErrorCode } from './preprocess.js';
+import { renderSyntheticFundusPixels } from '../fixtures/synthetic-fundus.js';
+import { PreprocessError, preprocessFundusImage, sniffImageFormat, type PreprocessErrorCode } from './preprocess.js';
 
 /** Synthetic fundus: a textured bright disc (orange, like a real fundus) on black, raw RGB. */
 function drawDisc(options: {
@@ -92,14 +96,6 @@ function pixelAt(pixels: Uint8Array, size: number, x: number, y: number): [numbe
 
 /** PNG consisting of a valid signature + IHDR (claiming width x height) + an IEND, with no image data. */
 function pngHeaderOnly(width: number, height: number): Buffer {
-  const chunk = (type: string, body: Buffer): Buffer => {
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(body.length);
-    const typeAndBody = Buffer.concat([Buffer.from(type, 'ascii'), body]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(typeAndBody));
-    return Buffer.concat([length, typeAndBody, crc]);
-  };
   const header = Buffer.alloc(13);
   header.writeUInt32BE(width, 0);
   header.writeUInt32BE(height, 4);
@@ -107,9 +103,9 @@ function pngHeaderOnly(width: number, height: number): Buffer {
   header[9] = 2; // colour type RGB
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', header),
-    chunk('IDAT', deflateSync(Buffer.alloc(16))),
-    chunk('IEND', Buffer.alloc(0)),
+    pngChunk('IHDR', header),
+    pngChunk('IDAT', deflateSync(Buffer.alloc(16))),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 
@@ -120,6 +116,89 @@ function crc32(bytes: Buffer): number {
     for (let bit = 0; bit < 8; bit += 1) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
   }
   return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** PNG chunk: length, type, body, CRC over type and body. */
+function pngChunk(type: string, body: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length);
+  const typeAndBody = Buffer.concat([Buffer.from(type, 'ascii'), body]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(typeAndBody));
+  return Buffer.concat([length, typeAndBody, crc]);
+}
+
+/** A synthetic fundus photograph (vessels, disc, vignetting; nothing real), raw RGB. */
+function syntheticPhotograph(width = 480, height = 360): { rgb: Buffer; width: number; height: number } {
+  const { pixels } = renderSyntheticFundusPixels({ seed: 7, eye: 'LEFT', grade: 2, maculopathy: false, width, height });
+  return { rgb: Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength), width, height };
+}
+
+/** The RGB pixels with a fourth channel from `alphaAt(x, y)`. */
+function withAlpha(rgb: Buffer, width: number, height: number, alphaAt: (x: number, y: number) => number): Buffer {
+  const rgba = Buffer.alloc(width * height * 4);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const i = y * width + x;
+      rgb.copy(rgba, i * 4, i * 3, i * 3 + 3);
+      rgba[i * 4 + 3] = alphaAt(x, y);
+    }
+  }
+  return rgba;
+}
+
+/** Frames joined into one animated/multi-page file of the given format. */
+async function multiFrame(format: 'gif' | 'webp' | 'tiff', frames: Buffer[]): Promise<Buffer> {
+  return sharp(frames, { join: { animated: true } }).toFormat(format).toBuffer();
+}
+
+/** The PNG with an acTL chunk (animated PNG, `frames` frames) right after IHDR; decoders show the still image. */
+function asAnimatedPng(png: Buffer, frames: number): Buffer {
+  const afterHeader = 8 + 25; // signature + IHDR chunk
+  const control = Buffer.alloc(8);
+  control.writeUInt32BE(frames, 0);
+  return Buffer.concat([png.subarray(0, afterHeader), pngChunk('acTL', control), png.subarray(afterHeader)]);
+}
+
+/** An SVG drawing of what a fundus looks like to the disc finder: an orange disc on black. */
+const DISC_SVG =
+  '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><rect width="400" height="300" fill="black"/>' +
+  '<circle cx="200" cy="150" r="120" fill="#dc6e28"/></svg>';
+
+/**
+ * libvips' CMYK profile (the one sharp converts with) with the output curve of its CMYK->Lab table (A2B0, an
+ * mft2 lut16) scaled to 80%: a valid profile whose CMYK->sRGB conversion is darker, so a decoder that uses the
+ * embedded profile and one that uses a generic CMYK profile give visibly different pixels.
+ */
+async function darkerCmykProfile(): Promise<Buffer> {
+  const tagged = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c86432' } }).withIccProfile('cmyk').jpeg().toBuffer();
+  const profile = Buffer.from((await sharp(tagged).metadata()).icc!);
+  const tagCount = profile.readUInt32BE(128);
+  let lut = -1;
+  for (let tag = 0; tag < tagCount; tag += 1) {
+    if (profile.toString('latin1', 132 + 12 * tag, 136 + 12 * tag) === 'A2B0') lut = profile.readUInt32BE(136 + 12 * tag);
+  }
+  assert.equal(profile.toString('latin1', lut, lut + 4), 'mft2', 'the built-in CMYK profile keeps A2B0 as a lut16');
+  const [inputs, outputs, grid] = [profile[lut + 8]!, profile[lut + 9]!, profile[lut + 10]!];
+  const [inputEntries, outputEntries] = [profile.readUInt16BE(lut + 48), profile.readUInt16BE(lut + 50)];
+  const lightnessCurve = lut + 52 + inputs * inputEntries * 2 + grid ** inputs * outputs * 2;
+  for (let entry = 0; entry < outputEntries; entry += 1) {
+    const at = lightnessCurve + 2 * entry;
+    profile.writeUInt16BE(Math.floor(profile.readUInt16BE(at) * 0.8), at);
+  }
+  profile.fill(0, 84, 100); // profile ID (an MD5 of the old bytes): 0 means "not computed"
+  return profile;
+}
+
+function meanAbsoluteDifference(a: Uint8Array, b: Uint8Array): number {
+  assert.equal(a.length, b.length);
+  let sum = 0;
+  for (let i = 0; i < a.length; i += 1) sum += Math.abs((a[i] ?? 0) - (b[i] ?? 0));
+  return sum / a.length;
+}
+
+function meanValue(values: Uint8Array): number {
+  return values.reduce((sum, value) => sum + value, 0) / values.length;
 }
 
 describe('preprocessFundusImage geometry', () => {
@@ -277,9 +356,107 @@ describe('preprocessFundusImage colour formats', () => {
     assert.ok(r > b + 50, `orange disc stays red-dominant after CMYK->sRGB (r=${r}, b=${b})`);
     assertNear(result.crop.side, 140, 4, 'side');
   });
+
+  it('converts a CMYK JPEG through its embedded ICC profile, not a generic CMYK one', async () => {
+    const { rgb, width: w, height: h } = syntheticPhotograph();
+    const srgb = await preprocessFundusImage(await encodePng(rgb, w, h), { size: 64 });
+    const folder = await mkdtemp(path.join(os.tmpdir(), 'preprocess-icc-'));
+    try {
+      const profilePath = path.join(folder, 'darker-cmyk.icc');
+      await writeFile(profilePath, await darkerCmykProfile());
+      // Same CMYK values either way (the darker profile's sRGB->CMYK table is libvips' own); only the embedded profile differs.
+      const generic = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).withIccProfile('cmyk').jpeg({ quality: 95 }).toBuffer();
+      const darker = await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).withIccProfile(profilePath).jpeg({ quality: 95 }).toBuffer();
+      for (const cmyk of [generic, darker]) assert.equal((await sharp(cmyk).metadata()).space, 'cmyk');
+      const inks = (jpeg: Buffer) => sharp(jpeg, { ignoreIcc: true }).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer();
+      assert.deepEqual(await inks(darker), await inks(generic), 'the two files hold the same CMYK values');
+      const viaGeneric = await preprocessFundusImage(generic, { size: 64 });
+      const viaDarker = await preprocessFundusImage(darker, { size: 64 });
+      assert.ok(meanAbsoluteDifference(viaGeneric.pixels, srgb.pixels) < 12, `CMYK round trip close to the sRGB original (${meanAbsoluteDifference(viaGeneric.pixels, srgb.pixels).toFixed(1)})`);
+      assert.ok(meanValue(viaDarker.pixels) < meanValue(viaGeneric.pixels) - 5, `the darker embedded profile is used (${meanValue(viaDarker.pixels).toFixed(1)} vs ${meanValue(viaGeneric.pixels).toFixed(1)})`);
+      for (const result of [viaGeneric, viaDarker]) {
+        assertNear(result.crop.x, srgb.crop.x, 2, 'x');
+        assertNear(result.crop.y, srgb.crop.y, 2, 'y');
+        assertNear(result.crop.side, srgb.crop.side, 2, 'side');
+      }
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+
+  it('drops a semi-transparent alpha: the same crop and pixels as the opaque original', async () => {
+    const { rgb, width: w, height: h } = syntheticPhotograph();
+    const opaque = await preprocessFundusImage(await encodePng(rgb, w, h), { size: 64 });
+    // Opacity 1-254 varying across the frame (a photograph exported with a translucent layer or vignette mask).
+    const translucent = withAlpha(rgb, w, h, (x, y) => 1 + ((x * 7 + y * 3) % 254));
+    const result = await preprocessFundusImage(await encodePng(translucent, w, h, 4), { size: 64 });
+    assert.deepEqual(result.crop, opaque.crop);
+    assert.deepEqual(Buffer.from(result.pixels), Buffer.from(opaque.pixels));
+    const fullyOpaque = await preprocessFundusImage(await encodePng(withAlpha(rgb, w, h, () => 255), w, h, 4), { size: 64 });
+    assert.deepEqual(Buffer.from(fullyOpaque.pixels), Buffer.from(opaque.pixels), 'an opaque alpha channel changes nothing');
+  });
+
+  it('drops alpha from grey + alpha as from RGBA', async () => {
+    const { rgb, width: w, height: h } = syntheticPhotograph();
+    const grey = Buffer.alloc(w * h);
+    const greyAlpha = Buffer.alloc(w * h * 2);
+    for (let i = 0; i < w * h; i += 1) {
+      grey[i] = rgb[i * 3] ?? 0;
+      greyAlpha[i * 2] = grey[i]!;
+      greyAlpha[i * 2 + 1] = 60 + (i % 190);
+    }
+    const opaque = await preprocessFundusImage(await sharp(grey, { raw: { width: w, height: h, channels: 1 } }).png().toBuffer(), { size: 48 });
+    const result = await preprocessFundusImage(await sharp(greyAlpha, { raw: { width: w, height: h, channels: 2 } }).png().toBuffer(), { size: 48 });
+    assert.deepEqual(result.crop, opaque.crop);
+    assert.ok(meanAbsoluteDifference(result.pixels, opaque.pixels) <= 0.5, `grey+alpha ${meanAbsoluteDifference(result.pixels, opaque.pixels)}`);
+  });
+
+  it('applies EXIF orientation to an image with alpha', async () => {
+    const rgba = withAlpha(drawDisc({ width: 300, height: 200, centreX: 90, centreY: 100, radius: 80 }), 300, 200, () => 128);
+    const stored = await sharp(rgba, { raw: { width: 300, height: 200, channels: 4 } }).webp({ lossless: true }).withMetadata({ orientation: 6 }).toBuffer();
+    assert.equal((await sharp(stored).metadata()).orientation, 6);
+    const result = await preprocessFundusImage(stored, { size: 32 });
+    assert.deepEqual(result.original, { width: 200, height: 300 });
+    assertNear(result.crop.x + result.crop.side / 2, 100, 4, 'centre x');
+    assertNear(result.crop.y + result.crop.side / 2, 90, 4, 'centre y');
+  });
+
+  it('accepts a single-frame GIF like the PNG it was made from', async () => {
+    const png = await discPng(disc);
+    const gif = await sharp(png).gif().toBuffer();
+    assert.equal((await sharp(gif).metadata()).pages, 1);
+    const [fromPng, fromGif] = await Promise.all([preprocessFundusImage(png, { size: 32 }), preprocessFundusImage(gif, { size: 32 })]);
+    assertNear(fromGif.crop.side, fromPng.crop.side, 2, 'side');
+    assertNear(fromGif.crop.x, fromPng.crop.x, 2, 'x');
+    assertNear(fromGif.crop.y, fromPng.crop.y, 2, 'y');
+  });
+});
+
+describe('sniffImageFormat', () => {
+  it('names raster formats by signature and never mistakes other files for them', async () => {
+    const frame = await discPng({ width: 80, height: 80, centreX: 40, centreY: 40, radius: 30 });
+    const cases: [string, Buffer, ReturnType<typeof sniffImageFormat>][] = [
+      ['jpeg', await sharp(frame).jpeg().toBuffer(), 'jpeg'],
+      ['png', frame, 'png'],
+      ['tiff', await sharp(frame).tiff().toBuffer(), 'tiff'],
+      ['big-endian tiff', Buffer.from([0x4d, 0x4d, 0x00, 0x2a, 0, 0, 0, 8]), 'tiff'],
+      ['webp', await sharp(frame).webp().toBuffer(), 'webp'],
+      ['gif', await sharp(frame).gif().toBuffer(), 'gif'],
+      ['avif', await sharp(frame).avif().toBuffer(), 'heif'],
+      ['svg', Buffer.from(DISC_SVG), 'svg'],
+      ['svgz', gzipSync(Buffer.from(DISC_SVG)), 'svg'],
+      ['pdf', Buffer.from('%PDF-1.7\n'), 'pdf'],
+      ['an MP4 (ISO-BMFF, video brand)', Buffer.from('\0\0\0\x18ftypisom\0\0\0\0', 'latin1'), undefined],
+      ['HTML', Buffer.from('<!doctype html><html><body>fundus</body></html>'), undefined],
+      ['gzipped text', gzipSync(Buffer.from('hello')), undefined],
+      ['BMP (sharp has no loader)', Buffer.from('BM\0\0\0\0'), undefined],
+    ];
+    for (const [name, bytes, expected] of cases) assert.equal(sniffImageFormat(bytes), expected, name);
+  });
 });
 
 describe('preprocessFundusImage errors', () => {
+  const SMALL_DISC = { width: 200, height: 160, centreX: 100, centreY: 80, radius: 70 };
   const cases: { name: string; input: () => Promise<Buffer>; code: PreprocessErrorCode; maxInputPixels?: number }[] = [
     { name: 'zero bytes', input: async () => Buffer.alloc(0), code: 'EMPTY_FILE' },
     { name: 'random bytes', input: async () => randomBytes(4096), code: 'NOT_AN_IMAGE' },
@@ -336,6 +513,28 @@ describe('preprocessFundusImage errors', () => {
       },
       code: 'NO_FUNDUS',
     },
+    // Drawings and documents are refused before any decoder sees them, whatever type they were declared as.
+    { name: 'an SVG drawing of an orange disc on black', input: async () => Buffer.from(DISC_SVG), code: 'VECTOR_IMAGE' },
+    {
+      name: 'an SVG with a byte-order mark, an XML declaration and a comment',
+      input: async () => Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`<?xml version="1.0"?>\n<!-- exported -->\n${DISC_SVG}`)]),
+      code: 'VECTOR_IMAGE',
+    },
+    { name: 'a gzipped SVG (svgz)', input: async () => gzipSync(Buffer.from(DISC_SVG)), code: 'VECTOR_IMAGE' },
+    { name: 'a PDF', input: async () => Buffer.from('%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n'), code: 'NOT_AN_IMAGE' },
+    // One frame of several is not a photograph to search by or store: refused, not silently the first frame.
+    {
+      name: 'an animated GIF of two fundus frames',
+      input: async () => multiFrame('gif', [await discPng(SMALL_DISC), await discPng({ ...SMALL_DISC, centreX: 110 })]),
+      code: 'MULTI_FRAME_IMAGE',
+    },
+    {
+      name: 'an animated WebP of two fundus frames',
+      input: async () => multiFrame('webp', [await discPng(SMALL_DISC), await discPng({ ...SMALL_DISC, centreX: 110 })]),
+      code: 'MULTI_FRAME_IMAGE',
+    },
+    { name: 'a two-page TIFF', input: async () => multiFrame('tiff', [await discPng(SMALL_DISC), await discPng(SMALL_DISC)]), code: 'MULTI_FRAME_IMAGE' },
+    { name: 'an animated PNG (acTL, 2 frames)', input: async () => asAnimatedPng(await discPng(SMALL_DISC), 2), code: 'MULTI_FRAME_IMAGE' },
     { name: 'a 20000x20000 PNG header', input: async () => pngHeaderOnly(20000, 20000), code: 'TOO_MANY_PIXELS' },
     {
       name: 'an image over a small configured cap',

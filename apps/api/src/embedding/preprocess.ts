@@ -6,8 +6,19 @@
  * stores the output as lossless PNG, so reading a cached PNG back gives exactly `pixels`.
  *
  * Steps and invariants:
- * - Decode with sharp under a pixel cap (`limitInputPixels`), apply EXIF orientation, flatten alpha on black,
- *   convert any colour space (grey, CMYK, 16-bit) to 8-bit sRGB with exactly 3 channels.
+ * - Accept raster photographs only: the first bytes must be JPEG, PNG, TIFF, WebP, GIF or HEIF/AVIF (anything else
+ *   never reaches a decoder) and sharp's header must agree. An SVG (plain or gzipped) is VECTOR_IMAGE: librsvg
+ *   would render a drawing, and a drawing of a disc would be embedded as if photographed. A PDF, or anything
+ *   else, is NOT_AN_IMAGE (this libvips has no PDF loader; a build with one still refuses it). An image with more
+ *   than one frame or page (animated GIF/WebP/PNG, multi-page TIFF, HEIF collections) is MULTI_FRAME_IMAGE:
+ *   decoding only the first would silently pick one of several photographs, on every path alike.
+ * - Decode with sharp under a pixel cap (`limitInputPixels`), apply EXIF orientation, convert any colour space
+ *   (grey, CMYK, 16-bit) to 8-bit sRGB with exactly 3 channels; an embedded ICC profile is honoured (sharp converts
+ *   through it, a CMYK image without one through libvips' CMYK profile).
+ * - Alpha is dropped, not composited: a pixel keeps the colour it was photographed with whatever its opacity, so a
+ *   semi-transparent copy gives the same pixels as the opaque original. Only fully transparent pixels become black:
+ *   their colour is undefined (PNG optimisers rewrite it freely), and a cut-out fundus on a transparent surround
+ *   must read as a disc on a black border. Images without alpha (every camera JPEG) take the unchanged pipeline.
  * - Find the fundus disc on a copy downscaled to at most DETECTION_SIDE px: threshold the per-pixel maximum
  *   channel (the fundus is bright in red even when underexposed; camera borders are near 0 plus JPEG noise),
  *   keep the largest 4-connected bright component (drops noise specks and burnt-in text), take its bounding box.
@@ -27,6 +38,7 @@
  *
  * Coordinates in `crop` are in pixels of the oriented original (after EXIF rotation), top-left origin.
  */
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import sharp, { type Metadata, type OutputInfo, type Sharp } from 'sharp';
 
 export const DEFAULT_MAX_INPUT_PIXELS = 40_000_000;
@@ -47,7 +59,31 @@ const MAX_STRAIGHT_RIM_FRACTION = 0.65;
 /** Shorter side below which an image is refused (TOO_SMALL): a sanity floor, far below any camera's output. */
 export const MIN_IMAGE_SIDE = 64;
 
-export type PreprocessErrorCode = 'EMPTY_FILE' | 'NOT_AN_IMAGE' | 'TOO_MANY_PIXELS' | 'TOO_SMALL' | 'NO_FUNDUS';
+export type PreprocessErrorCode =
+  | 'EMPTY_FILE'
+  | 'NOT_AN_IMAGE'
+  | 'VECTOR_IMAGE'
+  | 'MULTI_FRAME_IMAGE'
+  | 'TOO_MANY_PIXELS'
+  | 'TOO_SMALL'
+  | 'NO_FUNDUS';
+
+/** Raster formats accepted, as sharp names them (`metadata().format`). 'heif': sharp's prebuilt libheif bundles the
+ * AV1 codec (aom) and no HEVC one, so only AVIF decodes; an HEIC photograph fails to decode (NOT_AN_IMAGE). */
+export type RasterImageFormat = 'jpeg' | 'png' | 'tiff' | 'webp' | 'gif' | 'heif';
+
+export const RASTER_IMAGE_MIME_TYPES: Readonly<Record<RasterImageFormat, string>> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  tiff: 'image/tiff',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  heif: 'image/avif',
+};
+
+export function isRasterImageFormat(format: string | undefined): format is RasterImageFormat {
+  return format !== undefined && Object.hasOwn(RASTER_IMAGE_MIME_TYPES, format);
+}
 
 export class PreprocessError extends Error {
   override readonly name = 'PreprocessError';
@@ -114,19 +150,22 @@ export async function preprocessFundusImage(input: Buffer, options: PreprocessOp
   if (input.length === 0) {
     throw new PreprocessError('EMPTY_FILE', 'The file is empty (0 bytes).');
   }
+  const format = requireRasterFormat(input);
 
-  const original = await readOrientedDimensions(input, maxInputPixels);
+  const header = await readImageHeader(input, format, maxInputPixels);
+  const { original } = header;
   if (Math.min(original.width, original.height) < MIN_IMAGE_SIDE) {
     throw new PreprocessError(
       'TOO_SMALL',
       `The image is ${original.width}x${original.height} px; a fundus photograph needs at least ${MIN_IMAGE_SIDE} px on its shorter side.`,
     );
   }
-  const detection = await decodeForDetection(input, maxInputPixels);
+  const source: ImageSource = header.hasAlpha ? await decodeDroppingAlpha(input, maxInputPixels) : { bytes: input };
+  const detection = await decodeForDetection(source, maxInputPixels);
   const { box, circle } = locateFundusDisc(detection.values, detection.width, detection.height);
   const crop = computeSquareCrop(box, circle, { width: detection.width, height: detection.height }, original);
 
-  const pixels = await cropAndResize(input, maxInputPixels, original, crop, size);
+  const pixels = await cropAndResize(source, maxInputPixels, original, crop, size);
   return {
     pixels,
     size,
@@ -137,23 +176,110 @@ export async function preprocessFundusImage(input: Buffer, options: PreprocessOp
   };
 }
 
+/** Where pixels come from: the file itself, or (images with alpha) its decoded sRGB pixels with the alpha rule applied. */
+type ImageSource = { bytes: Buffer } | { rgba: Buffer; width: number; height: number };
+
 /** A decoder with the product's fixed input settings; every pipeline starts here. */
-function openImage(input: Buffer, maxInputPixels: number): Sharp {
-  return sharp(input, { autoOrient: true, limitInputPixels: maxInputPixels, failOn: 'error' })
+function openImage(source: ImageSource, maxInputPixels: number): Sharp {
+  if ('rgba' in source) {
+    // Every alpha is 255 here (decodeDroppingAlpha), so flatten only removes the band: colours pass unchanged.
+    return sharp(source.rgba, { raw: { width: source.width, height: source.height, channels: 4 }, limitInputPixels: maxInputPixels })
+      .flatten({ background: { r: 0, g: 0, b: 0 } })
+      .toColourspace('srgb');
+  }
+  // Byte-identical to the pipeline the training cache was built with: keep these settings as they are.
+  return sharp(source.bytes, { autoOrient: true, limitInputPixels: maxInputPixels, failOn: 'error' })
     .flatten({ background: { r: 0, g: 0, b: 0 } })
     .toColourspace('srgb');
 }
 
-async function readOrientedDimensions(
+/**
+ * The file's format from its first bytes; undefined for anything that is not a format this module decodes.
+ * 'svg' covers plain and gzipped SVG (sharp renders both). Exported for the ingest path's stored media type.
+ */
+export function sniffImageFormat(bytes: Uint8Array): RasterImageFormat | 'svg' | 'pdf' | undefined {
+  const startsWith = (...values: number[]) => values.every((value, index) => bytes[index] === value);
+  const ascii = (start: number, end: number) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1', start, end);
+  if (startsWith(0xff, 0xd8, 0xff)) return 'jpeg';
+  if (startsWith(0x89, 0x50, 0x4e, 0x47)) return 'png';
+  // Classic and BigTIFF, both byte orders.
+  if (startsWith(0x49, 0x49, 0x2a, 0x00) || startsWith(0x4d, 0x4d, 0x00, 0x2a) || startsWith(0x49, 0x49, 0x2b, 0x00) || startsWith(0x4d, 0x4d, 0x00, 0x2b)) return 'tiff';
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP') return 'webp';
+  if (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a') return 'gif';
+  // ISO-BMFF with a still-image brand (an MP4 video has other brands and is not an image).
+  if (ascii(4, 8) === 'ftyp' && HEIF_BRANDS.has(ascii(8, 12))) return 'heif';
+  if (ascii(0, 5) === '%PDF-') return 'pdf';
+  if (looksLikeSvg(bytes)) return 'svg';
+  return undefined;
+}
+
+const HEIF_BRANDS = new Set(['avif', 'avis', 'heic', 'heix', 'heim', 'heis', 'hevc', 'hevx', 'mif1', 'msf1']);
+/** How far into a file the root element of an SVG is looked for; a longer preamble is refused as NOT_AN_IMAGE. */
+const SVG_SNIFF_BYTES = 64 * 1024;
+
+function looksLikeSvg(bytes: Uint8Array): boolean {
+  let head = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, SVG_SNIFF_BYTES));
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    try {
+      // 1 KiB of deflate input inflates to at most about 1 MiB: enough to see the root element, no zip bomb.
+      head = gunzipSync(head.subarray(0, 1024), { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    } catch {
+      return false;
+    }
+  }
+  const text = head.toString('utf8').replace(/^\uFEFF/, '').trimStart();
+  return text.startsWith('<') && /<svg[\s>]/i.test(text);
+}
+
+function requireRasterFormat(input: Buffer): RasterImageFormat {
+  const format = sniffImageFormat(input);
+  if (format === 'svg') {
+    throw new PreprocessError('VECTOR_IMAGE', 'The file is an SVG drawing, not a photograph; upload the fundus photograph itself (JPEG, PNG, TIFF, WebP, GIF or AVIF).');
+  }
+  if (format === 'pdf') {
+    throw new PreprocessError('NOT_AN_IMAGE', 'The file is a PDF document, not a photograph; export the fundus photograph itself (JPEG, PNG, TIFF, WebP, GIF or AVIF).');
+  }
+  if (!format) {
+    throw new PreprocessError('NOT_AN_IMAGE', 'Not a readable image: the file is not a JPEG, PNG, TIFF, WebP, GIF or AVIF photograph.');
+  }
+  return format;
+}
+
+/** Number of frames an animated PNG declares (its acTL chunk, before the first IDAT); 1 for a plain PNG. */
+function countPngFrames(png: Buffer): number {
+  for (let offset = 8; offset + 8 <= png.length; ) {
+    const length = png.readUInt32BE(offset);
+    const type = png.toString('latin1', offset + 4, offset + 8);
+    if (type === 'acTL' && offset + 12 <= png.length) return png.readUInt32BE(offset + 8);
+    if (type === 'IDAT' || type === 'IEND') return 1;
+    offset += 12 + length;
+  }
+  return 1;
+}
+
+async function readImageHeader(
   input: Buffer,
+  sniffed: RasterImageFormat,
   maxInputPixels: number,
-): Promise<{ width: number; height: number }> {
+): Promise<{ original: { width: number; height: number }; hasAlpha: boolean }> {
   let metadata: Metadata;
   try {
     // Metadata reads the header only, so an oversized image is refused before any pixel is decoded.
     metadata = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (error) {
     throw new PreprocessError('NOT_AN_IMAGE', `Not a readable image: ${describeSharpError(error)}.`, { cause: error });
+  }
+  // The signature said raster; the decoder sharp chose must agree (a second line of defence, not expected to trip).
+  if (metadata.format === 'svg') throw new PreprocessError('VECTOR_IMAGE', 'The file is an SVG drawing, not a photograph.');
+  if (!isRasterImageFormat(metadata.format)) {
+    throw new PreprocessError('NOT_AN_IMAGE', `Not a readable image: a ${sniffed} signature but ${metadata.format} content.`);
+  }
+  const frames = Math.max(metadata.pages ?? 1, sniffed === 'png' ? countPngFrames(input) : 1);
+  if (frames > 1) {
+    throw new PreprocessError(
+      'MULTI_FRAME_IMAGE',
+      `The ${metadata.format} file holds ${frames} frames or pages; a case is one photograph. Export the one photograph to examine as its own file.`,
+    );
   }
   const { width, height } = metadata.autoOrient ?? metadata;
   if (!width || !height) {
@@ -165,16 +291,40 @@ async function readOrientedDimensions(
       `The image has ${width}x${height} = ${(width * height / 1e6).toFixed(1)} MP, more than the limit of ${(maxInputPixels / 1e6).toFixed(1)} MP.`,
     );
   }
-  return { width, height };
+  return { original: { width, height }, hasAlpha: metadata.hasAlpha === true };
+}
+
+/**
+ * Decodes an image with alpha once to oriented 8-bit sRGB + alpha and applies the alpha rule in place: fully
+ * transparent pixels become black, every pixel becomes opaque (its colour unchanged). Memory: 4 bytes a pixel.
+ */
+async function decodeDroppingAlpha(input: Buffer, maxInputPixels: number): Promise<ImageSource> {
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await sharp(input, { autoOrient: true, limitInputPixels: maxInputPixels, failOn: 'error' })
+      .toColourspace('srgb')
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw toPreprocessError(error);
+  }
+  const { data, info } = decoded;
+  if (info.channels !== 4) throw new Error(`alpha decode produced ${info.channels} channels, expected 4`);
+  for (let base = 0; base < data.length; base += 4) {
+    if (data[base + 3] === 0) data.fill(0, base, base + 3);
+    data[base + 3] = 255;
+  }
+  return { rgba: data, width: info.width, height: info.height };
 }
 
 async function decodeForDetection(
-  input: Buffer,
+  source: ImageSource,
   maxInputPixels: number,
 ): Promise<{ values: Uint8Array; width: number; height: number }> {
   let decoded: { data: Buffer; info: OutputInfo };
   try {
-    decoded = await openImage(input, maxInputPixels)
+    decoded = await openImage(source, maxInputPixels)
       .resize({ width: DETECTION_SIDE, height: DETECTION_SIDE, fit: 'inside', withoutEnlargement: true })
       .removeAlpha()
       .raw()
@@ -520,7 +670,7 @@ function placeCentre(start: number, end: number, cutAtStart: boolean, cutAtEnd: 
 }
 
 async function cropAndResize(
-  input: Buffer,
+  source: ImageSource,
   maxInputPixels: number,
   original: { width: number; height: number },
   crop: SquareCrop,
@@ -544,7 +694,7 @@ async function cropAndResize(
 
   let decoded: { data: Buffer; info: OutputInfo };
   try {
-    decoded = await openImage(input, maxInputPixels)
+    decoded = await openImage(source, maxInputPixels)
       .extract({ left, top, width: Math.max(1, right - left), height: Math.max(1, bottom - top) })
       .resize({ width: contentWidth, height: contentHeight, fit: 'fill', kernel: 'lanczos3' })
       .extend({

@@ -58,6 +58,13 @@ describe('sniffImageMimeType', () => {
     assert.equal(sniffImageMimeType(Buffer.from('RIFF\0\0\0\0WEBPVP8 ')), 'image/webp');
     assert.equal(sniffImageMimeType(Buffer.from('hello')), 'application/octet-stream');
   });
+
+  test('recognises GIF and AVIF too (preprocessing accepts them on every path); an SVG or PDF is no stored image type', () => {
+    assert.equal(sniffImageMimeType(Buffer.from('GIF89a\x50\x00')), 'image/gif');
+    assert.equal(sniffImageMimeType(Buffer.from('\0\0\0\x1cftypavif\0\0\0\0', 'latin1')), 'image/avif');
+    assert.equal(sniffImageMimeType(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>')), 'application/octet-stream');
+    assert.equal(sniffImageMimeType(Buffer.from('%PDF-1.7')), 'application/octet-stream');
+  });
 });
 
 test('sha256Hex is the lowercase hex digest the image_blob CHECK expects', () => {

@@ -17,7 +17,7 @@
 import { readFile } from 'node:fs/promises';
 import { badInput } from '../../errors.js';
 import type { Embedder } from '../../embedding/embedder.js';
-import { PreprocessError, type PreprocessErrorCode } from '../../embedding/preprocess.js';
+import { PreprocessError, RASTER_IMAGE_MIME_TYPES, isRasterImageFormat, sniffImageFormat, type PreprocessErrorCode } from '../../embedding/preprocess.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { ImportItem, ImportRecord, ImportRowError } from '../../importers/import-record.js';
 import { findRecordProblems } from '../../importers/record-problems.js';
@@ -38,15 +38,10 @@ export type IngestHooks = { afterImageWritten?: (context: { imageId: string; rec
 
 const TRANSACTION_TIMEOUT_MS = 60_000;
 
-/** Media type from the first bytes; the blob stores it so photographs are served with the right header. */
+/** Media type from the first bytes (preprocessing's signature table); the blob stores it so photographs are served with the right header. */
 export function sniffImageMimeType(bytes: Uint8Array): string {
-  const startsWith = (...values: number[]) => values.every((value, index) => bytes[index] === value);
-  if (startsWith(0xff, 0xd8, 0xff)) return 'image/jpeg';
-  if (startsWith(0x89, 0x50, 0x4e, 0x47)) return 'image/png';
-  if (startsWith(0x49, 0x49, 0x2a, 0x00) || startsWith(0x4d, 0x4d, 0x00, 0x2a)) return 'image/tiff';
-  if (startsWith(0x52, 0x49, 0x46, 0x46) && bytes[8] === 0x57 && bytes[9] === 0x45 && bytes[10] === 0x42 && bytes[11] === 0x50) return 'image/webp';
-  if (startsWith(0x42, 0x4d)) return 'image/bmp';
-  return 'application/octet-stream';
+  const format = sniffImageFormat(bytes);
+  return isRasterImageFormat(format) ? RASTER_IMAGE_MIME_TYPES[format] : 'application/octet-stream';
 }
 
 /** The bytes' own type wins over a declared one (a FHIR contentType can be wrong); the declared one fills in. */

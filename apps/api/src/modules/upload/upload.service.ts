@@ -6,8 +6,13 @@ import { PreprocessError } from '../../embedding/preprocess.js';
 import { sha256Hex } from '../common/content-hash.js';
 import type { StoredUpload, UploadStore } from './upload.store.js';
 
-/** Media types accepted for upload. None is CORS-safelisted, so a browser must preflight: CSRF-safe. */
-const ACCEPTED_TYPES = new Set(['image/jpeg', 'image/png', 'image/tiff', 'image/webp', 'application/octet-stream']);
+/**
+ * Media types accepted for upload. None is CORS-safelisted, so a browser must preflight: CSRF-safe. The declared
+ * type only gates the route: what the bytes are is decided by preprocessing, the same for uploads and ingestion
+ * (an SVG sent as image/png is VECTOR_IMAGE, an animated GIF MULTI_FRAME_IMAGE on both paths), so every raster
+ * format preprocessing accepts is listed here too.
+ */
+const ACCEPTED_TYPES = new Set(['image/jpeg', 'image/png', 'image/tiff', 'image/webp', 'image/gif', 'image/avif', 'application/octet-stream']);
 
 export function requireEmbedder(embedder: Embedder | null): Embedder {
   if (!embedder) throw new AppError('MODEL_UNAVAILABLE', 'No embedding model is loaded (MODEL_PATH not found); search by a new photograph is unavailable');
@@ -31,7 +36,7 @@ export async function acceptUpload({
 }): Promise<StoredUpload> {
   const mimeType = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
   if (!ACCEPTED_TYPES.has(mimeType)) {
-    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Upload the photograph as the raw request body with Content-Type image/jpeg, image/png, image/tiff or image/webp (got "${mimeType || 'none'}")`);
+    throw new AppError('UNSUPPORTED_MEDIA_TYPE', `Upload the photograph as the raw request body with Content-Type image/jpeg, image/png, image/tiff, image/webp, image/gif or image/avif (got "${mimeType || 'none'}")`);
   }
   if (bytes.length > maxBytes) throw new AppError('PAYLOAD_TOO_LARGE', `The photograph is ${bytes.length} bytes; the limit is ${maxBytes}`);
   const model = requireEmbedder(embedder);
