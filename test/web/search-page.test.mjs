@@ -1,36 +1,37 @@
 // The similar-case search page in a real headless Chromium, served by `next start`, talking to a fake GraphQL
 // API that records what the web server sent it. The fake executes each request against the committed
-// schema.graphql, so a query or variables that drift from the API's schema fail here too. Needs a built apps/web (npm test builds first; built here when
-// missing) and the system Chromium (scripts/ci-setup.sh installs it); skipped only when Chromium is missing.
+// schema.graphql, so a query or variables that drift from the API's schema fail here too, and it answers the
+// local demo issuer's sign-in routes with tokens of its own, which /graphql then requires. Sign-in, roles and
+// sessions against the real API are in signin.test.mjs. Needs a built apps/web (npm test builds first; built
+// here when missing) and the system Chromium (scripts/ci-setup.sh installs it); skipped only when Chromium is
+// missing.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { GraphQLError, buildSchema, graphql } from 'graphql';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const WEB_DIR = path.join(REPO_ROOT, 'apps/web');
-const NEXT_BIN = path.join(REPO_ROOT, 'node_modules/next/dist/bin/next');
-const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR ?? os.tmpdir();
+import {
+  DESKTOP,
+  PAGE_ALERT,
+  REPO_ROOT,
+  TABLET,
+  assertFitsWidth,
+  launchChromium,
+  newPage,
+  readNavLinks,
+  readSignedInUser,
+  screenshot,
+  signInButton,
+  startWebServer,
+} from './browser.mjs';
 
 const UNKNOWN_IMAGE_ID = 'img-does-not-exist';
-// The page's own alerts; Next.js adds an empty role=alert route announcer outside <main>.
-const PAGE_ALERT = 'main [role="alert"]';
+// The fake refuses searches from this photograph as the real API refuses a role: FORBIDDEN in the GraphQL errors.
+const FORBIDDEN_IMAGE_ID = 'img-forbidden';
+const CLINICIAN = { subject: 'demo-clinician', name: 'Demo Clinician', role: 'clinician' };
+const DEMO_USERS = [CLINICIAN, { subject: 'demo-researcher', name: 'Demo Researcher', role: 'researcher' }];
+const tokenOf = (subject) => `fake-token-${subject}`;
 
 // Three hits in rank order; the second is synthetic and has no treatments.
 const SIMILAR_CASES = {
@@ -85,7 +86,11 @@ const SIMILAR_CASES = {
   ],
 };
 
-/** A stand-in for the GraphQL API: the real schema, fixed data, and a record of every request it got. */
+/**
+ * A stand-in for the API: the real schema, fixed data, the local issuer's two sign-in routes (switched off with
+ * `localIssuer = false`, as on a deployment with an OpenID Connect provider), and a record of every GraphQL
+ * request it got. /graphql answers 401 UNAUTHENTICATED, as the real API does, without a token it issued.
+ */
 async function startFakeApi() {
   const schema = buildSchema(readFileSync(path.join(REPO_ROOT, 'schema.graphql'), 'utf8'));
   const rootValue = {
@@ -93,10 +98,17 @@ async function startFakeApi() {
       if (input.imageId === UNKNOWN_IMAGE_ID) {
         throw new GraphQLError(`No image with id ${UNKNOWN_IMAGE_ID}.`, { extensions: { code: 'NOT_FOUND' } });
       }
+      if (input.imageId === FORBIDDEN_IMAGE_ID) {
+        throw new GraphQLError('The clinician role may not search similar cases', { extensions: { code: 'FORBIDDEN', operation: 'search' } });
+      }
       return SIMILAR_CASES;
     },
   };
-  const requests = [];
+  const fake = { localIssuer: true, requests: [] };
+  const send = (response, status, payload) => {
+    response.writeHead(status, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(payload));
+  };
   const server = http.createServer((request, response) => {
     let raw = '';
     request.setEncoding('utf8');
@@ -108,7 +120,19 @@ async function startFakeApi() {
       } catch {
         // Recorded as null; the assertions on the body then fail.
       }
-      requests.push({ method: request.method, url: request.url, headers: request.headers, raw, body });
+      if (request.url.startsWith('/auth/local/')) {
+        if (!fake.localIssuer) return send(response, 404, { error: 'not found' });
+        if (request.method === 'GET' && request.url === '/auth/local/users') return send(response, 200, { issuer: 'urn:test:fake', users: DEMO_USERS });
+        const user = DEMO_USERS.find((candidate) => candidate.subject === body?.subject);
+        if (request.method === 'POST' && request.url === '/auth/local/token' && user) {
+          return send(response, 201, { token: tokenOf(user.subject), expiresAt: new Date(Date.now() + 3600_000).toISOString(), user });
+        }
+        return send(response, 400, { errors: [{ message: 'bad sign-in request', extensions: { code: 'BAD_USER_INPUT' } }] });
+      }
+      fake.requests.push({ method: request.method, url: request.url, headers: request.headers, raw, body });
+      if (!DEMO_USERS.some((user) => request.headers.authorization === `Bearer ${tokenOf(user.subject)}`)) {
+        return send(response, 401, { errors: [{ message: 'Sign in', extensions: { code: 'UNAUTHENTICATED', reason: 'MISSING_CREDENTIAL' } }] });
+      }
       const result = await graphql({
         schema,
         rootValue,
@@ -116,7 +140,7 @@ async function startFakeApi() {
         variableValues: body?.variables,
         operationName: body?.operationName,
       });
-      const payload = {
+      send(response, 200, {
         ...(result.data !== undefined && { data: result.data }),
         // Like Apollo: validation failures carry a code too, so they show up in the page's alert.
         ...(result.errors && {
@@ -125,68 +149,13 @@ async function startFakeApi() {
             extensions: { code: 'GRAPHQL_VALIDATION_FAILED', ...error.extensions },
           })),
         }),
-      };
-      response.writeHead(200, { 'content-type': 'application/json' });
-      response.end(JSON.stringify(payload));
+      });
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${server.address().port}/graphql`, requests, close: () => server.close() };
-}
-
-async function findFreePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-function runToCompletion(command, args, options) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'inherit', 'inherit'] });
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${args.join(' ')} exited with ${code}`))));
-  });
-}
-
-/** `next start` in its own process group, so stopping it also stops any worker it forked. */
-async function startWebServer({ apiUrl }) {
-  const env = { ...process.env, API_URL: apiUrl, NEXT_TELEMETRY_DISABLED: '1' };
-  if (!existsSync(path.join(WEB_DIR, '.next/BUILD_ID'))) {
-    await runToCompletion(process.execPath, [NEXT_BIN, 'build'], { cwd: WEB_DIR, env });
-  }
-  const port = await findFreePort();
-  const child = spawn(process.execPath, [NEXT_BIN, 'start', '-p', String(port), '-H', '127.0.0.1'], {
-    cwd: WEB_DIR,
-    env,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const stop = () => {
-    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid, 'SIGTERM');
-  };
-
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`next start exited with ${child.exitCode}:\n${output}`);
-    try {
-      const response = await fetch(baseUrl);
-      if (response.ok) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) {
-      stop();
-      throw new Error(`next start did not answer on ${baseUrl} within 30 s:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return { baseUrl, stop, output: () => output };
+  fake.url = `http://127.0.0.1:${server.address().port}/graphql`;
+  fake.close = () => server.close();
+  return fake;
 }
 
 async function readRows(page) {
@@ -196,22 +165,22 @@ async function readRows(page) {
 }
 
 test('similar-case search page in headless Chromium', { timeout: 120_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    // CI installs Chromium (scripts/ci-setup.sh), so there a missing browser is a failure, not a skip.
-    if (process.env.CI === 'true') assert.fail(`chromium not installed at ${CHROMIUM}; scripts/ci-setup.sh should have installed it`);
-    t.skip(`chromium not installed at ${CHROMIUM}: run scripts/ci-setup.sh (apt-get install chromium)`);
-    return;
-  }
-  const { chromium } = await import('playwright-core');
-
+  const browser = await launchChromium(t);
+  if (!browser) return;
   const api = await startFakeApi();
   t.after(() => api.close());
-  const web = await startWebServer({ apiUrl: api.url });
-  t.after(() => web.stop());
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.setDefaultTimeout(15_000);
+  const web = await startWebServer(t, { apiUrl: api.url });
+  const { page } = await newPage(browser, DESKTOP);
+
+  await t.test('signing in as demo-clinician through the sign-in page lands on the search', async () => {
+    await page.goto(web.baseUrl);
+    assert.equal(await readSignedInUser(page), null);
+    await page.getByRole('main').getByRole('link', { name: 'Sign in' }).click();
+    await page.waitForURL(`${web.baseUrl}/signin`);
+    await Promise.all([page.waitForURL(`${web.baseUrl}/search`), signInButton(page, CLINICIAN).click()]);
+    assert.equal(await readSignedInUser(page), 'Signed in as Demo Clinician clinician');
+    assert.deepEqual(await readNavLinks(page), ['Similar-case search']);
+  });
 
   await t.test('the home page links to the search', async () => {
     await page.goto(web.baseUrl);
@@ -230,12 +199,13 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
     await page.getByLabel('Eye').selectOption('RIGHT');
     await Promise.all([page.waitForURL(/imageId=img-0001/), page.getByRole('button', { name: 'Search' }).click()]);
     await page.locator('table.hits').waitFor();
-    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'fundus-search-results.png'), fullPage: true });
+    await screenshot(page, 'search-results-1280.png');
 
     assert.equal(api.requests.length, 1, `expected one API request, got ${api.requests.length}`);
     const [request] = api.requests;
     assert.equal(request.method, 'POST');
     assert.match(request.headers['content-type'], /^application\/json/);
+    assert.equal(request.headers.authorization, `Bearer ${tokenOf(CLINICIAN.subject)}`, 'the session token goes to the API as the Bearer header');
     assert.match(request.body.query, /similarCases\(input: \$input\)/);
     assert.deepEqual(request.body.variables, {
       input: { imageId: 'img-0001', k: 5, filters: { drGrades: [2, 4], eye: 'RIGHT' } },
@@ -286,7 +256,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
     await Promise.all([page.waitForURL(/imageId=/), page.getByRole('button', { name: 'Search' }).click()]);
     const alert = page.locator(PAGE_ALERT);
     await alert.waitFor();
-    await page.screenshot({ path: path.join(SCREENSHOT_DIR, 'fundus-search-error.png'), fullPage: true });
+    await screenshot(page, 'search-error-1280.png');
 
     const text = await alert.innerText();
     assert.match(text, /No image with id img-does-not-exist\./);
@@ -300,5 +270,55 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
     await page.goto(`${web.baseUrl}/search?imageId=img-0001&k=500`);
     assert.match(await page.locator(PAGE_ALERT).innerText(), /whole number from 1 to 100/);
     assert.equal(api.requests.length, 0);
+  });
+
+  await t.test('at 768 px the search form and results fit, the table scrolling in its own box', async () => {
+    const { page: narrow, context } = await newPage(browser, TABLET);
+    await context.addCookies(await page.context().cookies());
+    await narrow.goto(`${web.baseUrl}/search?imageId=img-0001&k=3`);
+    await narrow.locator('table.hits').waitFor();
+    await screenshot(narrow, 'search-results-768.png');
+    await assertFitsWidth(narrow);
+    await context.close();
+  });
+
+  await t.test('a FORBIDDEN from the API shows the refusal instead of results', async () => {
+    api.requests.length = 0;
+    await page.goto(`${web.baseUrl}/search?imageId=${FORBIDDEN_IMAGE_ID}`);
+    const refusal = page.locator(PAGE_ALERT);
+    await refusal.waitFor();
+    const text = await refusal.innerText();
+    assert.match(text, /Not available to the clinician role/);
+    assert.match(text, /The clinician role may not search similar cases/, "the API's own message is shown");
+    assert.equal(api.requests.length, 1);
+    assert.equal(await page.locator('table.hits').count(), 0);
+    assert.equal(await page.getByLabel('Image id').count(), 0, 'no search form for a refused role');
+  });
+
+  await t.test('a 401 from the API ends the session and asks to sign in again', async () => {
+    const { page: stale, context } = await newPage(browser, DESKTOP);
+    const [cookie] = await page.context().cookies();
+    const session = JSON.parse(Buffer.from(cookie.value, 'base64url').toString('utf8'));
+    const forged = Buffer.from(JSON.stringify({ ...session, token: 'a-token-the-api-never-issued' })).toString('base64url');
+    await context.addCookies([{ ...cookie, value: forged }]);
+    await stale.goto(`${web.baseUrl}/search?imageId=img-0001`);
+    await stale.waitForURL(/\/signin\?/);
+    const url = new URL(stale.url());
+    assert.equal(url.searchParams.get('reason'), 'rejected');
+    assert.equal(url.searchParams.get('next'), '/search?imageId=img-0001');
+    assert.match(await stale.locator(PAGE_ALERT).innerText(), /no longer accepts your sign-in/);
+    assert.equal((await context.cookies()).length, 0, 'the refused session cookie is deleted');
+    assert.equal(await readSignedInUser(stale), null);
+    await context.close();
+  });
+
+  await t.test("without the API's local issuer the sign-in page says the organisation's provider is not configured", async () => {
+    api.localIssuer = false;
+    t.after(() => (api.localIssuer = true));
+    const { page: fresh, context } = await newPage(browser, DESKTOP);
+    await fresh.goto(`${web.baseUrl}/signin`);
+    assert.match(await fresh.getByRole('main').innerText(), /Sign-in with your organisation's provider is not configured/);
+    assert.equal(await fresh.getByRole('button', { name: /^Sign in as/ }).count(), 0);
+    await context.close();
   });
 });

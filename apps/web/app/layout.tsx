@@ -1,6 +1,7 @@
 import type { Metadata } from 'next';
-import Link from 'next/link';
 import type { ReactNode } from 'react';
+import { SiteHeader } from '../components/site-header';
+import { readSession } from '../lib/session';
 import './globals.css';
 
 export const metadata: Metadata = {
@@ -8,21 +9,16 @@ export const metadata: Metadata = {
   description: 'Case-based reasoning for diabetic retinopathy: find earlier cases similar to a fundus photograph.',
 };
 
-export default function RootLayout({ children }: { children: ReactNode }) {
+export default async function RootLayout({ children }: { children: ReactNode }) {
+  // Reading the session cookie renders every page per request, which they are anyway (each asks the API).
+  const session = await readSession();
   return (
     <html lang="en">
       <body>
         <a className="skip-link" href="#main">
           Skip to content
         </a>
-        <header className="site-header">
-          <Link href="/" className="brand">
-            Fundus CBR
-          </Link>
-          <nav aria-label="Main">
-            <Link href="/search">Similar-case search</Link>
-          </nav>
-        </header>
+        <SiteHeader session={session} />
         <main id="main">{children}</main>
       </body>
     </html>

@@ -1,6 +1,6 @@
 // Similar-case search: reading the GET form, and the one GraphQL operation behind it. Types mirror the
 // committed schema.graphql at the repository root; test/web/search-page.test.mjs runs this query against it.
-import { config } from './config';
+import { requestGraphql } from './api-request';
 import { isDrGrade, type DrGrade } from './grades';
 
 export const K_MIN = 1;
@@ -121,47 +121,16 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   return { submitted, values, input, problems };
 }
 
-interface GraphQLResponse {
-  data?: { similarCases?: SimilarCasesResult | null } | null;
-  errors?: { message?: string; extensions?: { code?: string } }[];
-}
-
-/** Runs on the server only; failures come back as an outcome, never as a thrown error. */
-export async function searchSimilarCases(input: SimilarCasesInput): Promise<SearchOutcome> {
-  let response: Response;
-  try {
-    response = await fetch(config.apiUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ operationName: 'Similar', query: SIMILAR_CASES_QUERY, variables: { input } }),
-      cache: 'no-store',
-      signal: AbortSignal.timeout(config.apiTimeoutMs),
-    });
-  } catch (error) {
-    const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
-    return timedOut
-      ? { ok: false, code: 'API_TIMEOUT', message: `The search service did not answer within ${config.apiTimeoutMs / 1000} s.` }
-      : { ok: false, code: 'API_UNREACHABLE', message: 'The search service could not be reached. Try again shortly.' };
-  }
-
-  let body: GraphQLResponse;
-  try {
-    body = (await response.json()) as GraphQLResponse;
-  } catch {
-    return { ok: false, code: `HTTP_${response.status}`, message: 'The search service sent a response that is not GraphQL.' };
-  }
-
-  const firstError = body.errors?.[0];
-  if (firstError) {
-    return {
-      ok: false,
-      message: firstError.message ?? 'The search failed.',
-      code: firstError.extensions?.code ?? 'INTERNAL_SERVER_ERROR',
-    };
-  }
-  const result = body.data?.similarCases;
-  if (!result) {
-    return { ok: false, code: `HTTP_${response.status}`, message: 'The search service returned no result.' };
-  }
+/** Runs on the server only; failures come back as an outcome, never as a thrown error (lib/api-request.ts). */
+export async function searchSimilarCases(input: SimilarCasesInput, { returnTo }: { returnTo: string }): Promise<SearchOutcome> {
+  const outcome = await requestGraphql<{ similarCases?: SimilarCasesResult | null }>({
+    operationName: 'Similar',
+    query: SIMILAR_CASES_QUERY,
+    variables: { input },
+    returnTo,
+  });
+  if (!outcome.ok) return outcome;
+  const result = outcome.data.similarCases;
+  if (!result) return { ok: false, code: 'INTERNAL_SERVER_ERROR', message: 'The API returned no search result.' };
   return { ok: true, result };
 }

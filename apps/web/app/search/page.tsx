@@ -1,4 +1,6 @@
 import type { Metadata } from 'next';
+import { AccessRefused } from '../../components/access-refused';
+import { PAGES, mayUsePage } from '../../lib/access';
 import { DR_GRADES, describeDrGrade } from '../../lib/grades';
 import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } from '../../lib/labels';
 import {
@@ -10,14 +12,35 @@ import {
   type SearchOutcome,
   type SimilarCaseHit,
 } from '../../lib/similar-cases';
+import { pagePath, requireSession } from '../../lib/session';
 
 export const metadata: Metadata = { title: 'Similar-case search' };
 
 type SearchPageProps = { searchParams: Promise<Record<string, string | string[] | undefined>> };
 
 export default async function SearchPage({ searchParams }: SearchPageProps) {
-  const form = parseSearchForm(await searchParams);
-  const outcome = form.input ? await searchSimilarCases(form.input) : null;
+  const params = await searchParams;
+  const returnTo = pagePath(PAGES.search.href, params);
+  const session = await requireSession(returnTo);
+  if (!mayUsePage(session.user.role, 'search')) {
+    return (
+      <>
+        <h1>Similar-case search</h1>
+        <AccessRefused session={session} page={PAGES.search} />
+      </>
+    );
+  }
+
+  const form = parseSearchForm(params);
+  const outcome = form.input ? await searchSimilarCases(form.input, { returnTo }) : null;
+  if (outcome && !outcome.ok && outcome.code === 'FORBIDDEN') {
+    return (
+      <>
+        <h1>Similar-case search</h1>
+        <AccessRefused session={session} page={PAGES.search} apiMessage={outcome.message} />
+      </>
+    );
+  }
 
   return (
     <>
