@@ -31,7 +31,8 @@ const [{ loadConfig }, { openDatabase }, { createServer }, { createLogger }, { E
 ]);
 
 const scratchDatabase = await createScratchEnvironment();
-const config = loadConfig({ ...process.env, ...scratchDatabase.env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
+const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fundus-bench-keys-'));
+const config = loadConfig({ ...process.env, ...scratchDatabase.env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', AUTH_LOCAL_ISSUER: 'true', AUTH_LOCAL_KEY_DIR: keyDir, RATE_LIMIT_PER_MINUTE: '1000000' });
 const db = await openDatabase(config);
 const embedder = await Embedder.load({ modelPath, device: 'cpu' });
 const version = embedder.metadata.modelVersion;
@@ -61,6 +62,8 @@ const seeded = performance.now() - started;
 const server = await createServer(config, { database: db, logger: createLogger('warn'), embedder });
 const running = await server.listen(0, '127.0.0.1');
 const base = running.url.replace(/\/graphql$/, '');
+const { DEMO_USERS } = await api('auth/local-issuer.js');
+const authorization = `Bearer ${await server.localIssuer.sign(DEMO_USERS.find((user) => user.role === 'clinician'))}`;
 
 async function syntheticJpeg(seed) {
   const width = 1024, height = 768, pixels = Buffer.alloc(width * height * 3);
@@ -77,9 +80,9 @@ const query = 'query S($input: SimilarCasesInput!) { similarCases(input: $input)
 
 async function searchOnce(image, filters) {
   const t0 = performance.now();
-  const upload = await fetch(`${base}/uploads`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: image });
+  const upload = await fetch(`${base}/uploads`, { method: 'POST', headers: { 'content-type': 'image/jpeg', authorization }, body: image });
   const { uploadToken } = await upload.json();
-  const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables: { input: { uploadToken, k: 10, filters } } }) });
+  const response = await fetch(running.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify({ query, variables: { input: { uploadToken, k: 10, filters } } }) });
   const body = await response.json();
   if (body.errors || body.data.similarCases.hits.length !== 10) throw new Error(JSON.stringify(body.errors ?? body).slice(0, 300));
   return performance.now() - t0;

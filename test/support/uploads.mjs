@@ -2,11 +2,11 @@
 // the API has authentication).
 
 /** Sends `body` as the raw upload; `contentType` null sends no Content-Type header. Returns status and JSON body. */
-export async function postUpload(api, body, contentType = 'image/png', { headers = {} } = {}) {
-  const response = await fetch(`${api.baseUrl}/uploads`, {
+export async function postUpload(api, body, contentType = 'image/png', { headers = {}, as = 'demo-clinician' } = {}) {
+  const response = await api.fetch('/uploads', {
     method: 'POST',
     headers: { ...(contentType ? { 'content-type': contentType } : {}), ...headers },
     body,
-  });
+  }, { as });
   return { status: response.status, body: await response.json() };
 }
