@@ -58,7 +58,11 @@ const isObject = (value: unknown): value is Json => typeof value === 'object' &&
 const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : value === undefined || value === null ? [] : [value]);
 const asString = (value: unknown): string | undefined => (typeof value === 'string' && value.trim() !== '' ? value.trim() : undefined);
 
+/** The codings of a CodeableConcept, or the value itself when it is a bare Coding (ImagingStudy.series.laterality and .bodySite are Codings in R4). */
 function codings(concept: unknown): { system?: string; code?: string; display?: string }[] {
+  if (isObject(concept) && concept['coding'] === undefined && typeof concept['code'] === 'string') {
+    return [{ system: asString(concept['system']), code: asString(concept['code']), display: asString(concept['display']) }];
+  }
   return asArray(isObject(concept) ? concept['coding'] : undefined)
     .filter(isObject)
     .map((coding) => ({ system: asString(coding['system']), code: asString(coding['code']), display: asString(coding['display']) }));
