@@ -82,6 +82,7 @@ export async function listAuditEvents(sql: SqlRunner, { filters, first, before }
   if (filters.to) add((p) => `occurred_at < ${p}::timestamptz`, filters.to.toISOString());
   if (before !== undefined && before !== null) add((p) => `seq < ${p}::bigint`, before.toString());
   params.push(first + 1);
+  // ORDER BY audit_event.seq, not seq: a bare name means the output column, here the text alias, and "9" > "10".
   const rows = await sql.query<{
     seq: string;
     occurred_at: Date | string;
@@ -99,7 +100,7 @@ export async function listAuditEvents(sql: SqlRunner, { filters, first, before }
     `SELECT seq::text AS seq, occurred_at, request_id, subject, role, key_id::text AS key_id, operation, outcome,
             patient_ids::text[] AS patient_ids, image_ids::text[] AS image_ids, details, hash
      FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY seq DESC LIMIT $${params.length}`,
+     ORDER BY audit_event.seq DESC LIMIT $${params.length}`,
     params,
   );
   const toArray = (value: string[] | string | null) => (Array.isArray(value) ? value : typeof value === 'string' ? value.replace(/^\{|\}$/g, '').split(',').filter(Boolean) : []);
@@ -145,8 +146,9 @@ export async function verifyAuditChain(sql: SqlRunner): Promise<ChainVerificatio
   let previousHash = GENESIS_HASH;
   let rows = 0;
   for (;;) {
+    // e.seq, not the text alias seq: ORDER BY seq would sort as text (1, 10, 100, 11, ...).
     const page = await sql.query<{ seq: string; prev_hash: string; hash: string; digest: string }>(
-      `SELECT seq::text AS seq, prev_hash, hash, audit_event_digest(e) AS digest FROM audit_event e WHERE seq >= $1::bigint ORDER BY seq LIMIT ${VERIFY_PAGE}`,
+      `SELECT seq::text AS seq, prev_hash, hash, audit_event_digest(e) AS digest FROM audit_event e WHERE e.seq >= $1::bigint ORDER BY e.seq LIMIT ${VERIFY_PAGE}`,
       [expectedSeq.toString()],
     );
     for (const row of page) {
