@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { AppError, badInput, notFound } from '../errors.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
-import { isRole, type Role, type Viewer } from './policy.js';
+import { isRole, UNIVERSAL_IDENTIFIER_SYSTEMS, type Role, type Viewer } from './policy.js';
 import { requireIdentifierSystem } from './identifiers.js';
 
 /** Prefix that makes a key recognisable in a leaked log or a secret scanner. */
@@ -58,6 +58,8 @@ export async function createApiKey({
   if (role === 'ehr-service') {
     if (!identifierSystem) throw badInput('an ehr-service key must be bound to an identifier system (--system)', { field: 'identifierSystem' });
     system = requireIdentifierSystem(identifierSystem, 'identifierSystem');
+    // Bound to a system everyone may use (urn:dicom:uid), a key would see every hospital's FHIR-imported patients.
+    if (UNIVERSAL_IDENTIFIER_SYSTEMS.has(system)) throw badInput(`an ehr-service key must be bound to its own identifier system (its MRN namespace), not ${system}, which every credential shares`, { field: 'identifierSystem' });
   } else if (identifierSystem) {
     throw badInput('only ehr-service keys are bound to an identifier system', { field: 'identifierSystem' });
   }

@@ -17,7 +17,13 @@ export class EhrLinkResolver {
     return audited(
       context,
       { operation: 'read-patient', identifierSystems: systems(identifier), details: { identifier: { ...identifier } } },
-      () => findPatientByIdentifier({ prisma: context.db.prisma, identifier }),
+      async () => {
+        // urn:dicom:uid passes the system check for every credential, and FHIR imports link study UIDs to the
+        // patient: the patient found must still carry the bound credential's system.
+        const patient = await findPatientByIdentifier({ prisma: context.db.prisma, identifier });
+        authorizePatientAccess(context.viewer, patient);
+        return patient;
+      },
       (patient) => ({ patientIds: [patient.id] }),
     );
   }
