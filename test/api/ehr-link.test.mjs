@@ -421,8 +421,8 @@ for (const backend of BACKENDS) {
       assert.equal(n, 0);
     });
 
-    // Known gaps outside modules/ehr-link (the ingest service's own checks), kept visible as todo: ingestCase
-    // stores a patient MRN, MRN system and grader that upsertPatient and recordGrading would refuse.
+    // ingestCase checks the patient's identifier and the grader as upsertPatient and recordGrading do; it used to
+    // store a patient MRN, MRN system and grader that upsertPatient and recordGrading refuse.
     const INGEST_PATIENT_BAD_INPUTS = [
       { name: 'patient.mrnSystem "hospital"', patient: { mrn: 'BAD-INGEST-1', mrnSystem: 'hospital' }, field: 'patient.mrnSystem' },
       { name: 'patient.mrnSystem "javascript:alert(1)"', patient: { mrn: 'BAD-INGEST-2', mrnSystem: 'javascript:alert(1)' }, field: 'patient.mrnSystem' },
@@ -431,7 +431,7 @@ for (const backend of BACKENDS) {
       { name: 'patient.mrn of 10 kB', patient: { mrn: 'x'.repeat(10 * 1024), mrnSystem: OTHER_HOSPITAL }, field: 'patient.mrn' },
       { name: 'grading.grader with HTML', patient: { mrn: 'BAD-INGEST-3', mrnSystem: OTHER_HOSPITAL }, grading: { drGrade: 1, grader: HTML_INJECTION }, field: 'grading.grader' },
     ];
-    test('ingestCase refuses a patient MRN, MRN system or grader that upsertPatient / recordGrading refuse', { todo: 'ingest-upload.service.ts checks neither patient.mrn / mrnSystem (requireIdentifier) nor grading.grader' }, async () => {
+    test('ingestCase refuses a patient MRN, MRN system or grader that upsertPatient / recordGrading refuse', async () => {
       const failures = [];
       let tint = 0.05;
       for (const row of INGEST_PATIENT_BAD_INPUTS) {
@@ -449,11 +449,14 @@ for (const backend of BACKENDS) {
       assert.deepEqual(failures, []);
     });
 
-    test("ingestCase by the ehr-service of a photograph already stored for a foreign patient does not return that patient's case", { todo: 'ingest.resolver.ts returns the DUPLICATE case without authorizePatientAccess' }, async () => {
+    test("ingestCase by the ehr-service of a photograph already stored for a foreign patient does not return that patient's case", async () => {
       // The admin's foreign case above was saved from this synthetic photograph (same size and tint: same bytes).
       const token = await upload('demo-ehr', 0.15);
-      const { data } = await perform({ query: INGEST_CASE, variables: { input: ingestInput(token, { patient: { mrn: 'EHR-DUP-1', mrnSystem: EHR_SYSTEM } }) }, as: 'demo-ehr', operation: 'ingest', expect: 'FORBIDDEN' });
+      // Another patient's photograph is CONFLICT (data-entry checks), naming the stored case's id only: no patient data.
+      const { data, error } = await perform({ query: INGEST_CASE, variables: { input: ingestInput(token, { patient: { mrn: 'EHR-DUP-1', mrnSystem: EHR_SYSTEM } }) }, as: 'demo-ehr', operation: 'ingest', expect: 'CONFLICT' });
       assert.equal(data, null);
+      assert.deepEqual(Object.keys(error.extensions).sort(), ['caseId', 'code', 'field']);
+      assert.equal(JSON.stringify(error).includes(OTHER_HOSPITAL), false);
     });
 
     test('the audit log holds every request above, newest first in numeric order, and its hash chain has no break', async () => {

@@ -21,3 +21,10 @@ export function requireIcdrGrade(value: number, field: string): number {
   }
   return value;
 }
+
+/** A grader's name or user id as entered: letters, digits, spaces and . , ' @ : _ -, 1-100 characters; null when blank. */
+export function requireGraderName(value: string | null | undefined, field: string): string | null {
+  const grader = value?.trim() || null;
+  if (grader !== null && !/^[\p{L}\p{N} .,'@:_-]{1,100}$/u.test(grader)) throw badInput(`${field} must be 1-100 letters, digits, spaces or . , ' @ : _ -`, { field });
+  return grader;
+}

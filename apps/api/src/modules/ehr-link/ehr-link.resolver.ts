@@ -84,7 +84,7 @@ export class EhrLinkResolver {
     );
   }
 
-  @Mutation(() => Case, { description: "Records a grading of a case's photograph (source EHR for an ehr-service credential, CLINICIAN otherwise); it becomes the reference grade. Roles: clinician, ehr-service, admin." })
+  @Mutation(() => Case, { description: "Records a grading of a case's photograph (source EHR for an ehr-service credential, CLINICIAN otherwise); it becomes the reference grade when it is the latest grading by date (today by default). Roles: clinician, ehr-service, admin." })
   recordGrading(@Ctx() context: RequestContext, @Arg('input', () => RecordGradingInput) input: RecordGradingInput) {
     return audited(
       context,

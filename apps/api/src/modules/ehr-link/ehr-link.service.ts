@@ -8,7 +8,7 @@ import type { DiabetesType, Sex } from '../../generated/prisma/enums.js';
 import { requireIdentifierSystem, requireIdentifierValue } from '../../auth/identifiers.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case, Patient } from '../case/case.type.js';
-import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
+import { requireGraderName, requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
 import { getPatientsById } from '../patient/patient.service.js';
 
 export type Identifier = { system: string; value: string };
@@ -160,8 +160,7 @@ export async function recordGrading({
   const id = requireUuid(caseId, 'caseId');
   const drGrade = requireIcdrGrade(grading.drGrade, 'grading.drGrade');
   if (grading.macularEdemaRisk != null) requireIntegerInRange(grading.macularEdemaRisk, 'grading.macularEdemaRisk', 0, 2);
-  const grader = grading.grader?.trim() || null;
-  if (grader !== null && !/^[\p{L}\p{N} .,'@:_-]{1,100}$/u.test(grader)) throw badInput('grading.grader must be 1-100 letters, digits, spaces or . , \' @ : _ -', { field: 'grading.grader' });
+  const grader = requireGraderName(grading.grader, 'grading.grader');
   const today = now.toISOString().slice(0, 10);
   const gradedOn = grading.gradedOn ?? today;
   if (!/^\d{4}-\d{2}-\d{2}$/.test(gradedOn) || Number.isNaN(Date.parse(`${gradedOn}T00:00:00Z`))) throw badInput(`grading.gradedOn must be a date YYYY-MM-DD, got "${gradedOn}"`, { field: 'grading.gradedOn' });

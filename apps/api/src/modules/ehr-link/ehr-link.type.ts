@@ -43,7 +43,7 @@ export class LinkCaseResult {
   @Field(() => Case) case!: Case;
 }
 
-@InputType({ description: 'A DR grading of a stored photograph. Becomes the reference grade.' })
+@InputType({ description: 'A DR grading of a stored photograph. Becomes the reference grade unless a later-dated grading exists.' })
 export class RecordGradingInput {
   @Field(() => String) caseId!: string;
   @Field(() => Int, { description: 'ICDR 0-4.' }) drGrade!: number;

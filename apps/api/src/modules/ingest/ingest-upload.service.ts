@@ -11,6 +11,8 @@ import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireEmbedder } from '../upload/upload.service.js';
 import type { UploadStore } from '../upload/upload.store.js';
+import { requireIdentifierSystem, requireIdentifierValue } from '../../auth/identifiers.js';
+import { requireGraderName } from '../common/validation.js';
 import { requireIdentifier } from '../ehr-link/ehr-link.service.js';
 import { ingestCase } from './ingest.service.js';
 
@@ -59,14 +61,18 @@ export async function ingestUploadedCase({
     throw badInput(`patient.birthYear must be a year from 1900 to this year, got ${birthYear}`, { field: 'patient.birthYear' });
   }
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(input.dataset)) throw badInput('dataset must be 1-63 lower-case letters, digits or dashes', { field: 'dataset' });
+  // The patient's MRN is a FHIR Identifier like any other: the same checks as upsertPatient's.
+  const mrnSystem = requireIdentifierSystem(input.patient.mrnSystem, 'patient.mrnSystem');
+  const mrn = requireIdentifierValue(input.patient.mrn.trim(), 'patient.mrn');
+  const grader = requireGraderName(input.grading?.grader, 'grading.grader');
   const studyIdentifiers = (input.studyIdentifiers ?? []).map((identifier, index) => requireIdentifier(identifier, `studyIdentifiers[${index}]`));
   await checkStudyIdentifiers(prisma, studyIdentifiers, upload.contentHash);
   const record: ImportRecord = {
     row: 1,
     dataset: { name: input.dataset, description: null, isSynthetic: false },
     patient: {
-      mrn: input.patient.mrn.trim(),
-      mrnSystem: input.patient.mrnSystem.trim(),
+      mrn,
+      mrnSystem,
       isPerImagePatient: false,
       birthYear: input.patient.birthYear ?? null,
       sex: input.patient.sex ?? null,
@@ -84,7 +90,7 @@ export async function ingestUploadedCase({
           maculopathy: input.grading.maculopathy ?? null,
           macularEdemaRisk: input.grading.macularEdemaRisk ?? null,
           source: 'CLINICIAN',
-          grader: input.grading.grader ?? null,
+          grader,
           originalScale: null,
           originalValue: null,
           gradedOn: input.visitDate,

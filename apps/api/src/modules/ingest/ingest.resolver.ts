@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Arg, Ctx, Mutation, Resolver } from 'type-graphql';
 import { audited } from '../../audit/audited.js';
+import { authorizePatientAccess } from '../../auth/policy.js';
 import type { RequestContext } from '../../context.js';
 import { IngestCaseInput, IngestCaseResult } from './ingest.input.js';
 import { ingestUploadedCase } from './ingest-upload.service.js';
@@ -12,7 +13,12 @@ export class IngestResolver {
     return audited(
       context,
       { operation: 'ingest', identifierSystems: [input.patient.mrnSystem, ...(input.studyIdentifiers ?? []).map((identifier) => identifier.system)], details: { dataset: input.dataset, mrnSystem: input.patient.mrnSystem, eye: input.eye, visitDate: input.visitDate } },
-      () => ingestUploadedCase({ prisma: context.db.prisma, embedder: context.embedder, uploads: context.uploads, input }),
+      async () => {
+        const result = await ingestUploadedCase({ prisma: context.db.prisma, embedder: context.embedder, uploads: context.uploads, input });
+        // A DUPLICATE answers with the stored case: a system-bound credential sees it only if the patient is its own.
+        authorizePatientAccess(context.viewer, result.case.patient);
+        return result;
+      },
       (result) => ({ patientIds: [result.case.patient.id], imageIds: [result.case.id], details: { status: result.status } }),
     );
   }
