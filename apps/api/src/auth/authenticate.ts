@@ -105,8 +105,46 @@ function roleFromClaim(value: unknown): string | null {
   return null;
 }
 
+/**
+ * Verified JWTs, by their exact text, until they expire: a signed token cannot change, so verifying it once per
+ * process is enough, and a session's later requests skip the signature check (a thread-pool round trip). Bounded;
+ * oldest first out. API keys are never cached: a revocation must take effect on the next request.
+ */
+const MAX_CACHED_TOKENS = 2000;
+const verifiedTokens = new WeakMap<AuthSettings, Map<string, { viewer: Viewer; expiresAtMs: number }>>();
+
+function cachedViewer(settings: AuthSettings, token: string, now: number): Viewer | null {
+  const cache = verifiedTokens.get(settings);
+  const hit = cache?.get(token);
+  if (!hit) return null;
+  if (hit.expiresAtMs <= now) {
+    cache!.delete(token);
+    return null;
+  }
+  return hit.viewer;
+}
+
+function rememberViewer(settings: AuthSettings, token: string, viewer: Viewer, expiresAtMs: number): void {
+  let cache = verifiedTokens.get(settings);
+  if (!cache) {
+    cache = new Map();
+    verifiedTokens.set(settings, cache);
+  }
+  while (cache.size >= MAX_CACHED_TOKENS) cache.delete(cache.keys().next().value!);
+  cache.set(token, { viewer, expiresAtMs });
+}
+
 export async function authenticate({ credential, settings, prisma }: { credential: string; settings: AuthSettings; prisma: PrismaClient }): Promise<Viewer> {
   if (credential.startsWith(API_KEY_PREFIX)) return authenticateApiKey({ prisma, secret: credential });
+  const cached = cachedViewer(settings, credential, Date.now());
+  if (cached) return cached;
+  const viewer = await authenticateJwt(credential, settings);
+  const { exp } = decodeJwt(credential);
+  if (typeof exp === 'number') rememberViewer(settings, credential, viewer, exp * 1000);
+  return viewer;
+}
+
+async function authenticateJwt(credential: string, settings: AuthSettings): Promise<Viewer> {
   const payload = await verifyJwt(credential, settings);
   const role = roleFromClaim(payload[settings.roleClaim]);
   if (!isRole(role)) {
