@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { createScratchEnvironment } from './scratch-database.mjs';
+import { seedSyntheticCases } from './seed-cases.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const api = (file) => import(path.join(root, 'apps/api/dist', file));
@@ -38,25 +39,7 @@ const embedder = await Embedder.load({ modelPath, device: 'cpu' });
 const version = embedder.metadata.modelVersion;
 
 const started = performance.now();
-await db.sql.exec(`
-  INSERT INTO dataset (id, name, is_synthetic) VALUES ('00000000-0000-4000-8000-000000000001', 'bench', true) ON CONFLICT DO NOTHING;
-  INSERT INTO patient (id, dataset_id, mrn, mrn_system, birth_year, sex)
-    SELECT md5('p' || g)::uuid, '00000000-0000-4000-8000-000000000001', 'BENCH-' || g, 'urn:bench', 1940 + g % 50, (ARRAY['FEMALE','MALE'])[1 + g % 2]::sex
-    FROM generate_series(1, ${Math.ceil(caseCount / 2)}) g;
-  INSERT INTO visit (id, patient_id, visit_date) SELECT md5('v' || g)::uuid, md5('p' || g)::uuid, DATE '2020-01-01' + g % 1000 FROM generate_series(1, ${Math.ceil(caseCount / 2)}) g;
-  INSERT INTO image_blob (sha256, mime_type, byte_size, bytes) SELECT encode(sha256(('b' || g)::bytea), 'hex'), 'image/jpeg', 1, '\\x00'::bytea FROM generate_series(1, ${caseCount}) g;
-  INSERT INTO fundus_image (id, visit_id, patient_id, eye, content_hash, width, height, dr_grade)
-    SELECT md5('i' || g)::uuid, md5('v' || (1 + (g - 1) / 2))::uuid, md5('p' || (1 + (g - 1) / 2))::uuid, (ARRAY['LEFT','RIGHT'])[1 + g % 2]::eye,
-           encode(sha256(('b' || g)::bytea), 'hex'), 1024, 768, (ARRAY[0,0,0,1,2,2,3,4])[1 + g % 8]
-    FROM generate_series(1, ${caseCount}) g;
-  INSERT INTO grading (image_id, dr_grade, source, graded_on) SELECT id, dr_grade, 'DATASET_LABEL', DATE '2020-01-01' FROM fundus_image;
-`);
-// Random unit vectors, normalised in SQL.
-await db.sql.exec(`
-  INSERT INTO image_embedding (image_id, model_version, embedding)
-  SELECT fi.id, '${version.replace(/'/g, "''")}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${embedder.metadata.embeddingDim})) r) n)
-  FROM fundus_image fi;
-`);
+await seedSyntheticCases(db, { caseCount, modelVersion: version, dimension: embedder.metadata.embeddingDim });
 const seeded = performance.now() - started;
 
 const server = await createServer(config, { database: db, logger: createLogger('warn'), embedder });

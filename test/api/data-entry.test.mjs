@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { makeUndatedImportRecord } from '../support/records.mjs';
 import { BACKENDS, POSTGRES_SKIP_REASON, TINY_MODEL, countRows, repositoryRoot, startApi } from '../support/backends.mjs';
 
 const dist = (file) => import(path.join(repositoryRoot, 'apps', 'api', 'dist', file));
@@ -73,21 +74,7 @@ const BAD_INPUTS = [
 
 /** A record as an importer builds one: the undated placeholder, no birth year. */
 function makeImportRecord(bytes, { mrn, eye = 'LEFT', row = 2, birthYear = null, mrnSystem = 'urn:fundus-cbr:dataset:data-entry' }) {
-  return {
-    row,
-    dataset: { name: 'data-entry-import', description: null, isSynthetic: false },
-    patient: { mrn, mrnSystem, isPerImagePatient: false, birthYear, sex: null, diabetesType: null },
-    visitDate: '1900-01-01',
-    isVisitDateKnown: false,
-    eye,
-    isEyeAssumed: false,
-    image: { kind: 'bytes', bytes, name: `${mrn}-${eye}`, mimeType: 'image/png' },
-    quality: 'UNKNOWN',
-    grading: { drGrade: 1, maculopathy: null, macularEdemaRisk: null, source: 'DATASET_LABEL', grader: 'test', originalScale: null, originalValue: null, gradedOn: '1900-01-01' },
-    diagnoses: [],
-    treatments: [],
-    externalLinks: [],
-  };
+  return makeUndatedImportRecord(bytes, { mrn, eye, row, birthYear, mrnSystem, dataset: 'data-entry-import', mimeType: 'image/png' });
 }
 
 for (const backend of BACKENDS) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
+import { makeUndatedImportRecord } from '../support/records.mjs';
 import { BACKENDS, POSTGRES_SKIP_REASON, TINY_MODEL, countRows, repositoryRoot, startApi } from '../support/backends.mjs';
 import { postUpload } from '../support/uploads.mjs';
 
@@ -34,21 +35,7 @@ const FILES = [
 
 /** A record of a new patient for `bytes`, built the way an importer builds one. */
 function makeRecord(bytes, mrn) {
-  return {
-    row: 1,
-    dataset: { name: 'photo-formats-e2e', description: null, isSynthetic: false },
-    patient: { mrn, mrnSystem: 'urn:fundus-cbr:dataset:photo-formats-e2e', isPerImagePatient: true, birthYear: null, sex: null, diabetesType: null },
-    visitDate: '1900-01-01',
-    isVisitDateKnown: false,
-    eye: 'LEFT',
-    isEyeAssumed: false,
-    image: { kind: 'bytes', bytes, name: mrn, mimeType: null },
-    quality: 'UNKNOWN',
-    grading: { drGrade: 1, maculopathy: null, macularEdemaRisk: null, source: 'DATASET_LABEL', grader: 'test', originalScale: null, originalValue: null, gradedOn: '1900-01-01' },
-    diagnoses: [],
-    treatments: [],
-    externalLinks: [],
-  };
+  return makeUndatedImportRecord(bytes, { mrn, dataset: 'photo-formats-e2e', mrnSystem: 'urn:fundus-cbr:dataset:photo-formats-e2e', isPerImagePatient: true });
 }
 
 for (const backend of BACKENDS) {
