@@ -1,6 +1,6 @@
 // `npm start`: the API (GraphQL on API_PORT, default 4000) and the web app (WEB_PORT, default 3000), after
 // `turbo run build`. The embedded PGlite database is created in .data/ on first start and seeded with the
-// synthetic demo cohort; both listen on 127.0.0.1 only (there is no authentication yet); set DATABASE_URL for PostgreSQL + pgvector instead. Ctrl-C stops both.
+// synthetic demo cohort; both listen on 127.0.0.1 only (the local demo issuer lets anyone on the machine sign in as a demo user); set DATABASE_URL for PostgreSQL + pgvector instead. Ctrl-C stops both.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
