@@ -49,6 +49,10 @@ const environmentSchema = z.object({
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().positive().default(600),
   /** Most similar-case hits one request may ask for, summed over every similarCases field (aliases too). */
   MAX_HITS_PER_REQUEST: z.coerce.number().int().positive().default(200),
+  /** Disclosure control of cohort statistics: the smallest cohort and cell shown (k), and how long a researcher's
+   *  cohorts are remembered for differencing control. */
+  COHORT_MIN_CELL_SIZE: z.coerce.number().int().min(2).max(100).default(5),
+  COHORT_MEMORY_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
 });
 
 export type AppConfig = {
@@ -75,6 +79,7 @@ export type AppConfig = {
   };
   rateLimitPerMinute: number;
   maxHitsPerRequest: number;
+  cohort: { minimumCellSize: number; memoryDays: number };
 };
 
 /** Parses the environment; throws with every problem listed when a variable is invalid. */
@@ -115,5 +120,6 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     },
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     maxHitsPerRequest: env.MAX_HITS_PER_REQUEST,
+    cohort: { minimumCellSize: env.COHORT_MIN_CELL_SIZE, memoryDays: env.COHORT_MEMORY_DAYS },
   };
 }

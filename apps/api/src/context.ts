@@ -18,4 +18,6 @@ export type RequestContext = {
   /** The ONNX embedder, or null when no model file is present (upload search then answers MODEL_UNAVAILABLE). */
   embedder: Embedder | null;
   uploads: UploadStore;
+  /** Disclosure control settings of cohort statistics (config.cohort). */
+  cohortSettings: { minimumCellSize: number; memoryDays: number };
 };

@@ -15,6 +15,9 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
   | 'AUDIT_UNAVAILABLE'
+  | 'COHORT_TOO_SMALL'
+  | 'COHORT_OVERLAP'
+  | 'EMPTY_COHORT'
   | 'INTERNAL_SERVER_ERROR';
 
 export const HTTP_STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -30,6 +33,9 @@ export const HTTP_STATUS_BY_CODE: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   RATE_LIMITED: 429,
   AUDIT_UNAVAILABLE: 503,
+  COHORT_TOO_SMALL: 422,
+  COHORT_OVERLAP: 422,
+  EMPTY_COHORT: 422,
   INTERNAL_SERVER_ERROR: 500,
 };
 

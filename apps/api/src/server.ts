@@ -238,6 +238,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
           searchModelVersion: config.searchModelVersion,
           embedder,
           uploads: viewUploadsAs(uploads, viewer.subject),
+          cohortSettings: config.cohort,
         };
       },
     }),

@@ -3,6 +3,7 @@ import type { GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
 import { AuditResolver } from '../modules/audit/audit.resolver.js';
 import { CaseResolver } from '../modules/case/case.resolver.js';
+import { CohortResolver } from '../modules/cohort/cohort.resolver.js';
 import { EhrLinkResolver } from '../modules/ehr-link/ehr-link.resolver.js';
 import { FhirResolver } from '../modules/fhir/fhir.resolver.js';
 import { IngestResolver } from '../modules/ingest/ingest.resolver.js';
@@ -15,7 +16,7 @@ let cached: Promise<GraphQLSchema> | undefined;
 /** Builds the code-first schema once per process; `npm run schema:emit` prints it to schema.graphql. */
 export function buildApiSchema(): Promise<GraphQLSchema> {
   cached ??= buildSchema({
-    resolvers: [AuditResolver, CaseResolver, EhrLinkResolver, FhirResolver, IngestResolver, PatientResolver, SimilarCaseResolver, SystemResolver],
+    resolvers: [AuditResolver, CaseResolver, CohortResolver, EhrLinkResolver, FhirResolver, IngestResolver, PatientResolver, SimilarCaseResolver, SystemResolver],
     validate: false,
   });
   return cached;
