@@ -48,3 +48,50 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+// demo-clinic's records beyond the photographs (oedema risk, HbA1c series, treatments between visits with their
+// indications) land in the database as generated: six of its patients, four with injection courses, loaded with
+// placeholder bytes and fixture vectors to stay fast (the photographs are checked above).
+for (const backend of BACKENDS) {
+  describe(`demo-clinic records on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
+    let database;
+    let cohort;
+    before(async () => {
+      const [{ loadCohort }, { buildCohort }] = await Promise.all([dist('fixtures/seed.js'), dist('fixtures/cohort.js')]);
+      database = await createTestDatabase(backend);
+      const demo = buildCohort('demo-clinic');
+      const injected = demo.patients.filter((p) => p.treatments.some((t) => t.type === 'ANTI_VEGF' && t.visitIndex === null)).slice(0, 4);
+      const untreated = demo.patients.filter((p) => p.treatments.every((t) => t.type === 'OBSERVATION')).slice(0, 2);
+      cohort = { ...demo, patients: [...injected, ...untreated] };
+      await loadCohort(database.db, cohort);
+    });
+    after(async () => {
+      await database?.drop();
+    });
+
+    test('visits, gradings with oedema risk, HbA1c series and treatments between visits are all stored', async () => {
+      const generated = {
+        visits: cohort.patients.reduce((sum, p) => sum + p.visits.length, 0),
+        hba1c: cohort.patients.reduce((sum, p) => sum + p.hba1c.length, 0),
+        diagnoses: cohort.patients.reduce((sum, p) => sum + p.diagnoses.length, 0),
+        treatments: cohort.patients.reduce((sum, p) => sum + p.treatments.length, 0),
+        betweenVisits: cohort.patients.reduce((sum, p) => sum + p.treatments.filter((t) => t.visitIndex === null).length, 0),
+      };
+      assert.equal(cohort.patients.length, 6);
+      assert.ok(generated.betweenVisits > 0);
+      const [stored] = await database.db.sql.query(`
+        SELECT (SELECT count(*)::int FROM visit) AS visits, (SELECT count(*)::int FROM hba1c_reading) AS hba1c,
+               (SELECT count(*)::int FROM diagnosis) AS diagnoses, (SELECT count(*)::int FROM treatment) AS treatments,
+               (SELECT count(*)::int FROM treatment WHERE visit_id IS NULL) AS "betweenVisits",
+               (SELECT count(*)::int FROM treatment WHERE notes IS NULL) AS "withoutNotes",
+               (SELECT count(*)::int FROM grading WHERE macular_edema_risk IS NULL) AS "gradingsWithoutRisk",
+               (SELECT count(*)::int FROM grading) AS gradings`);
+      const { withoutNotes, gradingsWithoutRisk, gradings, ...counts } = stored;
+      assert.deepEqual(counts, generated);
+      assert.deepEqual({ gradings, withoutNotes, gradingsWithoutRisk }, { gradings: generated.visits * 2, withoutNotes: 0, gradingsWithoutRisk: 0 });
+      const sameDay = await database.db.sql.query(`
+        SELECT count(*)::int AS n FROM treatment t JOIN visit v ON v.id = t.visit_id WHERE v.visit_date <> t.performed_on`);
+      assert.equal(sameDay[0].n, 0, 'a treatment given at a visit is dated on it');
+    });
+  });
+}
