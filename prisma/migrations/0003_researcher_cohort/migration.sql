@@ -4,6 +4,7 @@ CREATE TABLE "researcher_cohort" (
     "subject" TEXT NOT NULL,
     "patient_count" INTEGER NOT NULL,
     "patient_ids" UUID[],
+    "fingerprint" TEXT NOT NULL,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
 
     CONSTRAINT "researcher_cohort_pkey" PRIMARY KEY ("id")

@@ -25,6 +25,7 @@ CREATE TABLE "eye_summary" (
     "vitrectomy_count" INTEGER NOT NULL,
     "observation_count" INTEGER NOT NULL,
     "anti_vegf_in_follow_up" INTEGER NOT NULL,
+    "patient_baseline_hba1c" DECIMAL(4,1),
 
     CONSTRAINT "eye_summary_pkey" PRIMARY KEY ("patient_id","eye")
 );
@@ -90,7 +91,8 @@ CREATE FUNCTION eye_course_rows(only_patients uuid[], visits_from date, visits_t
          CASE WHEN h.percent IS NULL THEN NULL WHEN h.percent < 7 THEN 'UNDER_7' WHEN h.percent < 8 THEN 'FROM_7_TO_8' WHEN h.percent < 9 THEN 'FROM_8_TO_9' ELSE 'AT_LEAST_9' END,
          CASE WHEN c.baseline_date = DATE '1900-01-01' THEN NULL ELSE extract(year FROM c.baseline_date)::int - p.diabetes_diagnosis_year END,
          c.baseline_date = DATE '1900-01-01',
-         coalesce(t.anti_vegf, 0), coalesce(t.prp_laser, 0), coalesce(t.focal_laser, 0), coalesce(t.vitrectomy, 0), coalesce(t.observation, 0), coalesce(t.anti_vegf_in_follow_up, 0)
+         coalesce(t.anti_vegf, 0), coalesce(t.prp_laser, 0), coalesce(t.focal_laser, 0), coalesce(t.vitrectomy, 0), coalesce(t.observation, 0), coalesce(t.anti_vegf_in_follow_up, 0),
+         first_value(h.percent) OVER (PARTITION BY c.patient_id ORDER BY c.baseline_date, c.eye)
   FROM course c JOIN patient p ON p.id = c.patient_id JOIN dataset d ON d.id = p.dataset_id
   LEFT JOIN events e ON e.patient_id = c.patient_id AND e.eye = c.eye
   LEFT JOIN treated t ON t.patient_id = c.patient_id AND t.eye = c.eye

@@ -155,6 +155,9 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   }
 
   const pool = new pg.Pool({ connectionString: config.database.url, max: 10 });
+  // An idle connection ended by the server (a restart, an administrator) emits 'error' on the pool; unhandled, it
+  // would crash the process. The pool drops that client and the next query opens a new one.
+  pool.on('error', () => {});
   const sql = postgresRunner(pool, count);
   await applyMigrations(sql, config.migrationsDir);
   countCalls(pool, ['query'], count);

@@ -6,14 +6,26 @@ import { Prisma } from '../../generated/prisma/client.js';
 type Tx = { $queryRaw<T>(query: Prisma.Sql): Promise<T> };
 const withCohort = (cohort: Prisma.Sql, query: Prisma.Sql) => Prisma.sql`WITH cohort_eye AS (${cohort}) ${query}`;
 
-/** Eyes by baseline grade, latest grade, age band, sex and diabetes type (a few hundred groups at most). */
+/**
+ * Eyes by baseline grade, latest grade, age band, sex and diabetes type (a few hundred groups at most), with the
+ * treatments given to them per type (a both-eyes treatment counts once per cohort eye) and how many are undated.
+ */
 export type EyeCubeRow = { baseline: number; latest: number; ageBand: string | null; sex: string; diabetesType: string; count: number };
+export type EyeCube = { groups: EyeCubeRow[]; treatmentsGiven: Record<(typeof TREATMENT_TYPES)[number], number>; undatedEyes: number };
 
-export async function countEyes(tx: Tx, cohort: Prisma.Sql): Promise<EyeCubeRow[]> {
-  const rows = await tx.$queryRaw<{ baseline: number; latest: number; age_band: string | null; sex: string; diabetes_type: string; count: number }[]>(withCohort(cohort, Prisma.sql`
-    SELECT baseline_grade AS baseline, latest_grade AS latest, age_band, sex::text AS sex, diabetes_type::text AS diabetes_type, count(*)::int AS count
+export async function countEyes(tx: Tx, cohort: Prisma.Sql): Promise<EyeCube> {
+  const rows = await tx.$queryRaw<({ baseline: number; latest: number; age_band: string | null; sex: string; diabetes_type: string; count: number; undated: number } & Record<string, number>)[]>(withCohort(cohort, Prisma.sql`
+    SELECT baseline_grade AS baseline, latest_grade AS latest, age_band, sex::text AS sex, diabetes_type::text AS diabetes_type, count(*)::int AS count,
+           count(*) FILTER (WHERE undated)::int AS undated,
+           sum(anti_vegf_count)::int AS "ANTI_VEGF", sum(prp_laser_count)::int AS "PRP_LASER", sum(focal_laser_count)::int AS "FOCAL_LASER",
+           sum(vitrectomy_count)::int AS "VITRECTOMY", sum(observation_count)::int AS "OBSERVATION"
     FROM cohort_eye GROUP BY 1, 2, 3, 4, 5`));
-  return rows.map((row) => ({ baseline: row.baseline, latest: row.latest, ageBand: row.age_band, sex: row.sex, diabetesType: row.diabetes_type, count: row.count }));
+  const treatmentsGiven = Object.fromEntries(TREATMENT_TYPES.map((type) => [type, rows.reduce((sum, row) => sum + Number(row[type] ?? 0), 0)])) as EyeCube['treatmentsGiven'];
+  return {
+    groups: rows.map((row) => ({ baseline: row.baseline, latest: row.latest, ageBand: row.age_band, sex: row.sex, diabetesType: row.diabetes_type, count: row.count })),
+    treatmentsGiven,
+    undatedEyes: rows.reduce((sum, row) => sum + row.undated, 0),
+  };
 }
 
 /**
@@ -30,11 +42,11 @@ export async function countPatients(tx: Tx, cohort: Prisma.Sql): Promise<Patient
     , per_patient AS (
       SELECT max(baseline_grade) AS baseline, max(latest_grade) AS latest,
              -- Age band at the first visit is the youngest band among the eyes (ages only grow); HbA1c at the first
-             -- visit is the value of the least [date, value] pair, found without sorting.
+             -- visit is stored on every eye row of the patient (eye_summary.patient_baseline_hba1c).
              (ARRAY['UNDER_40', 'FROM_40_TO_49', 'FROM_50_TO_59', 'FROM_60_TO_69', 'FROM_70_TO_79', 'AT_LEAST_80'])[min(CASE age_band
                 WHEN 'UNDER_40' THEN 1 WHEN 'FROM_40_TO_49' THEN 2 WHEN 'FROM_50_TO_59' THEN 3 WHEN 'FROM_60_TO_69' THEN 4 WHEN 'FROM_70_TO_79' THEN 5 WHEN 'AT_LEAST_80' THEN 6 END)] AS age_band,
              min(sex::text) AS sex, min(diabetes_type::text) AS diabetes_type,
-             (min(ARRAY[baseline_date::text, coalesce(baseline_hba1c::text, '')]))[2] AS hba1c,
+             min(patient_baseline_hba1c)::text AS hba1c,
              CASE WHEN bool_and(NOT undated) AND max(last_date) - min(baseline_date) >= 365 AND sum(anti_vegf_in_follow_up) > 0
                   THEN round(sum(anti_vegf_in_follow_up) / ((max(last_date) - min(baseline_date)) / 365.25), 2) END AS rate,
              (CASE WHEN sum(anti_vegf_count) > 0 THEN 1 ELSE 0 END) | (CASE WHEN sum(prp_laser_count) > 0 THEN 2 ELSE 0 END)
@@ -42,7 +54,7 @@ export async function countPatients(tx: Tx, cohort: Prisma.Sql): Promise<Patient
                | (CASE WHEN sum(observation_count) > 0 THEN 16 ELSE 0 END) AS treated
       FROM cohort_eye GROUP BY patient_id)
     SELECT grouping(latest)::int AS g_main, grouping(hba1c)::int AS g_hba1c, baseline, latest, age_band, sex, diabetes_type, treated,
-           nullif(hba1c, '') AS hba1c, rate::text AS rate, count(*)::int AS count
+           hba1c, rate::text AS rate, count(*)::int AS count
     FROM per_patient
     GROUP BY GROUPING SETS ((baseline, latest, age_band, sex, diabetes_type, treated), (baseline, hba1c), (rate))`));
   const cubes: PatientCubes = { patients: [], hba1c: [], injectionRates: [] };
@@ -67,16 +79,6 @@ export async function countPatients(tx: Tx, cohort: Prisma.Sql): Promise<Patient
 }
 
 export const TREATMENT_TYPES = ['ANTI_VEGF', 'PRP_LASER', 'FOCAL_LASER', 'VITRECTOMY', 'OBSERVATION'] as const;
-
-/** Treatments given per type to the cohort's eyes (a both-eyes treatment counts once per cohort eye), and how many eyes are undated. */
-export async function countTreatmentsGiven(tx: Tx, cohort: Prisma.Sql): Promise<Record<(typeof TREATMENT_TYPES)[number] | 'UNDATED_EYES', number>> {
-  const [row] = await tx.$queryRaw<Record<string, number>[]>(withCohort(cohort, Prisma.sql`
-    SELECT coalesce(sum(anti_vegf_count), 0)::int AS "ANTI_VEGF", coalesce(sum(prp_laser_count), 0)::int AS "PRP_LASER", coalesce(sum(focal_laser_count), 0)::int AS "FOCAL_LASER",
-           coalesce(sum(vitrectomy_count), 0)::int AS "VITRECTOMY", coalesce(sum(observation_count), 0)::int AS "OBSERVATION",
-           count(*) FILTER (WHERE undated)::int AS "UNDATED_EYES"
-    FROM cohort_eye`));
-  return row as Record<(typeof TREATMENT_TYPES)[number] | 'UNDATED_EYES', number>;
-}
 
 export type WorseningEvent = 'ONE_STEP' | 'REFERABLE' | 'PDR';
 export type SurvivalStratum = 'BASELINE_GRADE' | 'HBA1C_BAND' | 'TREATMENT';

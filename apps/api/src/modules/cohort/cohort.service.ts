@@ -9,7 +9,7 @@ import { AppError, badInput } from '../../errors.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import { ICDR_GRADE_NAMES } from '../common/enums.js';
 import { AGE_BANDS, cohortEyesQuery, validateCohortFilter, type CohortFilter } from './cohort-filter.js';
-import { TREATMENT_TYPES, countEyes, countPatients, countTreatmentsGiven, survivalTimes, type EyeCubeRow, type SurvivalStratum, type WorseningEvent } from './cohort-queries.js';
+import { TREATMENT_TYPES, countEyes, countPatients, survivalTimes, type EyeCubeRow, type SurvivalStratum, type WorseningEvent } from './cohort-queries.js';
 import { buildCountTable, buildSurvivalCurve, compareStrata, summariseValues } from './cohort-disclosure.js';
 import type { CohortStatistics, CountTable, TimeToWorsening } from './cohort.type.js';
 
@@ -65,15 +65,20 @@ const expand = (pairs: { value: number; count: number }[]) => pairs.flatMap(({ v
 async function checkAndRememberCohort(prisma: PrismaClient, cohort: Prisma.Sql, subject: string, k: number, memoryDays: number): Promise<number> {
   return prisma.$transaction(async (tx) => {
     await tx.$executeRaw`CREATE TEMP TABLE cohort_patient ON COMMIT DROP AS WITH cohort_eye AS (${cohort}) SELECT DISTINCT patient_id FROM cohort_eye`;
-    const patients = (await tx.$queryRaw<{ patients: number }[]>`SELECT count(*)::int AS patients FROM cohort_patient`)[0]?.patients ?? 0;
+    const [summary] = await tx.$queryRaw<{ patients: number; fingerprint: string | null }[]>`
+      SELECT count(*)::int AS patients, sum(hashtextextended(patient_id::text, 7318))::text AS fingerprint FROM cohort_patient`;
+    const patients = summary?.patients ?? 0;
     if (patients === 0) throw new AppError('EMPTY_COHORT', 'No eye matches this filter', { reason: 'EMPTY_COHORT' });
     if (patients < k) throw new AppError('COHORT_TOO_SMALL', `The cohort has fewer than ${k} patients; statistics of so few could identify them. Widen the filter.`, { minimumCellSize: k });
+    const fingerprint = summary!.fingerprint!;
     // Serialises one researcher's requests, so two parallel close cohorts cannot both pass before either is kept.
     await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`cohort:${subject}`}))`;
-    // |A Δ B| >= ||A| - |B||: only remembered cohorts of nearly the same size can be within k.
+    // |A Δ B| >= ||A| - |B||: only remembered cohorts of nearly the same size can be within k; a repeat of the
+    // same cohort (same size and fingerprint) needs no comparison at all.
     const near = await tx.$queryRaw<{ difference: number }[]>`
-      SELECT ((SELECT count(*) FROM (SELECT patient_id FROM cohort_patient EXCEPT SELECT unnest(rc.patient_ids)) a)
-            + (SELECT count(*) FROM (SELECT unnest(rc.patient_ids) EXCEPT SELECT patient_id FROM cohort_patient) b))::int AS difference
+      SELECT CASE WHEN rc.patient_count = ${patients} AND rc.fingerprint = ${fingerprint} THEN 0 ELSE
+             ((SELECT count(*) FROM (SELECT patient_id FROM cohort_patient EXCEPT SELECT unnest(rc.patient_ids)) a)
+            + (SELECT count(*) FROM (SELECT unnest(rc.patient_ids) EXCEPT SELECT patient_id FROM cohort_patient) b)) END::int AS difference
       FROM researcher_cohort rc
       WHERE rc.subject = ${subject} AND rc.created_at > now() - make_interval(days => ${memoryDays}) AND abs(rc.patient_count - ${patients}) < ${k}`;
     if (near.some((row) => row.difference > 0 && row.difference < k)) {
@@ -81,7 +86,7 @@ async function checkAndRememberCohort(prisma: PrismaClient, cohort: Prisma.Sql, 
     }
     if (!near.some((row) => row.difference === 0)) {
       await tx.$executeRaw`DELETE FROM researcher_cohort WHERE subject = ${subject} AND created_at <= now() - make_interval(days => ${memoryDays})`;
-      await tx.$executeRaw`INSERT INTO researcher_cohort (subject, patient_count, patient_ids) SELECT ${subject}, count(*)::int, array_agg(patient_id ORDER BY patient_id) FROM cohort_patient`;
+      await tx.$executeRaw`INSERT INTO researcher_cohort (subject, patient_count, fingerprint, patient_ids) SELECT ${subject}, count(*)::int, ${fingerprint}, array_agg(patient_id ORDER BY patient_id) FROM cohort_patient`;
     }
     return patients;
   });
@@ -129,13 +134,22 @@ export async function computeCohortStatistics({
   const cohort = cohortEyesQuery(filter);
   // The size and differencing checks decide whether anything is shown; the aggregates run alongside and are
   // dropped when the checks refuse.
-  const [patientCount, eyes, patients, given, survival] = await Promise.all([
+  // allSettled: a refusal must not leave the other queries running after the request has been answered.
+  const settled = await Promise.allSettled([
     checkAndRememberCohort(prisma, cohort, subject, k, settings.memoryDays),
     countEyes(prisma, cohort),
     countPatients(prisma, cohort),
-    countTreatmentsGiven(prisma, cohort),
     worsening ? timeToWorsening(prisma, cohort, worsening.event, worsening.stratifyBy ?? null, eyeThreshold(k)) : Promise.resolve(null),
-  ]);
+  ] as const);
+  const failed = settled.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
+  const [patientCount, eyeCube, patients, survival] = settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value) as [
+    number,
+    Awaited<ReturnType<typeof countEyes>>,
+    Awaited<ReturnType<typeof countPatients>>,
+    Awaited<ReturnType<typeof timeToWorsening>> | null,
+  ];
+  const eyes = eyeCube.groups;
   const eyeCount = eyes.reduce((sum, row) => sum + row.count, 0);
   const transitions = GRADE_COLUMNS.map((_, baseline) => GRADE_COLUMNS.map((__, latest) => eyes.filter((row) => row.baseline === baseline && row.latest === latest).reduce((sum, row) => sum + row.count, 0)));
   return {
@@ -151,13 +165,13 @@ export async function computeCohortStatistics({
         columnTitle: 'count',
         rows: [...TREATMENT_TYPES],
         columns: ['patients treated', 'treatments of cohort eyes'],
-        counts: TREATMENT_TYPES.map((type) => [patients.patients.filter((row) => row.treatedTypes.includes(type)).reduce((sum, row) => sum + row.count, 0), given[type]]),
+        counts: TREATMENT_TYPES.map((type) => [patients.patients.filter((row) => row.treatedTypes.includes(type)).reduce((sum, row) => sum + row.count, 0), eyeCube.treatmentsGiven[type]]),
         k,
         peopleColumns: [0],
       }),
       injectionsPerPatientYear: summariseValues('anti-VEGF injections per patient-year', expand(patients.injectionRates.map(({ rate, count }) => ({ value: rate, count }))), k, 0.1),
     },
     hba1cByGrade: GRADE_COLUMNS.map((label, grade) => summariseValues(label, expand(patients.hba1c.filter((row) => row.grade === grade).map(({ hba1c, count }) => ({ value: hba1c, count }))), k, 0.1)),
-    timeToWorsening: survival ? { ...survival, undatedEyesExcluded: given.UNDATED_EYES } : null,
+    timeToWorsening: survival ? { ...survival, undatedEyesExcluded: eyeCube.undatedEyes } : null,
   };
 }
