@@ -11,16 +11,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { api, option, root } from './cli.mjs';
 import { createScratchEnvironment } from './scratch-database.mjs';
 import { seedSyntheticCases } from './seed-cases.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const api = (file) => import(path.join(root, 'apps/api/dist', file));
-const option = (name, fallback) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1] : fallback;
-};
 const caseCount = Number(option('cases', 10_000));
 const requestCount = Number(option('requests', 400));
 
