@@ -14,7 +14,7 @@ export const GRADE_COLOURS = ['#4c9f70', '#b5c94a', '#e0a526', '#d9622b', '#a322
 export function GradeChart({ grades, bars, unit }: { grades: string[]; bars: GradeChartBar[]; unit: string }) {
   const data = bars.map((bar) => Object.fromEntries([['label', bar.label], ...grades.map((grade, index) => [grade, bar.counts[index] ?? 0])]));
   return (
-    <div className="chart" role="img" aria-label={`Stacked bars: ${unit} by ICDR grade, ${bars.map((bar) => bar.label).join(' and ')}`}>
+    <div className="chart" role="group" aria-label={`Stacked bars: ${unit} by ICDR grade, ${bars.map((bar) => bar.label).join(' and ')}`}>
       <ResponsiveContainer width="100%" height={300}>
         <BarChart data={data} layout="vertical" margin={{ top: 8, right: 24, bottom: 8, left: 8 }}>
           <CartesianGrid strokeDasharray="3 3" horizontal={false} />

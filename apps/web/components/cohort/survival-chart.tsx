@@ -40,7 +40,7 @@ export function curveEnd(curve: SurvivalCurve): number {
 export function SurvivalChart({ curves, labels, eventLabel }: { curves: SurvivalCurve[]; labels: string[]; eventLabel: string }) {
   const maxTime = Math.max(1, ...curves.map(curveEnd));
   return (
-    <div className="chart km-chart" role="img" aria-label={`Kaplan-Meier curves of time to ${eventLabel}: ${labels.join(', ')}`}>
+    <div className="chart km-chart" role="group" aria-label={`Kaplan-Meier curves of time to ${eventLabel}: ${labels.join(', ')}`}>
       <ResponsiveContainer width="100%" height={380}>
         <ComposedChart margin={{ top: 8, right: 24, bottom: 24, left: 8 }}>
           <CartesianGrid strokeDasharray="3 3" />

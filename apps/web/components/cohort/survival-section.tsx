@@ -2,7 +2,7 @@ import { EVENT_LABELS, HBA1C_BAND_LABELS, STRATUM_LABELS, type TimeToWorsening }
 import { SurvivalChart } from './survival-chart';
 
 export function describeStratum(stratifiedBy: string | null, stratum: string): string {
-  if (!stratifiedBy) return stratum === 'all' ? 'All eyes' : stratum;
+  if (!stratifiedBy) return stratum.toLowerCase() === 'all' ? 'All eyes' : stratum;
   const value = stratifiedBy === 'HBA1C_BAND' ? (HBA1C_BAND_LABELS[stratum] ?? stratum) : stratum;
   return `${STRATUM_LABELS[stratifiedBy] ?? stratifiedBy} ${value}`;
 }
