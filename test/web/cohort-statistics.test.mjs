@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startApi } from '../support/backends.mjs';
-import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
+import { DESKTOP, PAGE_ALERT, SCREENSHOT_DIR, TABLET, assertFitsWidth, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
 
 const PAGE = '/cohort-statistics';
 
@@ -83,11 +83,14 @@ test('cohort statistics for a researcher against the real API in headless Chromi
     assert.ok((await page.locator('table[data-table="numbers-at-risk"] tbody tr').count()) >= 2);
     assert.ok((await page.locator('.km-chart .recharts-wrapper > svg path.recharts-curve').count()) >= 2);
     await screenshot(page, 'cohort-statistics-stratified-1280.png');
+    await page.locator('section[aria-labelledby="survival-heading"]').screenshot({ path: `${SCREENSHOT_DIR}/cohort-statistics-km-1280.png` });
     const { page: narrow, context: narrowContext } = await newPage(browser, TABLET);
     await narrowContext.addCookies(await context.cookies());
     await narrow.goto(`${web.baseUrl}${PAGE}?event=ONE_STEP&stratum=BASELINE_GRADE`);
     await narrow.locator('.km-chart .recharts-wrapper > svg').waitFor();
     await screenshot(narrow, 'cohort-statistics-768.png');
+    await narrow.locator('section[aria-labelledby="survival-heading"]').screenshot({ path: `${SCREENSHOT_DIR}/cohort-statistics-km-768.png` });
+    await narrow.locator('.cohort-form').screenshot({ path: `${SCREENSHOT_DIR}/cohort-statistics-form-768.png` });
     await assertFitsWidth(narrow);
     await narrowContext.close();
   });

@@ -127,6 +127,16 @@ function CohortResults({ statistics, query }: { statistics: CohortStatistics; qu
           </div>
         </dl>
         <DisclosureNote k={k} />
+        <nav aria-label="Sections of the results" className="results-contents">
+          <ul>
+            <li><a href="#eye-grades-heading">Grades per eye</a></li>
+            <li><a href="#patient-grades-heading">Grades per patient</a></li>
+            <li><a href="#transition-heading">Baseline to latest</a></li>
+            <li><a href="#treatment-heading">Treatments</a></li>
+            <li><a href="#hba1c-heading">HbA1c by grade</a></li>
+            {statistics.timeToWorsening && <li><a href="#survival-heading">Time to worsening</a></li>}
+          </ul>
+        </nav>
       </section>
 
       <section aria-labelledby="eye-grades-heading" className="results-section">

@@ -52,7 +52,7 @@ export function SurvivalChart({ curves, labels, eventLabel }: { curves: Survival
             tickCount={Math.ceil(maxTime) + 1}
             label={{ value: 'Years since first eligible visit', position: 'insideBottom', offset: -12 }}
           />
-          <YAxis type="number" domain={[0, 1]} tickFormatter={(value: number) => value.toFixed(1)} label={{ value: 'Without event', angle: -90, position: 'insideLeft' }} />
+          <YAxis type="number" domain={[0, 1]} ticks={[0, 0.2, 0.4, 0.6, 0.8, 1]} tickFormatter={(value: number) => value.toFixed(1)} label={{ value: 'Without event', angle: -90, position: 'insideLeft' }} />
           <Tooltip formatter={(value) => (Array.isArray(value) ? value.join(' – ') : String(value))} />
           <Legend verticalAlign="top" />
           {curves.map((curve, index) => {

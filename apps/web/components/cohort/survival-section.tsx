@@ -17,14 +17,14 @@ export function SurvivalSection({ survival, k }: { survival: TimeToWorsening; k:
   const years = [...new Set(shown.flatMap((curve) => curve.numbersAtRisk.map((count) => count.time)))].sort((a, b) => a - b);
   return (
     <section aria-labelledby="survival-heading" className="results-section">
-      <h2 id="survival-heading">Time to worsening: {eventLabel.toLowerCase()}</h2>
+      <h2 id="survival-heading">Time to worsening: {eventLabel}</h2>
       <p className="hint">
         Kaplan-Meier estimate from each eye’s first eligible visit, censored at its last; shaded: log-log 95% interval; “+”:
         censored eyes. A curve stops where fewer than {k} eyes would remain at risk.
         {survival.undatedEyesExcluded > 0 && ` ${survival.undatedEyesExcluded} eyes without dated visits are left out.`}
       </p>
       {shown.length > 0 ? (
-        <SurvivalChart curves={shown} labels={labels} eventLabel={eventLabel.toLowerCase()} />
+        <SurvivalChart curves={shown} labels={labels} eventLabel={eventLabel} />
       ) : (
         <p>No curve can be shown: every stratum is under the disclosure threshold.</p>
       )}
