@@ -7,7 +7,7 @@ export type Role = (typeof ROLES)[number];
 
 export const isRole = (value: unknown): value is Role => typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 
-export type PageId = 'search' | 'cohort-statistics';
+export type PageId = 'search' | 'cohort-statistics' | 'explorer';
 
 export interface AppPage {
   href: string;
@@ -33,9 +33,17 @@ export const PAGES: Record<PageId, AppPage> = {
     refusal: 'read cohort statistics',
     roles: ['researcher', 'admin'],
   },
+  // Every role: each query still runs as the signed-in user under the API's own policy (app/explorer/graphql).
+  explorer: {
+    href: '/explorer',
+    label: 'API explorer',
+    operation: 'explorer',
+    refusal: 'use the API explorer',
+    roles: ['clinician', 'researcher', 'ehr-service', 'admin'],
+  },
 };
 
-const PAGE_ORDER: readonly PageId[] = ['search', 'cohort-statistics'];
+const PAGE_ORDER: readonly PageId[] = ['search', 'cohort-statistics', 'explorer'];
 
 /** A role this app does not know (a newer API) may use no page. */
 export function mayUsePage(role: string, page: PageId): boolean {
