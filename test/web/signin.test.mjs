@@ -31,6 +31,8 @@ const SEARCH_QUERY = /* GraphQL */ `
 const PAGE_LINKS = [
   { operation: 'search', label: 'Similar-case search' },
   { operation: 'cohort-statistics', label: 'Cohort statistics' },
+  // Every role: the explorer's queries are checked by the API one by one (test/web/explorer.test.mjs).
+  { operation: null, label: 'API explorer' },
 ];
 
 const encodeSession = (session) => Buffer.from(JSON.stringify(session), 'utf8').toString('base64url');
@@ -85,7 +87,7 @@ test('sign-in, sessions and roles against the real API in headless Chromium', { 
     await Promise.all([page.waitForURL(/\/search\?imageId=/), page.keyboard.press('Enter')]);
 
     assert.equal(await readSignedInUser(page), 'Signed in as Demo Clinician clinician');
-    assert.deepEqual(await readNavLinks(page), ['Similar-case search']);
+    assert.deepEqual(await readNavLinks(page), ['Similar-case search', 'API explorer']);
     const cookie = await findSessionCookie(context);
     assert.ok(cookie, 'a session cookie is set');
     assert.equal(cookie.httpOnly, true);
@@ -121,7 +123,7 @@ test('sign-in, sessions and roles against the real API in headless Chromium', { 
   await t.test('a researcher opening /search is told the role may not, and the page holds no patient data', async () => {
     await signInAs(page, web.baseUrl, researcher, { landsOn: '/cohort-statistics' });
     assert.equal(await readSignedInUser(page), 'Signed in as Demo Researcher researcher');
-    assert.deepEqual(await readNavLinks(page), ['Cohort statistics']);
+    assert.deepEqual(await readNavLinks(page), ['Cohort statistics', 'API explorer']);
     assert.equal(await page.getByRole('form', { name: 'Cohort builder' }).count(), 1, 'the researcher lands on the cohort builder');
 
     for (const url of ['/search', `/search?imageId=${imageId}`]) {
@@ -150,7 +152,7 @@ test('sign-in, sessions and roles against the real API in headless Chromium', { 
     for (const user of users) {
       const { page: own, context: ownContext } = await newPage(browser, DESKTOP);
       await signInAs(own, web.baseUrl, user);
-      const expected = PAGE_LINKS.filter((link) => isAllowed(user.role, link.operation)).map((link) => link.label);
+      const expected = PAGE_LINKS.filter((link) => link.operation === null || isAllowed(user.role, link.operation)).map((link) => link.label);
       assert.deepEqual(await readNavLinks(own), expected, `navigation of ${user.subject}`);
       // The API's answer for the same role: a search is refused exactly when the page refuses it.
       const search = await api.graphql(SEARCH_QUERY, { input: { imageId, k: 1 } }, { as: user.subject });
