@@ -84,7 +84,7 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.equal(await thumbnails.first().locator('rect').count(), cells);
 
     const overlay = page.getByTestId('query-overlay');
-    assert.equal(await overlay.getByRole('img', { name: 'The uploaded photograph' }).count(), 1, 'the preview of the chosen file');
+    assert.equal(await overlay.getByRole('img', { name: 'The uploaded photograph', exact: true }).count(), 1, 'the preview of the chosen file');
     assert.equal(await overlay.getByRole('img', { name: 'Heat map of the uploaded photograph' }).count(), 1);
     assert.match(await page.locator('.query-heat-map figcaption').innerText(), /heat map over the photograph as uploaded, cropped square by the model/);
     await screenshot(page, 'search-upload-results-1280.png');
@@ -96,7 +96,7 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.equal(await toggle.isChecked(), true);
     await toggle.uncheck();
     assert.equal(await heatMap.count(), 0, 'hidden');
-    assert.equal(await page.getByRole('img', { name: 'The uploaded photograph' }).count(), 1, 'the photograph stays');
+    assert.equal(await page.getByRole('img', { name: 'The uploaded photograph', exact: true }).count(), 1, 'the photograph stays');
     await screenshot(page, 'search-upload-overlay-off-1280.png');
     await toggle.check();
     assert.equal(await heatMap.count(), 1);
@@ -119,7 +119,7 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.ok(rows.every((row) => gradeOf(row) === grade), `every hit has grade ${grade}: ${rows.map((row) => row[7]).join(', ')}`);
     assert.notDeepEqual(rows, firstRows, 'the filter changed the hits');
     assert.equal(await page.getByLabel(`${grade} – ${GRADE_NAMES[grade]}`).isChecked(), true, 'the form keeps the filter');
-    assert.equal(await page.getByRole('img', { name: 'The uploaded photograph' }).count(), 1, 'the preview survives the reload');
+    assert.equal(await page.getByRole('img', { name: 'The uploaded photograph', exact: true }).count(), 1, 'the preview survives the reload');
     await screenshot(page, 'search-upload-grade-filter-1280.png');
   });
 

@@ -19,11 +19,21 @@ function refuse(status: number, code: string, message: string, extra: Record<str
   return NextResponse.json({ ok: false, code, message, ...extra }, { status });
 }
 
+/** No Origin (not a browser's cross-origin request) or one naming the host the browser asked. */
+function isSameOrigin(request: NextRequest): boolean {
+  const origin = request.headers.get('origin');
+  if (origin === null) return true;
+  try {
+    return new URL(origin).host === request.headers.get('host');
+  } catch {
+    return false;
+  }
+}
+
 export async function POST(request: NextRequest) {
   // The session cookie is SameSite=Lax, so other sites' POSTs arrive without it; this also refuses a same-site
   // page on another port or subdomain.
-  const origin = request.headers.get('origin');
-  if (origin !== null && origin !== request.nextUrl.origin) return refuse(403, 'FORBIDDEN', 'Uploads are accepted from this site only.');
+  if (!isSameOrigin(request)) return refuse(403, 'FORBIDDEN', 'Uploads are accepted from this site only.');
 
   const session = await readSession();
   if (!session) return refuse(401, 'UNAUTHENTICATED', 'Sign in to search by photograph.', { signIn: signInPath({ reason: 'required', next: RETURN_TO }) });
