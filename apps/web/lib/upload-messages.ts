@@ -22,7 +22,9 @@ const BY_CODE: Record<string, string> = {
 
 export function describeUploadRefusal({ code, reason, message }: { code: string; reason?: string | null; message?: string | null }): string {
   const lead = (reason && BY_REASON[reason]) ?? BY_CODE[code];
-  const detail = message?.trim();
+  // The API's message repeats what the lead already says ("The photograph was rejected: No fundus visible: ...").
+  let detail = message?.trim().replace(/^the photograph was rejected:\s*/i, '');
+  if (reason === 'NO_FUNDUS') detail = detail?.replace(/^no fundus visible:\s*/i, '');
   if (!lead) return detail || 'The photograph could not be uploaded.';
   // lower-case the API's first letter after the colon: "...photograph: the bright region is too small."
   return detail ? `${lead}: ${detail.charAt(0).toLowerCase()}${detail.slice(1)}` : `${lead}.`;
