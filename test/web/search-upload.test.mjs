@@ -144,6 +144,24 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.match(await alert.innerText(), /cannot be searched with/);
   });
 
+  await t.test('dropping a photograph on the drop zone uploads and searches with it', async () => {
+    await page.goto(`${web.baseUrl}/search?k=3`);
+    const bytes = [...photographs[2]];
+    const dataTransfer = await page.evaluateHandle((data) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([new Uint8Array(data)], 'dropped.png', { type: 'image/png' }));
+      return transfer;
+    }, bytes);
+    const before = uploadsSent.length;
+    await Promise.all([page.waitForURL(/[?&]upload=upl_/), page.getByRole('group', { name: 'Photograph drop zone' }).dispatchEvent('drop', { dataTransfer })]);
+    await page.locator('table.hits').waitFor();
+    assert.equal(uploadsSent.length, before + 1);
+    assert.notEqual(new URL(page.url()).searchParams.get('upload'), uploadToken, 'a new upload token');
+    const rows = await readRows(page);
+    assert.equal(rows.length, 3);
+    assert.equal(rows[0][2].split(' ')[0], embeddedCaseIds[2], 'the dropped picture finds its stored case first');
+  });
+
   await t.test('the upload page fits a tablet', async () => {
     const { page: narrow, context } = await newPage(browser, TABLET);
     await signInAs(narrow, web.baseUrl, clinician, { from: `/search?upload=${uploadToken}&k=${K}` });

@@ -19,7 +19,6 @@ export function QueryHeatMap({ uploadToken, attention }: { uploadToken: string; 
       <div className="heat-map-frame" data-testid="query-overlay">
         {preview ? (
           // A data: URL from this tab's storage; next/image has nothing to optimise.
-          // eslint-disable-next-line @next/next/no-img-element
           <img src={preview} alt="The uploaded photograph" />
         ) : (
           <div className="heat-map-no-preview">Photograph preview not available in this tab</div>
