@@ -10,15 +10,35 @@ export const K_DEFAULT = 10;
 export const EYES = ['LEFT', 'RIGHT'] as const;
 export type Eye = (typeof EYES)[number];
 
+export const SEXES = ['FEMALE', 'MALE', 'OTHER', 'UNKNOWN'] as const;
+export type Sex = (typeof SEXES)[number];
+export const TREATMENT_TYPES = ['ANTI_VEGF', 'PRP_LASER', 'FOCAL_LASER', 'VITRECTOMY', 'OBSERVATION'] as const;
+export type TreatmentType = (typeof TREATMENT_TYPES)[number];
+export const AGE_MIN = 0;
+export const AGE_MAX = 120;
+// POST /uploads answers tokens of this form; anything else in ?upload= is refused before asking the API.
+const UPLOAD_TOKEN_PATTERN = /^upl_[A-Za-z0-9_-]{1,200}$/;
+
 export interface CaseFiltersInput {
   drGrades?: DrGrade[];
   eye?: Eye;
+  sex?: Sex;
+  ageMin?: number;
+  ageMax?: number;
+  treatmentTypes?: TreatmentType[];
 }
 
-export interface SimilarCasesInput {
-  imageId: string;
+/** Exactly one of imageId (a stored photograph) and uploadToken (a new one, from POST /uploads). */
+export type SimilarCasesInput = ({ imageId: string; uploadToken?: never } | { uploadToken: string; imageId?: never }) & {
   k: number;
   filters?: CaseFiltersInput;
+};
+
+/** A heat map over the model's cropped, square input, row-major from the top-left. */
+export interface AttentionMap {
+  width: number;
+  height: number;
+  values: number[];
 }
 
 export interface SimilarCaseHit {
@@ -34,10 +54,13 @@ export interface SimilarCaseHit {
     // date: LocalDate (YYYY-MM-DD); eye: Laterality (LEFT | RIGHT | BOTH | UNSPECIFIED), unlike the photograph's Eye.
     treatments: { id: string; type: string; agent: string | null; date: string; eye: string }[];
   };
+  /** Null for fixture embeddings. */
+  attention: AttentionMap | null;
 }
 
 export interface SimilarCasesResult {
   modelVersion: string;
+  queryAttention: AttentionMap | null;
   hits: SimilarCaseHit[];
 }
 
@@ -49,9 +72,11 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
   query Similar($input: SimilarCasesInput!) {
     similarCases(input: $input) {
       modelVersion
+      queryAttention { width height values }
       hits {
         rank
         similarity
+        attention { width height values }
         case {
           id
           isSynthetic
@@ -71,9 +96,15 @@ type SearchParams = Record<string, string | string[] | undefined>;
 /** What the form shows: exactly what was submitted, so a rejected value can be corrected in place. */
 export interface SearchFormValues {
   imageId: string;
+  /** An upload token from POST /uploads; when set the search is by that photograph, not by imageId. */
+  upload: string;
   k: string;
   grades: number[];
   eye: string;
+  sex: string;
+  ageMin: string;
+  ageMax: string;
+  treatments: string[];
 }
 
 export interface ParsedSearchForm {
@@ -93,30 +124,59 @@ function firstValue(value: string | string[] | undefined): string {
   return allValues(value)[0] ?? '';
 }
 
+/** An age bound as typed: '' is no bound, anything else must be a whole number of years in range. */
+function parseAge(text: string, label: string, problems: string[]): number | undefined {
+  if (text === '') return undefined;
+  const age = Number(text);
+  if (!Number.isInteger(age) || age < AGE_MIN || age > AGE_MAX) {
+    problems.push(`${label} must be a whole number of years from ${AGE_MIN} to ${AGE_MAX}.`);
+    return undefined;
+  }
+  return age;
+}
+
 export function parseSearchForm(params: SearchParams): ParsedSearchForm {
-  const submitted = params.imageId !== undefined;
+  const upload = firstValue(params.upload).trim();
+  const submitted = params.imageId !== undefined || upload !== '';
   const values: SearchFormValues = {
     imageId: firstValue(params.imageId).trim(),
+    upload,
     k: firstValue(params.k).trim() || String(K_DEFAULT),
     grades: [...new Set(allValues(params.grade).map(Number).filter(isDrGrade))].sort((a, b) => a - b),
     eye: firstValue(params.eye),
+    sex: firstValue(params.sex),
+    ageMin: firstValue(params.ageMin).trim(),
+    ageMax: firstValue(params.ageMax).trim(),
+    treatments: TREATMENT_TYPES.filter((type) => allValues(params.treatment).includes(type)),
   };
   if (!submitted) return { submitted, values, input: null, problems: [] };
 
   const problems: string[] = [];
-  if (values.imageId === '') problems.push('Enter the image id of the case to compare against.');
+  if (upload !== '' && !UPLOAD_TOKEN_PATTERN.test(upload)) {
+    problems.push('The photograph reference in the address is not one this site made: choose the photograph again.');
+  }
+  if (upload === '' && values.imageId === '') problems.push('Enter the image id of the case to compare against, or choose a photograph.');
   const k = Number(values.k);
   if (!Number.isInteger(k) || k < K_MIN || k > K_MAX) {
     problems.push(`Number of cases must be a whole number from ${K_MIN} to ${K_MAX}.`);
   }
   const eye = EYES.find((candidate) => candidate === values.eye);
   if (values.eye !== '' && eye === undefined) problems.push('Eye must be left, right or either.');
+  const sex = SEXES.find((candidate) => candidate === values.sex);
+  if (values.sex !== '' && sex === undefined) problems.push('Sex must be female, male, other, unknown or any.');
+  const ageMin = parseAge(values.ageMin, 'Youngest age', problems);
+  const ageMax = parseAge(values.ageMax, 'Oldest age', problems);
+  if (ageMin !== undefined && ageMax !== undefined && ageMin > ageMax) problems.push('Youngest age must not be above oldest age.');
   if (problems.length > 0) return { submitted, values, input: null, problems };
 
   const filters: CaseFiltersInput = {};
   if (values.grades.length > 0) filters.drGrades = values.grades as DrGrade[];
   if (eye !== undefined) filters.eye = eye;
-  const input: SimilarCasesInput = { imageId: values.imageId, k };
+  if (sex !== undefined) filters.sex = sex;
+  if (ageMin !== undefined) filters.ageMin = ageMin;
+  if (ageMax !== undefined) filters.ageMax = ageMax;
+  if (values.treatments.length > 0) filters.treatmentTypes = values.treatments as TreatmentType[];
+  const input: SimilarCasesInput = upload !== '' ? { uploadToken: upload, k } : { imageId: values.imageId, k };
   if (Object.keys(filters).length > 0) input.filters = filters;
   return { submitted, values, input, problems };
 }

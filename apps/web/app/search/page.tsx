@@ -3,9 +3,17 @@ import { AccessRefused } from '../../components/access-refused';
 import { PAGES, mayUsePage } from '../../lib/access';
 import { DR_GRADES, describeDrGrade } from '../../lib/grades';
 import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } from '../../lib/labels';
+import { AttentionGrid } from '../../components/search/attention-grid';
+import { PhotoPicker } from '../../components/search/photo-picker';
+import { QueryHeatMap } from '../../components/search/query-heat-map';
+import '../../components/search/search.css';
 import {
+  AGE_MAX,
+  AGE_MIN,
   K_MAX,
   K_MIN,
+  SEXES,
+  TREATMENT_TYPES,
   parseSearchForm,
   searchSimilarCases,
   type SearchFormValues,
@@ -56,30 +64,47 @@ export default async function SearchPage({ searchParams }: SearchPageProps) {
           </ul>
         </div>
       )}
-      {outcome && <SearchResults outcome={outcome} />}
+      {outcome && <SearchResults outcome={outcome} uploadToken={form.input?.uploadToken ?? null} />}
     </>
   );
 }
 
+const SEARCH_FORM_ID = 'similar-case-search';
+
 function SearchForm({ values }: { values: SearchFormValues }) {
+  const byUpload = values.upload !== '';
   return (
-    <form className="search-form" method="get" action="/search" aria-label="Similar-case search">
-      <div className="field field-wide">
-        <label htmlFor="imageId">Image id</label>
-        <input
-          id="imageId"
-          name="imageId"
-          type="text"
-          required
-          autoComplete="off"
-          spellCheck={false}
-          defaultValue={values.imageId}
-          aria-describedby="imageId-hint"
-        />
-        <p id="imageId-hint" className="hint">
-          The fundus photograph to find similar cases for.
-        </p>
-      </div>
+    <form id={SEARCH_FORM_ID} className="search-form" method="get" action="/search" aria-label="Similar-case search">
+      <fieldset className="query-choice field-wide">
+        <legend>Search with</legend>
+        <PhotoPicker formId={SEARCH_FORM_ID} />
+        {byUpload ? (
+          <div className="field" data-testid="upload-in-use">
+            <input type="hidden" name="upload" value={values.upload} />
+            <p>
+              The uploaded photograph (kept 10 minutes). Change the filters and search again, or{' '}
+              <a href="/search">search by an image id</a> instead.
+            </p>
+          </div>
+        ) : (
+          <div className="field">
+            <label htmlFor="imageId">Image id</label>
+            <input
+              id="imageId"
+              name="imageId"
+              type="text"
+              required
+              autoComplete="off"
+              spellCheck={false}
+              defaultValue={values.imageId}
+              aria-describedby="imageId-hint"
+            />
+            <p id="imageId-hint" className="hint">
+              Or a stored fundus photograph to find similar cases for.
+            </p>
+          </div>
+        )}
+      </fieldset>
       <div className="field field-narrow">
         <label htmlFor="k">Number of cases</label>
         <input
@@ -106,6 +131,28 @@ function SearchForm({ values }: { values: SearchFormValues }) {
           <option value="RIGHT">Right</option>
         </select>
       </div>
+      <div className="field field-narrow">
+        <label htmlFor="sex">Sex</label>
+        <select id="sex" name="sex" defaultValue={values.sex}>
+          <option value="">Any</option>
+          {SEXES.map((sex) => (
+            <option key={sex} value={sex}>
+              {formatEnum(sex)}
+            </option>
+          ))}
+        </select>
+      </div>
+      <div className="field field-narrow">
+        <label htmlFor="ageMin">Youngest age</label>
+        <input id="ageMin" name="ageMin" type="number" inputMode="numeric" min={AGE_MIN} max={AGE_MAX} step={1} defaultValue={values.ageMin} aria-describedby="age-hint" />
+      </div>
+      <div className="field field-narrow">
+        <label htmlFor="ageMax">Oldest age</label>
+        <input id="ageMax" name="ageMax" type="number" inputMode="numeric" min={AGE_MIN} max={AGE_MAX} step={1} defaultValue={values.ageMax} aria-describedby="age-hint" />
+        <p id="age-hint" className="hint">
+          Years at the visit, inclusive
+        </p>
+      </div>
       <fieldset className="grades">
         <legend>DR grade (ICDR)</legend>
         <p className="hint">None selected: all grades.</p>
@@ -118,6 +165,16 @@ function SearchForm({ values }: { values: SearchFormValues }) {
           </label>
         ))}
       </fieldset>
+      <fieldset className="grades">
+        <legend>Treatment of the eye</legend>
+        <p className="hint">None selected: any. Several: at least one of them.</p>
+        {TREATMENT_TYPES.map((type) => (
+          <label key={type} className="checkbox">
+            <input type="checkbox" name="treatment" value={type} defaultChecked={values.treatments.includes(type)} />
+            <span>{formatTreatmentType(type)}</span>
+          </label>
+        ))}
+      </fieldset>
       <div className="actions">
         <button type="submit">Search</button>
       </div>
@@ -125,12 +182,13 @@ function SearchForm({ values }: { values: SearchFormValues }) {
   );
 }
 
-function SearchResults({ outcome }: { outcome: SearchOutcome }) {
+function SearchResults({ outcome, uploadToken }: { outcome: SearchOutcome; uploadToken: string | null }) {
   if (!outcome.ok) {
     return (
       <div className="alert" role="alert" data-error-code={outcome.code}>
         <p className="alert-title">The search failed</p>
         <p>{outcome.message}</p>
+        {uploadToken && <p>An uploaded photograph is kept for 10 minutes: choose it again to search with it.</p>}
         <p className="alert-code">
           Error code: <code>{outcome.code}</code>
         </p>
@@ -138,13 +196,16 @@ function SearchResults({ outcome }: { outcome: SearchOutcome }) {
     );
   }
 
-  const { hits, modelVersion } = outcome.result;
+  const { hits, modelVersion, queryAttention } = outcome.result;
+  // Fixture embeddings have no heat maps; the column shows only when some hit has one.
+  const showsAttention = hits.some((hit) => hit.attention !== null);
   return (
     <section aria-labelledby="results-heading" className="results">
       <h2 id="results-heading">
         {hits.length === 0 ? 'No similar cases' : `${hits.length} similar case${hits.length === 1 ? '' : 's'}`}
       </h2>
       <p className="hint">Model version {modelVersion}</p>
+      {uploadToken && <QueryHeatMap uploadToken={uploadToken} attention={queryAttention} />}
       {hits.length === 0 ? (
         <p>No earlier case matched these filters. Widen the DR grades or eye, or raise the number of cases.</p>
       ) : (
@@ -163,11 +224,12 @@ function SearchResults({ outcome }: { outcome: SearchOutcome }) {
                 <th scope="col">DR grade</th>
                 <th scope="col">Diagnoses</th>
                 <th scope="col">Treatments</th>
+                {showsAttention && <th scope="col">Heat map</th>}
               </tr>
             </thead>
             <tbody>
               {hits.map((hit) => (
-                <HitRow key={hit.case.id} hit={hit} />
+                <HitRow key={hit.case.id} hit={hit} showsAttention={showsAttention} />
               ))}
             </tbody>
           </table>
@@ -177,7 +239,7 @@ function SearchResults({ outcome }: { outcome: SearchOutcome }) {
   );
 }
 
-function HitRow({ hit }: { hit: SimilarCaseHit }) {
+function HitRow({ hit, showsAttention }: { hit: SimilarCaseHit; showsAttention: boolean }) {
   const { case: similarCase } = hit;
   const grading = similarCase.referenceGrading;
   return (
@@ -232,6 +294,11 @@ function HitRow({ hit }: { hit: SimilarCaseHit }) {
           </ul>
         )}
       </td>
+      {showsAttention && (
+        <td className="hit-attention">
+          <AttentionGrid map={hit.attention} label={`Heat map of case ${similarCase.id}`} size={48} />
+        </td>
+      )}
     </tr>
   );
 }
