@@ -179,7 +179,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
     await page.waitForURL(`${web.baseUrl}/signin`);
     await Promise.all([page.waitForURL(`${web.baseUrl}/search`), signInButton(page, CLINICIAN).click()]);
     assert.equal(await readSignedInUser(page), 'Signed in as Demo Clinician clinician');
-    assert.deepEqual(await readNavLinks(page), ['Similar-case search', 'API explorer']);
+    assert.deepEqual(await readNavLinks(page), ['Similar-case search', 'Patients', 'API explorer']);
   });
 
   await t.test('the home page links to the search', async () => {

@@ -7,7 +7,7 @@ export type Role = (typeof ROLES)[number];
 
 export const isRole = (value: unknown): value is Role => typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 
-export type PageId = 'search' | 'cohort-statistics' | 'explorer';
+export type PageId = 'search' | 'patients' | 'cohort-statistics' | 'explorer';
 
 export interface AppPage {
   href: string;
@@ -24,6 +24,15 @@ export const PAGES: Record<PageId, AppPage> = {
     label: 'Similar-case search',
     operation: 'search',
     refusal: 'search similar cases or see the cases and patients a search returns',
+    roles: ['clinician', 'admin'],
+  },
+  // The API also lets ehr-service read patients of its own identifier system; it is an integration, not a
+  // person, so it gets no patient page here.
+  patients: {
+    href: '/patients',
+    label: 'Patients',
+    operation: 'read-patient',
+    refusal: 'read patients, their photographs or their records',
     roles: ['clinician', 'admin'],
   },
   'cohort-statistics': {
@@ -43,7 +52,7 @@ export const PAGES: Record<PageId, AppPage> = {
   },
 };
 
-const PAGE_ORDER: readonly PageId[] = ['search', 'cohort-statistics', 'explorer'];
+const PAGE_ORDER: readonly PageId[] = ['search', 'patients', 'cohort-statistics', 'explorer'];
 
 /** A role this app does not know (a newer API) may use no page. */
 export function mayUsePage(role: string, page: PageId): boolean {
