@@ -105,13 +105,20 @@ export interface EyeOnDate {
   treatments: TreatmentRecord[];
 }
 
+export interface OtherRecords {
+  diagnoses: DiagnosisRecord[];
+  treatments: TreatmentRecord[];
+}
+
 export interface TimelineRow {
   /** LocalDate, YYYY-MM-DD. */
   date: string;
   right: EyeOnDate;
   left: EyeOnDate;
-  /** Records whose eye is UNSPECIFIED (BOTH ones appear under each eye). */
-  unspecified: { diagnoses: DiagnosisRecord[]; treatments: TreatmentRecord[] };
+  /** Records of both eyes, once rather than under each eye. */
+  both: OtherRecords;
+  /** Records whose eye is UNSPECIFIED (or a laterality newer than this page). */
+  unspecified: OtherRecords;
 }
 
 const emptyEye = (): EyeOnDate => ({ photographs: [], diagnoses: [], treatments: [] });
@@ -126,7 +133,7 @@ export function buildTimeline(cases: readonly PatientCase[]): TimelineRow[] {
   const rowFor = (date: string) => {
     let row = rows.get(date);
     if (!row) {
-      row = { date, right: emptyEye(), left: emptyEye(), unspecified: { diagnoses: [], treatments: [] } };
+      row = { date, right: emptyEye(), left: emptyEye(), both: { diagnoses: [], treatments: [] }, unspecified: { diagnoses: [], treatments: [] } };
       rows.set(date, row);
     }
     return row;
@@ -139,11 +146,10 @@ export function buildTimeline(cases: readonly PatientCase[]): TimelineRow[] {
     for (const diagnosis of [...photograph.diagnoses, ...photograph.followUp.diagnoses]) diagnoses.set(diagnosis.id, diagnosis);
     for (const treatment of [...photograph.treatments, ...photograph.followUp.treatments]) treatments.set(treatment.id, treatment);
   }
-  const place = <T extends { eye: string; date: string }>(record: T, pick: (eye: EyeOnDate | TimelineRow['unspecified']) => T[]) => {
+  const place = <T extends { eye: string; date: string }>(record: T, pick: (eye: OtherRecords) => T[]) => {
     const row = rowFor(record.date);
-    if (record.eye === 'RIGHT' || record.eye === 'BOTH') pick(row.right).push(record);
-    if (record.eye === 'LEFT' || record.eye === 'BOTH') pick(row.left).push(record);
-    if (record.eye !== 'RIGHT' && record.eye !== 'LEFT' && record.eye !== 'BOTH') pick(row.unspecified).push(record);
+    const target = { RIGHT: row.right, LEFT: row.left, BOTH: row.both }[record.eye] ?? row.unspecified;
+    pick(target).push(record);
   };
   for (const diagnosis of diagnoses.values()) place(diagnosis, (eye) => eye.diagnoses);
   for (const treatment of treatments.values()) place(treatment, (eye) => eye.treatments);

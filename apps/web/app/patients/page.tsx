@@ -8,7 +8,7 @@ import { PAGES, mayUsePage } from '../../lib/access';
 import { casePath } from '../../lib/case';
 import { describeDrGrade } from '../../lib/grades';
 import { formatEnum } from '../../lib/labels';
-import { MRN_MAX_LENGTH, buildTimeline, getPatientWithCases, parsePatientForm, type EyeOnDate, type PatientFormValues, type PatientRecord } from '../../lib/patient';
+import { MRN_MAX_LENGTH, buildTimeline, getPatientWithCases, parsePatientForm, type EyeOnDate, type OtherRecords, type PatientFormValues, type PatientRecord } from '../../lib/patient';
 import { pagePath, requireSession } from '../../lib/session';
 
 export const metadata: Metadata = { title: 'Patients' };
@@ -130,17 +130,23 @@ function PatientView({ patient }: { patient: PatientRecord }) {
                 <EyeColumn title="Right eye (OD)" eye="right" records={row.right} />
                 <EyeColumn title="Left eye (OS)" eye="left" records={row.left} />
               </div>
-              {row.unspecified.diagnoses.length + row.unspecified.treatments.length > 0 && (
-                <div className="visit-eye">
-                  <h4>Eye not specified</h4>
-                  {row.unspecified.diagnoses.length > 0 && <DiagnosisList diagnoses={row.unspecified.diagnoses} withDate={false} />}
-                  {row.unspecified.treatments.length > 0 && <TreatmentList treatments={row.unspecified.treatments} withDate={false} />}
-                </div>
-              )}
+              <OtherRecordsBlock title="Both eyes" testId="both-eyes" records={row.both} />
+              <OtherRecordsBlock title="Eye not specified" testId="eye-unspecified" records={row.unspecified} />
             </li>
           ))}
         </ol>
       )}
+    </section>
+  );
+}
+
+function OtherRecordsBlock({ title, testId, records }: { title: string; testId: string; records: OtherRecords }) {
+  if (records.diagnoses.length + records.treatments.length === 0) return null;
+  return (
+    <section className="visit-eye visit-other" data-testid={testId}>
+      <h4>{title}</h4>
+      {records.diagnoses.length > 0 && <DiagnosisList diagnoses={records.diagnoses} withDate={false} />}
+      {records.treatments.length > 0 && <TreatmentList treatments={records.treatments} withDate={false} />}
     </section>
   );
 }
