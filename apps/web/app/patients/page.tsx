@@ -145,8 +145,8 @@ function OtherRecordsBlock({ title, testId, records }: { title: string; testId: 
   return (
     <section className="visit-eye visit-other" data-testid={testId}>
       <h4>{title}</h4>
-      {records.diagnoses.length > 0 && <DiagnosisList diagnoses={records.diagnoses} withDate={false} />}
-      {records.treatments.length > 0 && <TreatmentList treatments={records.treatments} withDate={false} />}
+      {records.diagnoses.length > 0 && <DiagnosisList diagnoses={records.diagnoses} withDate={false} withEye={false} />}
+      {records.treatments.length > 0 && <TreatmentList treatments={records.treatments} withDate={false} withEye={false} />}
     </section>
   );
 }
@@ -173,13 +173,13 @@ function EyeColumn({ title, eye, records }: { title: string; eye: 'right' | 'lef
       {records.diagnoses.length > 0 && (
         <>
           <h5>Diagnoses</h5>
-          <DiagnosisList diagnoses={records.diagnoses} withDate={false} />
+          <DiagnosisList diagnoses={records.diagnoses} withDate={false} withEye={false} />
         </>
       )}
       {records.treatments.length > 0 && (
         <>
           <h5>Treatments</h5>
-          <TreatmentList treatments={records.treatments} withDate={false} />
+          <TreatmentList treatments={records.treatments} withDate={false} withEye={false} />
         </>
       )}
     </section>

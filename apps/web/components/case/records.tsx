@@ -20,11 +20,12 @@ export function GradingList({ gradings }: { gradings: readonly GradingRecord[] }
   );
 }
 
-export function DiagnosisList({ diagnoses, withDate = true }: { diagnoses: readonly DiagnosisRecord[]; withDate?: boolean }) {
+/** `withDate` and `withEye` off where the row or column already says them (the patient timeline). */
+export function DiagnosisList({ diagnoses, withDate = true, withEye = true }: { diagnoses: readonly DiagnosisRecord[]; withDate?: boolean; withEye?: boolean }) {
   return (
     <ul className="record-list" data-testid="diagnoses">
       {diagnoses.map((diagnosis) => {
-        const eye = formatLaterality(diagnosis.eye);
+        const eye = withEye ? formatLaterality(diagnosis.eye) : null;
         return (
           <li key={diagnosis.id}>
             <code>{diagnosis.code}</code> {diagnosis.text}
@@ -42,11 +43,11 @@ export function DiagnosisList({ diagnoses, withDate = true }: { diagnoses: reado
   );
 }
 
-export function TreatmentList({ treatments, withDate = true }: { treatments: readonly TreatmentRecord[]; withDate?: boolean }) {
+export function TreatmentList({ treatments, withDate = true, withEye = true }: { treatments: readonly TreatmentRecord[]; withDate?: boolean; withEye?: boolean }) {
   return (
     <ul className="record-list" data-testid="treatments">
       {treatments.map((treatment) => {
-        const eye = formatLaterality(treatment.eye);
+        const eye = withEye ? formatLaterality(treatment.eye) : null;
         return (
           <li key={treatment.id}>
             <span className="record-main">{formatTreatmentType(treatment.type)}</span>
