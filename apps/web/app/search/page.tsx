@@ -21,6 +21,7 @@ import {
   type SimilarCaseHit,
 } from '../../lib/similar-cases';
 import { pagePath, requireSession } from '../../lib/session';
+import { casePath } from '../../lib/case';
 
 export const metadata: Metadata = { title: 'Similar-case search' };
 
@@ -247,7 +248,9 @@ function HitRow({ hit, showsAttention }: { hit: SimilarCaseHit; showsAttention: 
       <td className="numeric">{hit.rank}</td>
       <td className="numeric">{hit.similarity.toFixed(3)}</td>
       <td>
-        <code>{similarCase.id}</code>
+        <a href={casePath(similarCase.id)}>
+          <code>{similarCase.id}</code>
+        </a>
         {similarCase.isSynthetic && (
           <>
             {' '}
