@@ -12,7 +12,7 @@ import { AuditTrail, writeAuditEvents } from './audit/audit.service.js';
 import { outcomeOf } from './audit/audited.js';
 import { localKeySet, loadJwks, type AuthSettings } from './auth/authenticate.js';
 import { DEMO_USERS, openLocalIssuer, type LocalIssuer } from './auth/local-issuer.js';
-import { authorize } from './auth/policy.js';
+import { authorize, authorizePatientAccess } from './auth/policy.js';
 import type { AppConfig } from './config.js';
 import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -24,6 +24,7 @@ import { createAuthMiddleware, sendError, type RequestLocals } from './http/auth
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
+import { getPhotograph, requirePhotographSize } from './modules/photograph/photograph.service.js';
 import { acceptUpload } from './modules/upload/upload.service.js';
 import { createUploadStore, viewUploadsAs } from './modules/upload/upload.store.js';
 
@@ -284,6 +285,37 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
       }
     },
   );
+  // A stored photograph for display (?size=full|thumbnail|crop), under the same policy (read-case, and a bound
+  // credential's patient check) and audit as the case itself. Never cached by a shared cache.
+  app.get('/photographs/:id', requireViewer, async (request, response, next) => {
+    const locals = response.locals as RequestLocals;
+    const viewer = locals.viewer!;
+    const actor = { requestId: locals.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId };
+    const imageId = String(request.params.id);
+    const details = { photograph: imageId, size: typeof request.query.size === 'string' ? request.query.size : null };
+    try {
+      authorize(viewer, 'read-case');
+      const size = requirePhotographSize(request.query.size);
+      const photograph = await getPhotograph({ prisma: db.prisma, imageId, size });
+      authorizePatientAccess(viewer, photograph.case.patient);
+      try {
+        await writeAuditEvents(db.sql, actor, [{ operation: 'read-case', outcome: 'OK', patientIds: [photograph.case.patient.id], imageIds: [photograph.case.id], details }]);
+      } catch (auditError) {
+        logger.error('could not write the audit log; the photograph was withheld', { requestId: locals.requestId, error: String(auditError) });
+        locals.outcome = 'AUDIT_UNAVAILABLE';
+        return sendError(response, new AppError('AUDIT_UNAVAILABLE', 'The access could not be recorded in the audit log, so nothing is returned; try again'));
+      }
+      response.setHeader('Cache-Control', 'private, no-store');
+      response.type(photograph.mimeType).send(photograph.bytes);
+    } catch (error) {
+      locals.outcome = outcomeOf(error);
+      await writeAuditEvents(db.sql, actor, [{ operation: 'read-case', outcome: outcomeOf(error), details }]).catch((auditError: unknown) =>
+        logger.error('could not write the audit row of a refused photograph', { requestId: locals.requestId, error: String(auditError) }),
+      );
+      if (error instanceof AppError) return sendError(response, error);
+      next(error);
+    }
+  });
   // Body-parser failures (too large, malformed JSON) answer in GraphQL's error shape with a stable code.
   const handleBodyErrors: ErrorRequestHandler = (error, _request, response, next) => {
     if (response.headersSent) return next(error);
