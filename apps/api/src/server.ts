@@ -9,10 +9,9 @@ import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler } from 'express';
 import { pinoHttp } from 'pino-http';
 import { AuditTrail, writeAuditEvents } from './audit/audit.service.js';
-import { outcomeOf } from './audit/audited.js';
 import { localKeySet, loadJwks, type AuthSettings } from './auth/authenticate.js';
 import { DEMO_USERS, openLocalIssuer, type LocalIssuer } from './auth/local-issuer.js';
-import { authorize, authorizePatientAccess } from './auth/policy.js';
+import { authorizePatientAccess } from './auth/policy.js';
 import type { AppConfig } from './config.js';
 import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -20,6 +19,7 @@ import { Embedder } from './embedding/embedder.js';
 import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
 import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/seed.js';
 import { complexityLimitPlugin, depthLimitRule, hitsLimitPlugin } from './graphql/limits.js';
+import { auditedRoute } from './http/audited-route.js';
 import { createAuthMiddleware, sendError, type RequestLocals } from './http/auth-middleware.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
@@ -250,72 +250,59 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
     '/uploads',
     requireViewer,
     express.raw({ type: () => true, limit: config.upload.maxBytes }),
-    async (request, response, next) => {
-      const locals = response.locals as RequestLocals;
-      const viewer = locals.viewer!;
-      const actor = { requestId: locals.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId };
-      const bytes = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-      try {
-        authorize(viewer, 'upload');
+    auditedRoute({
+      db,
+      logger,
+      operation: 'upload',
+      describe: (request) => ({ bytes: Buffer.isBuffer(request.body) ? request.body.length : 0 }),
+      handle: async (request, viewer) => {
         const upload = await acceptUpload({
-          bytes,
+          bytes: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0),
           contentType: request.headers['content-type'],
           embedder,
           store: viewUploadsAs(uploads, viewer.subject),
           maxBytes: config.upload.maxBytes,
           maxPixels: config.upload.maxPixels,
         });
-        // The photograph is not stored until a case is saved; the row records that it was received, and its hash.
-        await writeAuditEvents(db.sql, actor, [{ operation: 'upload', outcome: 'OK', details: { contentHash: upload.contentHash, bytes: bytes.length, modelVersion: upload.modelVersion } }]);
-        response.status(201).json({
-          uploadToken: upload.token,
-          expiresAt: upload.expiresAt.toISOString(),
-          modelVersion: upload.modelVersion,
-          contentHash: upload.contentHash,
-          image: { width: upload.width, height: upload.height },
-          attention: { width: upload.attention.width, height: upload.attention.height, values: Array.from(upload.attention.values) },
-        });
-      } catch (error) {
-        await writeAuditEvents(db.sql, actor, [{ operation: 'upload', outcome: outcomeOf(error), details: { bytes: bytes.length, reason: error instanceof AppError ? (error.details.reason ?? null) : null } }]).catch((auditError: unknown) =>
-          logger.error('could not write the audit row of a refused upload', { requestId: locals.requestId, error: String(auditError) }),
-        );
-        locals.outcome = outcomeOf(error);
-        if (error instanceof AppError) return sendError(response, error);
-        next(error);
-      }
-    },
+        return {
+          // The photograph is not stored until a case is saved; the row records that it was received, and its hash.
+          audit: { details: { contentHash: upload.contentHash, modelVersion: upload.modelVersion } },
+          send: (response) =>
+            response.status(201).json({
+              uploadToken: upload.token,
+              expiresAt: upload.expiresAt.toISOString(),
+              modelVersion: upload.modelVersion,
+              contentHash: upload.contentHash,
+              image: { width: upload.width, height: upload.height },
+              attention: { width: upload.attention.width, height: upload.attention.height, values: Array.from(upload.attention.values) },
+            }),
+        };
+      },
+    }),
   );
   // A stored photograph for display (?size=full|thumbnail|crop), under the same policy (read-case, and a bound
   // credential's patient check) and audit as the case itself. Never cached by a shared cache.
-  app.get('/photographs/:id', requireViewer, async (request, response, next) => {
-    const locals = response.locals as RequestLocals;
-    const viewer = locals.viewer!;
-    const actor = { requestId: locals.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId };
-    const imageId = String(request.params.id);
-    const details = { photograph: imageId, size: typeof request.query.size === 'string' ? request.query.size : null };
-    try {
-      authorize(viewer, 'read-case');
-      const size = requirePhotographSize(request.query.size);
-      const photograph = await getPhotograph({ prisma: db.prisma, imageId, size });
-      authorizePatientAccess(viewer, photograph.case.patient);
-      try {
-        await writeAuditEvents(db.sql, actor, [{ operation: 'read-case', outcome: 'OK', patientIds: [photograph.case.patient.id], imageIds: [photograph.case.id], details }]);
-      } catch (auditError) {
-        logger.error('could not write the audit log; the photograph was withheld', { requestId: locals.requestId, error: String(auditError) });
-        locals.outcome = 'AUDIT_UNAVAILABLE';
-        return sendError(response, new AppError('AUDIT_UNAVAILABLE', 'The access could not be recorded in the audit log, so nothing is returned; try again'));
-      }
-      response.setHeader('Cache-Control', 'private, no-store');
-      response.type(photograph.mimeType).send(photograph.bytes);
-    } catch (error) {
-      locals.outcome = outcomeOf(error);
-      await writeAuditEvents(db.sql, actor, [{ operation: 'read-case', outcome: outcomeOf(error), details }]).catch((auditError: unknown) =>
-        logger.error('could not write the audit row of a refused photograph', { requestId: locals.requestId, error: String(auditError) }),
-      );
-      if (error instanceof AppError) return sendError(response, error);
-      next(error);
-    }
-  });
+  app.get(
+    '/photographs/:id',
+    requireViewer,
+    auditedRoute({
+      db,
+      logger,
+      operation: 'read-case',
+      describe: (request) => ({ photograph: String(request.params.id), size: typeof request.query.size === 'string' ? request.query.size : null }),
+      handle: async (request, viewer) => {
+        const photograph = await getPhotograph({ prisma: db.prisma, imageId: String(request.params.id), size: requirePhotographSize(request.query.size) });
+        authorizePatientAccess(viewer, photograph.case.patient);
+        return {
+          audit: { patientIds: [photograph.case.patient.id], imageIds: [photograph.case.id] },
+          send: (response) => {
+            response.setHeader('Cache-Control', 'private, no-store');
+            response.type(photograph.mimeType).send(photograph.bytes);
+          },
+        };
+      },
+    }),
+  );
   // Body-parser failures (too large, malformed JSON) answer in GraphQL's error shape with a stable code.
   const handleBodyErrors: ErrorRequestHandler = (error, _request, response, next) => {
     if (response.headersSent) return next(error);
