@@ -7,6 +7,7 @@
 // back is still recorded as refused or failed, and a read whose row cannot be written is answered with an error,
 // never with the data.
 import type { SqlRunner } from '../db/sql-runner.js';
+import { isUuid } from '../modules/common/validation.js';
 
 export const AUDIT_OUTCOME_OK = 'OK';
 
@@ -30,8 +31,7 @@ export class AuditTrail {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const uuids = (values: readonly string[] | undefined) => [...new Set((values ?? []).filter((value) => UUID.test(value)))];
+const uuids = (values: readonly string[] | undefined) => [...new Set((values ?? []).filter(isUuid))];
 
 /** Appends the entries in one statement (the trigger chains them in order); resolves when committed. */
 export async function writeAuditEvents(sql: SqlRunner, actor: AuditActor, entries: readonly AuditEntry[]): Promise<void> {

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { AppError, badInput, notFound } from '../errors.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { isRole, UNIVERSAL_IDENTIFIER_SYSTEMS, type Role, type Viewer } from './policy.js';
+import { requireUuid } from '../modules/common/validation.js';
 import { requireIdentifierSystem } from './identifiers.js';
 
 /** Prefix that makes a key recognisable in a leaked log or a secret scanner. */
@@ -77,7 +78,7 @@ export async function listApiKeys({ prisma }: { prisma: PrismaClient }): Promise
 }
 
 export async function revokeApiKey({ prisma, id, now = new Date() }: { prisma: PrismaClient; id: string; now?: Date }): Promise<ApiKeySummary> {
-  if (!/^[0-9a-f-]{36}$/i.test(id)) throw badInput('id must be a UUID', { field: 'id' });
+  requireUuid(id, 'id');
   const existing = await prisma.apiKey.findUnique({ where: { id } });
   if (!existing) throw notFound(`No API key with id ${id}`, { field: 'id' });
   if (existing.revokedAt) return toSummary(existing);

@@ -1,29 +1,26 @@
-// The researcher's cohort filter: validation (stable codes for contradictory or reversed filters) and the SQL
-// that materialises the cohort's eyes. No identifier ever leaves this module: it fills a temporary table that the
-// aggregate queries read, inside the caller's transaction.
+// The researcher's cohort filter: validation (stable codes for contradictory or reversed filters) and the query of
+// the cohort's eyes, which every aggregate query wraps in a CTE. No identifier ever leaves the database from here.
 import { Prisma } from '../../generated/prisma/client.js';
 import type { DiabetesType, Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
 import { badInput } from '../../errors.js';
 
-/** Age at baseline in whole years (visit year - birth year), in the bands researchers report. */
+/**
+ * Age at baseline in whole years (visit year - birth year), in the bands researchers report. The bounds are
+ * applied where the bands are computed, in eye_course_rows (prisma/migrations/0004_eye_summary); here only the
+ * keys and the labels tables show.
+ */
 export const AGE_BANDS = [
-  { key: 'UNDER_40', label: '<40', min: 0, max: 39 },
-  { key: 'FROM_40_TO_49', label: '40-49', min: 40, max: 49 },
-  { key: 'FROM_50_TO_59', label: '50-59', min: 50, max: 59 },
-  { key: 'FROM_60_TO_69', label: '60-69', min: 60, max: 69 },
-  { key: 'FROM_70_TO_79', label: '70-79', min: 70, max: 79 },
-  { key: 'AT_LEAST_80', label: '80+', min: 80, max: 200 },
+  { key: 'UNDER_40', label: '<40' },
+  { key: 'FROM_40_TO_49', label: '40-49' },
+  { key: 'FROM_50_TO_59', label: '50-59' },
+  { key: 'FROM_60_TO_69', label: '60-69' },
+  { key: 'FROM_70_TO_79', label: '70-79' },
+  { key: 'AT_LEAST_80', label: '80+' },
 ] as const;
 export type AgeBandKey = (typeof AGE_BANDS)[number]['key'];
 
-/** HbA1c at baseline (the latest reading on or before the first visit, else the first within 180 days after). */
-export const HBA1C_BANDS = [
-  { key: 'UNDER_7', label: '<7.0%', min: 0, max: 7 },
-  { key: 'FROM_7_TO_8', label: '7.0-7.9%', min: 7, max: 8 },
-  { key: 'FROM_8_TO_9', label: '8.0-8.9%', min: 8, max: 9 },
-  { key: 'AT_LEAST_9', label: '>=9.0%', min: 9, max: 100 },
-] as const;
-export type Hba1cBandKey = (typeof HBA1C_BANDS)[number]['key'];
+/** HbA1c (%) at baseline, banded in eye_course_rows: <7, 7-7.9, 8-8.9, >=9. */
+export type Hba1cBandKey = 'UNDER_7' | 'FROM_7_TO_8' | 'FROM_8_TO_9' | 'AT_LEAST_9';
 
 export type CohortFilter = {
   drGrades?: number[] | null;

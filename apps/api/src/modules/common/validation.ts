@@ -3,6 +3,8 @@ import { badInput } from '../../errors.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+export const isUuid = (value: string): boolean => UUID.test(value);
+
 export function requireUuid(value: string, field: string): string {
   if (!UUID.test(value)) throw badInput(`${field} must be a UUID, got "${value.slice(0, 64)}"`, { field });
   return value.toLowerCase();

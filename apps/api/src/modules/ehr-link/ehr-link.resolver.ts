@@ -4,6 +4,7 @@ import { audited } from '../../audit/audited.js';
 import { authorizePatientAccess } from '../../auth/policy.js';
 import type { RequestContext } from '../../context.js';
 import { loadCases } from '../case/case.service.js';
+import { isUuid } from '../common/validation.js';
 import { Case, Patient } from '../case/case.type.js';
 import { findCaseByExternalId, findPatientByIdentifier, linkCase, recordGrading, unlinkCase, upsertPatient } from './ehr-link.service.js';
 import { DemographicsInput, IdentifierInput, LinkCaseResult, RecordGradingInput, UpsertPatientResult } from './ehr-link.type.js';
@@ -104,6 +105,6 @@ export class EhrLinkResolver {
 
 /** The case's patient for a bound credential's check; null when the id is malformed or unknown (the service reports it). */
 async function findCaseForAccessCheck(prisma: RequestContext['db']['prisma'], caseId: string) {
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(caseId)) return null;
+  if (!isUuid(caseId)) return null;
   return (await loadCases(prisma, [caseId])).get(caseId) ?? null;
 }
