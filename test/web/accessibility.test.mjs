@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import { startApi } from '../support/backends.mjs';
-import { DESKTOP, PAGE_ALERT, TABLET, launchChromium, newPage, signInAs, startWebServer } from './browser.mjs';
+import { DESKTOP, PAGE_ALERT, TABLET, launchChromium, newPage, signInAs, startWebServer, fetchDemoUsers } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE_PATH = require.resolve('axe-core/axe.min.js');
@@ -67,8 +67,7 @@ test('axe-core finds no serious or critical violation on any page, at 1280 px an
   const api = await startApi('pglite', { cohort: 'demo-clinic' });
   t.after(() => api.close());
   const web = await startWebServer(t, { apiUrl: api.url });
-  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
-  const userOf = (subject) => users.find((user) => user.subject === subject);
+  const { userOf } = await fetchDemoUsers(api);
 
   const listed = await api.graphql(CASES_QUERY);
   assert.equal(listed.status, 200, JSON.stringify(listed.body));

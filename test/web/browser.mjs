@@ -153,3 +153,9 @@ export async function assertFitsWidth(page) {
   }));
   assert.ok(scrollWidth <= innerWidth, `page is ${scrollWidth} px wide in a ${innerWidth} px viewport: ${overflowing.join(', ')}`);
 }
+
+/** The API's demo users (GET /auth/local/users), and a lookup by subject. */
+export async function fetchDemoUsers(api) {
+  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
+  return { users, userOf: (subject) => users.find((user) => user.subject === subject) };
+}

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { startApi } from '../support/backends.mjs';
-import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, launchChromium, newPage, readNavLinks, screenshot, signInAs, startWebServer } from './browser.mjs';
+import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, launchChromium, newPage, readNavLinks, screenshot, signInAs, startWebServer, fetchDemoUsers } from './browser.mjs';
 
 const PATIENTS_QUERY = /* GraphQL */ `
   query Patients {
@@ -48,9 +48,9 @@ test('patient and case pages against the real API in headless Chromium', { timeo
   const api = await startApi('pglite', { cohort: 'demo-clinic' });
   t.after(() => api.close());
   const web = await startWebServer(t, { apiUrl: api.url });
-  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
-  const clinician = users.find((user) => user.subject === 'demo-clinician');
-  const researcher = users.find((user) => user.subject === 'demo-researcher');
+  const { userOf } = await fetchDemoUsers(api);
+  const clinician = userOf('demo-clinician');
+  const researcher = userOf('demo-researcher');
 
   const listed = await api.graphql(PATIENTS_QUERY);
   assert.equal(listed.status, 200, JSON.stringify(listed.body));

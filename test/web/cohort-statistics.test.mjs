@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startApi } from '../support/backends.mjs';
-import { DESKTOP, PAGE_ALERT, SCREENSHOT_DIR, TABLET, assertFitsWidth, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
+import { DESKTOP, PAGE_ALERT, SCREENSHOT_DIR, TABLET, assertFitsWidth, launchChromium, newPage, screenshot, signInAs, startWebServer, fetchDemoUsers } from './browser.mjs';
 
 const PAGE = '/cohort-statistics';
 
@@ -23,9 +23,9 @@ test('cohort statistics for a researcher against the real API in headless Chromi
   const api = await startApi('pglite', { cohort: 'demo-clinic' });
   t.after(() => api.close());
   const web = await startWebServer(t, { apiUrl: api.url });
-  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
-  const researcher = users.find((user) => user.subject === 'demo-researcher');
-  const clinician = users.find((user) => user.subject === 'demo-clinician');
+  const { userOf } = await fetchDemoUsers(api);
+  const researcher = userOf('demo-researcher');
+  const clinician = userOf('demo-clinician');
 
   const { context, page } = await newPage(browser, DESKTOP);
   await signInAs(page, web.baseUrl, researcher, { from: PAGE, landsOn: PAGE });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startApi } from '../support/backends.mjs';
-import { DESKTOP, launchChromium, newPage, readNavLinks, screenshot, signInAs, startWebServer } from './browser.mjs';
+import { DESKTOP, launchChromium, newPage, readNavLinks, screenshot, signInAs, startWebServer, fetchDemoUsers } from './browser.mjs';
 
 const HEALTH_QUERY = '{ health { status database } }';
 const PATIENTS_QUERY = '{ patients(first: 1) { nodes { mrn } } }';
@@ -63,8 +63,7 @@ test('the API explorer runs queries as the signed-in user, with docs, and loads 
   const api = await startApi('pglite');
   t.after(() => api.close());
   const web = await startWebServer(t, { apiUrl: api.url });
-  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
-  const userOf = (subject) => users.find((user) => user.subject === subject);
+  const { userOf } = await fetchDemoUsers(api);
 
   await t.test('without a session the proxy refuses with 401 and /explorer asks to sign in', async () => {
     const response = await fetch(`${web.baseUrl}/explorer/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: HEALTH_QUERY }) });

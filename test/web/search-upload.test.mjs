@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
 import { TINY_MODEL, repositoryRoot, startApi } from '../support/backends.mjs';
-import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
+import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, launchChromium, newPage, screenshot, signInAs, startWebServer, fetchDemoUsers } from './browser.mjs';
 
 const { makeSyntheticFundusPng } = await import(path.join(repositoryRoot, 'apps/api/dist/embedding/testing/fixtures.js'));
 const { upsertImageEmbedding } = await import(path.join(repositoryRoot, 'apps/api/dist/search/similar-images.js'));
@@ -40,8 +40,8 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     embeddedCaseIds.push(row.id);
   }
   const web = await startWebServer(t, { apiUrl: api.url });
-  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
-  const clinician = users.find((user) => user.subject === 'demo-clinician');
+  const { userOf } = await fetchDemoUsers(api);
+  const clinician = userOf('demo-clinician');
 
   const { page } = await newPage(browser, DESKTOP);
   const uploadsSent = [];

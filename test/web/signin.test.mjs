@@ -20,7 +20,7 @@ import {
   screenshot,
   signInAs,
   signInButton,
-  startWebServer,
+  startWebServer, fetchDemoUsers
 } from './browser.mjs';
 
 const SEARCH_QUERY = /* GraphQL */ `
@@ -47,8 +47,7 @@ test('sign-in, sessions and roles against the real API in headless Chromium', { 
   const web = await startWebServer(t, { apiUrl: api.url });
   const { isAllowed } = await import(path.join(REPO_ROOT, 'apps/api/dist/auth/policy.js'));
 
-  const { users } = await (await fetch(`${api.baseUrl}/auth/local/users`)).json();
-  const userOf = (subject) => users.find((user) => user.subject === subject);
+  const { users, userOf } = await fetchDemoUsers(api);
   const clinician = userOf('demo-clinician');
   const researcher = userOf('demo-researcher');
   const patients = await api.graphql('{ patients(first: 100) { nodes { mrn cases(first: 1) { nodes { id } } } } }');
