@@ -3,7 +3,7 @@
 // side in one run: rounds alternate the configurations, so drift and other load hit all of them alike.
 //
 //   sudo bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env
-//   nice node bench/cluster.mjs --cases 100000 --queries 200 --clients 1,4 --rounds 3 [--hnsw]
+//   nice node bench/cluster.mjs --cases 100000 --queries 100 --clients 1,4 --rounds 3 [--hnsw] [--app-database URL]
 //
 // Configurations, each answering the same queries:
 //   one node        fundus_search_single.case_vector, one table with every row (the baseline)
@@ -200,6 +200,22 @@ const sizeOf = async (pool) => {
   return { rows: rows[0].n, totalBytes: Number(rows[0].total), bytesPerRow: Math.round(Number(rows[0].total) / rows[0].n) };
 };
 
+// What one photograph costs in the application's own database (`--app-database URL`, e.g. the cluster's demo
+// database postgresql://fundus:fundus@127.0.0.1:5442/fundus): every table and index, per photograph.
+async function applicationBytesPerPhotograph(url) {
+  const pool = poolOf(url);
+  try {
+    const { rows } = await pool.query(`SELECT relname AS table, pg_total_relation_size(relid)::bigint AS bytes FROM pg_stat_user_tables
+      WHERE relname IN ('image_blob', 'fundus_image', 'image_embedding', 'grading', 'visit', 'patient', 'diagnosis', 'treatment', 'hba1c_reading', 'external_link', 'eye_summary')`);
+    const [{ photographs, blobBytes }] = (await pool.query('SELECT count(*)::int AS photographs, coalesce(avg(octet_length(bytes)), 0)::float8 AS "blobBytes" FROM image_blob')).rows;
+    const perTable = Object.fromEntries(rows.map((row) => [row.table, Math.round(Number(row.bytes) / photographs)]));
+    return { photographs, averagePhotographBytes: Math.round(blobBytes), bytesPerPhotographByTable: perTable, bytesPerPhotographWithoutBlob: Object.entries(perTable).filter(([table]) => table !== 'image_blob').reduce((sum, [, bytes]) => sum + bytes, 0) };
+  } finally {
+    await pool.end();
+  }
+}
+const appDatabase = option('app-database', null);
+
 const output = {
   benchmark: 'cluster: search by case, k=10, one node vs sharded by patient (postgres_fdw hash partitions)',
   date: new Date().toISOString(),
@@ -208,6 +224,7 @@ const output = {
   rounds,
   shards: shards.length,
   load,
+  ...(appDatabase ? { application: await applicationBytesPerPhotograph(appDatabase) } : {}),
   sizes: { oneNode: await sizeOf(single), shards: await Promise.all(shards.map(sizeOf)) },
   exact: await measure('exact'),
 };
@@ -228,6 +245,8 @@ if (withHnsw) {
   output.hnswBuild = { oneNode, shards: perShard, shardsWallMs: Math.round(performance.now() - started) };
   // ef_search for every session: the coordinator's foreign scans open their own sessions on the shards.
   for (const [pool, url] of [[single, singleUrl], ...shards.map((pool, index) => [pool, shardUrls[index]])]) {
+    // The GUC is pgvector's: until the library is loaded in the session, PostgreSQL treats it as superuser-only.
+    await pool.query("SELECT '[1]'::vector");
     await pool.query(`ALTER DATABASE ${new URL(url).pathname.slice(1)} SET hnsw.ef_search = ${efSearch}`);
   }
   // The coordinator's sessions on the shards were opened before the ALTER and keep the old setting: start afresh.
@@ -237,6 +256,7 @@ if (withHnsw) {
   await stale.end();
   output.hnsw = await measure(`hnsw ef_search ${efSearch}`, { setup: `SET hnsw.ef_search = ${efSearch}`, truth: measure.truth });
   for (const [pool, url] of [[single, singleUrl], ...shards.map((pool, index) => [pool, shardUrls[index]])]) {
+    await pool.query("SELECT '[1]'::vector");
     await pool.query(`ALTER DATABASE ${new URL(url).pathname.slice(1)} RESET hnsw.ef_search`);
   }
   await Promise.all([single, ...shards].map(dropIndexes));

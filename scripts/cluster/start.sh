@@ -9,14 +9,19 @@
 # (scripts/ci-setup.sh); installs haproxy from Debian when missing. Stop with scripts/cluster/stop.sh.
 # Ports and the directory (default /var/lib/fundus-cluster) are set in lib.sh and can be overridden there by
 # FUNDUS_* variables. The shared cluster on 5432 is never touched.
+# --databases-only: the primary and replicas alone (about 15 s; what test/api/read-replicas.test.mjs needs, e.g.
+# in CI), without the API processes (the first seeds the demo cohort: minutes) and HAProxy.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+databases_only=0
+[[ "${1:-}" == "--databases-only" ]] && databases_only=1
+
 require_postgres
-if ! command -v haproxy >/dev/null; then
+if [[ ${databases_only} -eq 0 ]] && ! command -v haproxy >/dev/null; then
   log "installing haproxy (Debian)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null; }
 fi
-[[ -f "${REPO_ROOT}/apps/api/dist/index.js" ]] || die "apps/api/dist/index.js is missing: run npm run build first"
+[[ ${databases_only} -eq 1 || -f "${REPO_ROOT}/apps/api/dist/index.js" ]] || die "apps/api/dist/index.js is missing: run npm run build first"
 
 # --- PostgreSQL primary -------------------------------------------------------------------------------------
 init_node "${PRIMARY_PORT}"
@@ -58,6 +63,16 @@ for attempt in $(seq 1 30); do
   sleep 1
 done
 log "replicas streaming: ${streaming}/${#REPLICA_PORTS[@]}"
+
+cat >"${CLUSTER_DIR}/test-env" <<ENV
+# source this, then: node --test test/api/read-replicas.test.mjs
+export TEST_REPLICA_PRIMARY_URL=$(url_for "${PRIMARY_PORT}" fundus_template)
+export TEST_REPLICA_URL=$(url_for "${REPLICA_PORTS[0]}" fundus_template)
+ENV
+if [[ ${databases_only} -eq 1 ]]; then
+  log "primary and replicas up (--databases-only); for the replica suite: source ${CLUSTER_DIR}/test-env"
+  exit 0
+fi
 
 # --- API processes --------------------------------------------------------------------------------------------
 install -d "${CLUSTER_DIR}/auth"
@@ -137,12 +152,6 @@ for attempt in $(seq 1 20); do
   sleep 0.5
 done
 curl -fsS "http://127.0.0.1:${PROXY_PORT}/healthz" >/dev/null || die "haproxy on ${PROXY_PORT} does not answer /healthz"
-
-cat >"${CLUSTER_DIR}/test-env" <<ENV
-# source this, then: node --test test/api/read-replicas.test.mjs
-export TEST_REPLICA_PRIMARY_URL=$(url_for "${PRIMARY_PORT}" fundus_template)
-export TEST_REPLICA_URL=$(url_for "${REPLICA_PORTS[0]}" fundus_template)
-ENV
 
 cat <<INFO
 [cluster] up:
