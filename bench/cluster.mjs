@@ -97,20 +97,22 @@ const queries = (await single.query(`SELECT image_id::text AS image_id, patient_
 const partitions = (await coordinator.query(`SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
   WHERE i.inhparent = 'case_vector'::regclass ORDER BY c.relname`)).rows.map((row) => row.relname);
 
+// No tie-break by id inside the k-NN ORDER BY: with a second sort key PostgreSQL cannot use the HNSW index's order
+// (it scans exactly instead). Ties between float distances of distinct synthetic vectors do not occur here.
 // Search by case: the query photograph's embedding is read in the same statement (by patient and image: on the
 // coordinator that prunes to the patient's shard), as the API's search by image id does.
 const QUERY_CTE = 'WITH q AS MATERIALIZED (SELECT embedding FROM case_vector WHERE patient_id = $1::uuid AND image_id = $2::uuid)';
 const PLAIN_SQL = `${QUERY_CTE}
   SELECT c.image_id::text AS image_id FROM case_vector c WHERE c.patient_id <> $1::uuid
-  ORDER BY c.embedding <=> (SELECT embedding FROM q), c.image_id LIMIT ${k}`;
+  ORDER BY c.embedding <=> (SELECT embedding FROM q) LIMIT ${k}`;
 const PER_SHARD_SQL = `${QUERY_CTE}
   SELECT image_id::text AS image_id FROM (
     ${partitions.map((partition) => `(SELECT image_id, embedding <=> (SELECT embedding FROM q) AS distance FROM ${partition}
-      WHERE patient_id <> $1::uuid ORDER BY embedding <=> (SELECT embedding FROM q), image_id LIMIT ${k})`).join('\n    UNION ALL\n    ')}
+      WHERE patient_id <> $1::uuid ORDER BY embedding <=> (SELECT embedding FROM q) LIMIT ${k})`).join('\n    UNION ALL\n    ')}
   ) hits ORDER BY distance + 0, image_id LIMIT ${k}`;
 // One shard's part: its own top-k from the query vector (what every shard runs for the per-shard top-k plan).
 const LOCAL_SQL = `SELECT image_id::text AS image_id FROM case_vector WHERE patient_id <> $1::uuid
-  ORDER BY embedding <=> $2::vector, image_id LIMIT ${k}`;
+  ORDER BY embedding <=> $2::vector LIMIT ${k}`;
 
 const configurations = [
   { name: 'one node', pool: single, sql: PLAIN_SQL, args: (q) => [q.patient_id, q.image_id] },
