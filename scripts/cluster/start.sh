@@ -33,6 +33,11 @@ prepare_database "${PRIMARY_PORT}"
 psql_node "${PRIMARY_PORT}" -d postgres <<SQL
 SELECT 'CREATE DATABASE fundus_template OWNER ${DB_ROLE}' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'fundus_template') \gexec
 SQL
+# A login with no table privileges: test/api/read-replicas.test.mjs reads through it to make every replica read
+# fail while the replica's health poll (a function anyone may call) still succeeds.
+psql_node "${PRIMARY_PORT}" -d postgres <<SQL
+SELECT format('CREATE ROLE fundus_unprivileged LOGIN PASSWORD %L', 'fundus_unprivileged') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fundus_unprivileged') \gexec
+SQL
 psql_node "${PRIMARY_PORT}" -d fundus_template <<SQL
 CREATE EXTENSION IF NOT EXISTS vector;
 GRANT EXECUTE ON FUNCTION pg_wal_replay_pause(), pg_wal_replay_resume() TO ${DB_ROLE};
@@ -68,6 +73,7 @@ cat >"${CLUSTER_DIR}/test-env" <<ENV
 # source this, then: node --test test/api/read-replicas.test.mjs
 export TEST_REPLICA_PRIMARY_URL=$(url_for "${PRIMARY_PORT}" fundus_template)
 export TEST_REPLICA_URL=$(url_for "${REPLICA_PORTS[0]}" fundus_template)
+export TEST_REPLICA_UNPRIVILEGED_USER=fundus_unprivileged:fundus_unprivileged
 ENV
 if [[ ${databases_only} -eq 1 ]]; then
   log "primary and replicas up (--databases-only); for the replica suite: source ${CLUSTER_DIR}/test-env"

@@ -154,6 +154,35 @@ describe('reads fall back to the primary', { skip: SKIP }, () => {
     }
   });
 
+  test('when a read fails on a replica that polls as well: it is rerun on the primary and answers', { skip: !process.env.TEST_REPLICA_UNPRIVILEGED_USER && 'TEST_REPLICA_UNPRIVILEGED_USER is not set: rerun scripts/cluster/start.sh and source its test-env' }, async () => {
+    // The replica is reached as a login without table privileges: the poll (a function anyone may call)
+    // succeeds, every read there fails, as on a replica that breaks between two polls.
+    const broken = (url) => {
+      const replicaUrl = new URL(onReplica(url));
+      [replicaUrl.username, replicaUrl.password] = process.env.TEST_REPLICA_UNPRIVILEGED_USER.split(':');
+      return replicaUrl.toString();
+    };
+    const api = await startApi('postgres', {
+      templateUrl: PRIMARY_TEMPLATE,
+      env: (database) => ({ DATABASE_URL: database.url, DATABASE_REPLICA_URLS: broken(database.url), REPLICA_POLL_INTERVAL_MS: '100' }),
+    });
+    try {
+      await until('the replica in service', async () => {
+        await api.server.reads.poll();
+        return api.server.reads.stats().replicas[0].healthy;
+      });
+      const [stored] = await api.db.sql.query('SELECT id::text AS id FROM fundus_image ORDER BY id LIMIT 1');
+      const result = await api.graphql(CASE, { id: stored.id }, { as: 'demo-admin' });
+      assert.equal(result.body.data?.case?.id, stored.id, JSON.stringify(result.body.errors));
+      const stats = api.server.reads.stats();
+      assert.equal(stats.fallbacks, 1, 'the read failed on the replica and was rerun on the primary');
+      assert.equal(stats.replicaReads, 0);
+      assert.equal(stats.primaryReads, 1);
+    } finally {
+      await api.close();
+    }
+  });
+
   test('when the replica lags more than REPLICA_MAX_LAG_MS: it leaves reads until it catches up', async () => {
     const api = await startApi('postgres', {
       templateUrl: PRIMARY_TEMPLATE,
