@@ -243,9 +243,11 @@ async function main(argv: string[]): Promise<number> {
     const better = !chosen || metrics.quadraticWeightedKappa > chosen.qwk + 1e-9 || (Math.abs(metrics.quadraticWeightedKappa - chosen.qwk) <= 1e-9 && metrics.accuracy > chosen.accuracy + 1e-9);
     if (better) chosen = { rule, calibration, nll, qwk: metrics.quadraticWeightedKappa, accuracy: metrics.accuracy };
   }
-  const { rule, calibration } = chosen!;
+  // What is written is what is scored: the temperature rounded as in the file, the threshold rounded down.
+  const rule = chosen!.rule;
+  const calibration = { temperature: round(chosen!.calibration.temperature), smoothing: chosen!.calibration.smoothing };
   const validationPredictions = predictSuggestion(validationQueries, rule, calibration);
-  const minimumConfidence = chooseAbstention(validationPredictions);
+  const minimumConfidence = Math.floor(chooseAbstention(validationPredictions) * 1e4) / 1e4;
   const referableThreshold = chooseReferableThreshold(validationPredictions);
 
   const suggestion = predictSuggestion(testQueries, rule, calibration);
@@ -262,7 +264,7 @@ async function main(argv: string[]): Promise<number> {
     validationAccuracy: round(chosen!.accuracy),
     validationNll: round(chosen!.nll),
   };
-  const file = serialiseReuseCalibration({ modelVersion, rule, calibration: { temperature: round(calibration.temperature), smoothing: calibration.smoothing }, minimumConfidence: round(minimumConfidence), referableThreshold }, fittedOn);
+  const file = serialiseReuseCalibration({ modelVersion, rule, calibration, minimumConfidence, referableThreshold }, fittedOn);
   await writeFile(args.options.get('out') ?? 'models/fundus-cbr.reuse.json', file);
 
   const abstained = coverageCurve(suggestion, [minimumConfidence])[0]!;
