@@ -5,6 +5,7 @@ import type { Viewer } from './auth/policy.js';
 import type { Database } from './db/database.js';
 import type { Embedder } from './embedding/embedder.js';
 import type { Logger } from './logger.js';
+import type { LoadedReuseCalibration } from './modules/similar-case/reuse-calibration.js';
 import type { UploadStore } from './modules/upload/upload.store.js';
 
 export type RequestContext = {
@@ -20,4 +21,6 @@ export type RequestContext = {
   uploads: UploadStore;
   /** Disclosure control settings of cohort statistics (config.cohort). */
   cohortSettings: { minimumCellSize: number; memoryDays: number };
+  /** The reuse step's fitted calibration (config.reuseCalibrationPath), or why there is none. */
+  reuseCalibration: LoadedReuseCalibration;
 };

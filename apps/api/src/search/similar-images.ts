@@ -28,7 +28,8 @@ export type SimilarImageSearch = {
   excludePatientId: string | null;
 };
 
-export type SimilarImageHit = { imageId: string; similarity: number };
+/** `grade`: the hit's reference grade (fundus_image.dr_grade), null while ungraded; the reuse step votes with it. */
+export type SimilarImageHit = { imageId: string; similarity: number; grade: number | null };
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   const { filters } = search;
@@ -67,9 +68,9 @@ export async function searchSimilarImages(prisma: PrismaClient, search: SimilarI
     'imageId' in search.query
       ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
       : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
-  const rows = await prisma.$queryRaw<{ image_id: string; similarity: number }[]>`
+  const rows = await prisma.$queryRaw<{ image_id: string; similarity: number; grade: number | null }[]>`
     WITH query AS (${queryEmbedding})
-    SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity
+    SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity, fi.dr_grade AS grade
     FROM image_embedding e
     CROSS JOIN query
     JOIN fundus_image fi ON fi.id = e.image_id
@@ -77,7 +78,7 @@ export async function searchSimilarImages(prisma: PrismaClient, search: SimilarI
     WHERE ${Prisma.join(filterClauses(search), ' AND ')}
     ORDER BY e.embedding <=> query.embedding, fi.id
     LIMIT ${search.k}`;
-  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity) }));
+  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) }));
 }
 
 /** The newest model version that has embeddings, or null when nothing is embedded yet. */

@@ -1,7 +1,7 @@
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters } from '../../search/similar-images.js';
+import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
@@ -23,6 +23,20 @@ export type SimilarCases = {
   queryAttention: AttentionMap | null;
   modelVersion: string;
   hits: { rank: number; similarity: number; case: Case; attention: AttentionMap | null }[];
+  /** What the reuse step (suggest-grade.service.ts) needs to know about this search; not a GraphQL field. */
+  reuseContext: ReuseSearchContext;
+};
+
+export type ReuseSearchContext = {
+  modelVersion: string;
+  query: SimilarImageSearch['query'];
+  queryImageId: string | null;
+  uploadContentHash: string | null;
+  /** The patient a vote must leave out: the stored query's own (always, whatever excludeSamePatient says). */
+  queryPatientId: string | null;
+  /** Whether the hits are the plain neighbourhood: no filter, and the query patient left out. */
+  isPlainNeighbourhood: boolean;
+  searchHits: SimilarImageHit[];
 };
 
 export function normaliseFilters(filters: CaseFilters | null | undefined): SimilarImageFilters {
@@ -41,6 +55,9 @@ export function normaliseFilters(filters: CaseFilters | null | undefined): Simil
     treatmentTypes: [...new Set(filters?.treatmentTypes ?? [])],
   };
 }
+
+const isFiltered = (filters: SimilarImageFilters) =>
+  filters.drGrades.length > 0 || filters.eye !== null || filters.sex !== null || filters.ageMin !== null || filters.ageMax !== null || filters.treatmentTypes.length > 0;
 
 /**
  * The model version searches compare on: the pinned one, else the loaded model's, else the newest in the
@@ -105,12 +122,13 @@ export async function findSimilarCases({
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
   }
 
+  const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
   const hits = await searchSimilarImages(prisma, {
     modelVersion: version,
     query: searchQuery,
     k,
     filters: normalised,
-    excludePatientId: excludeSamePatient && query ? query.patient.id : null,
+    excludePatientId,
   });
   const hitIds = hits.map((hit) => hit.imageId);
   const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
@@ -119,5 +137,14 @@ export async function findSimilarCases({
     queryAttention,
     modelVersion: version,
     hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)!, attention: attention.get(hit.imageId) ?? null })),
+    reuseContext: {
+      modelVersion: version,
+      query: searchQuery,
+      queryImageId: query?.id ?? null,
+      uploadContentHash: 'contentHash' in searchQuery ? searchQuery.contentHash : null,
+      queryPatientId: query?.patient.id ?? null,
+      isPlainNeighbourhood: !isFiltered(normalised) && (query === null || excludePatientId !== null),
+      searchHits: hits,
+    },
   };
 }
