@@ -133,6 +133,12 @@ for (const backend of BACKENDS) {
       const plain = await search({ imageId: row.id, k: 10 });
       const filtered = await search({ imageId: row.id, k: 10, filters: { drGrades: [4] }, excludeSamePatient: false });
       assert.deepEqual(filtered.suggestion.vote, plain.suggestion.vote, 'filters do not bias the vote');
+      // The hits are those of the same search without the suggestion (which finds its voters in the same scan).
+      for (const input of [{ imageId: row.id, k: 10 }, { imageId: row.id, k: 30 }, { imageId: row.id, k: 10, filters: { drGrades: [4] }, excludeSamePatient: false }, { imageId: row.id, k: 7, filters: { eye: 'LEFT' } }]) {
+        const { body } = await api.graphql('query S($input: SimilarCasesInput!) { similarCases(input: $input) { hits { similarity case { id } } } }', { input });
+        const withSuggestion = await search(input);
+        assert.deepEqual(withSuggestion.hits.map((hit) => hit.case.id), body.data.similarCases.hits.map((hit) => hit.case.id), JSON.stringify(input));
+      }
       assert.ok(filtered.hits.every((hit) => hit.case.referenceGrading.drGrade === 4));
       assert.deepEqual(filtered.suggestion.hitGrades.map((g) => g.count), [0, 0, 0, 0, filtered.hits.length]);
       for (const result of [plain, filtered]) {

@@ -1,7 +1,7 @@
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
+import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
@@ -37,6 +37,8 @@ export type ReuseSearchContext = {
   /** Whether the hits are the plain neighbourhood: no filter, and the query patient left out. */
   isPlainNeighbourhood: boolean;
   searchHits: SimilarImageHit[];
+  /** The nearest graded cases of the plain neighbourhood, found by the search itself when asked (voteDepth). */
+  voters: SimilarImageHit[] | null;
 };
 
 export function normaliseFilters(filters: CaseFilters | null | undefined): SimilarImageFilters {
@@ -80,6 +82,7 @@ export async function findSimilarCases({
   filters,
   excludeSamePatient,
   modelVersion,
+  voteDepth = 0,
 }: {
   prisma: PrismaClient;
   uploads: UploadStore;
@@ -89,6 +92,8 @@ export async function findSimilarCases({
   filters?: CaseFilters | null;
   excludeSamePatient: boolean;
   modelVersion: string | null;
+  /** When the reuse step will vote: find this many graded neighbours of the plain neighbourhood in the same scan. */
+  voteDepth?: number;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
@@ -123,13 +128,22 @@ export async function findSimilarCases({
   }
 
   const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
-  const hits = await searchSimilarImages(prisma, {
-    modelVersion: version,
-    query: searchQuery,
-    k,
-    filters: normalised,
-    excludePatientId,
-  });
+  const search = { modelVersion: version, query: searchQuery, k, filters: normalised, excludePatientId };
+  const isPlainNeighbourhood = !isFiltered(normalised) && (query === null || excludePatientId !== null);
+  let hits: SimilarImageHit[];
+  let voters: SimilarImageHit[] | null = null;
+  if (voteDepth > 0 && isPlainNeighbourhood) {
+    // The vote's neighbourhood is the hits' own: one search deep enough for both (a larger LIMIT costs nothing
+    // in an exact scan's top-N sort).
+    const deeper = await searchSimilarImages(prisma, { ...search, k: Math.max(k, voteDepth) });
+    const graded = deeper.filter((hit) => hit.grade !== null);
+    voters = graded.length >= voteDepth ? graded.slice(0, voteDepth) : null;
+    hits = deeper.slice(0, k);
+  } else if (voteDepth > 0) {
+    ({ hits, voters } = await searchSimilarImagesWithVoters(prisma, search, voteDepth, query?.patient.id ?? null));
+  } else {
+    hits = await searchSimilarImages(prisma, search);
+  }
   const hitIds = hits.map((hit) => hit.imageId);
   const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
   return {
@@ -143,8 +157,9 @@ export async function findSimilarCases({
       queryImageId: query?.id ?? null,
       uploadContentHash: 'contentHash' in searchQuery ? searchQuery.contentHash : null,
       queryPatientId: query?.patient.id ?? null,
-      isPlainNeighbourhood: !isFiltered(normalised) && (query === null || excludePatientId !== null),
+      isPlainNeighbourhood,
       searchHits: hits,
+      voters,
     },
   };
 }

@@ -4,8 +4,9 @@
 // shown is logged (suggestion_log) so the clinician's revision can be compared with it (model monitoring).
 //
 // The vote always runs over the plain neighbourhood the calibration was fitted on: all graded cases of other
-// patients, no filter. When the search itself was filtered (or kept the query patient), a second search of
-// rule.neighbours cases gives that neighbourhood; otherwise the hits already are it, and it costs nothing more.
+// patients, no filter. similarCases finds those voters in its own scan when the suggestion is selected (a deeper
+// LIMIT, or one statement ranking the distances twice under a filter: similar-images.ts
+// searchSimilarImagesWithVoters); a second search here is only the fallback (too few graded among them).
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { TreatmentType } from '../../generated/prisma/enums.js';
 import { searchSimilarImages } from '../../search/similar-images.js';
@@ -68,6 +69,7 @@ function describeRule(rule: VoteRule): string {
 
 /** The first `count` graded neighbours of the plain neighbourhood (a second search when the hits are not it). */
 async function findVoters(prisma: PrismaClient, context: ReuseSearchContext, count: number): Promise<Neighbour[]> {
+  if (context.voters && context.voters.length >= count) return context.voters.slice(0, count);
   const graded = context.searchHits.filter((hit) => hit.grade !== null);
   if (context.isPlainNeighbourhood && graded.length >= count) return graded.slice(0, count);
   const hits = await searchSimilarImages(prisma, {
@@ -121,6 +123,11 @@ export function summariseHits(cases: readonly Case[]): { hitGrades: GradeCount[]
       worsening: windows,
     },
   };
+}
+
+/** How many neighbours the vote will need: the search finds them in its own scan (similarCases' voteDepth). */
+export function voteDepthFor(reuse: LoadedReuseCalibration): number {
+  return Math.max(reuse.calibration?.rule.neighbours ?? 0, PLAIN_VOTE_RULE.neighbours);
 }
 
 /** The suggestion for a search's query, logged as shown to `subject`. */
