@@ -219,6 +219,13 @@ for (const backend of BACKENDS) {
       assert.deepEqual(months.map((m) => m.period), [...new Set(rows.map((row) => row.month))].sort());
       const future = await api.graphql(MONITORING, { from: '2999-01-01' }, { as: 'demo-admin' });
       assert.equal(future.body.data.suggestionMonitoring.overall.revised, 0);
+      const past = await api.graphql(MONITORING, { to: '2000-01-01' }, { as: 'demo-admin' });
+      assert.equal(past.body.data.suggestionMonitoring.overall.revised, 0);
+      const today = new Date().toISOString().slice(0, 10);
+      const upToToday = await api.graphql(MONITORING, { from: today, to: today }, { as: 'demo-admin' });
+      assert.equal(upToToday.body.data.suggestionMonitoring.overall.revised, rows.length, 'to is inclusive of its day');
+      const reversed = await api.graphql(MONITORING, { from: '2026-02-01', to: '2026-01-01' }, { as: 'demo-admin' });
+      assert.equal(reversed.body.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
       const clinician = await api.graphql(MONITORING, {}, { as: 'demo-clinician' });
       assert.equal(clinician.body.errors?.[0]?.extensions?.code, 'FORBIDDEN');
     });
