@@ -35,6 +35,8 @@ function requestsByOperation(fixture) {
     'manage-keys': { gql: ['{ apiKeys { id } }', {}] },
     'read-system': { gql: ['{ health { status } }', {}] },
     'cohort-statistics': { gql: ['{ cohortStatistics { patients } }', {}] },
+    'revise-case': { gql: [`mutation { reviseCase(input: { caseId: "${UNKNOWN_UUID}", drGrade: 1 }) { gradingId } }`, {}] },
+    'read-suggestion-monitoring': { gql: ['{ suggestionMonitoring { overall { revised } } }', {}] },
   };
 }
 
@@ -86,12 +88,14 @@ for (const backend of BACKENDS) {
 
     test('the policy table refuses researchers every patient-level operation, gives them cohort statistics, and keeps audit and keys to admins', () => {
       assert.deepEqual([...POLICY['cohort-statistics']], ['researcher', 'admin']);
-      for (const operation of ['read-case', 'read-patient', 'list-patients', 'search', 'upload', 'ingest', 'link', 'write-grading', 'write-patient']) {
+      for (const operation of ['read-case', 'read-patient', 'list-patients', 'search', 'upload', 'ingest', 'link', 'write-grading', 'write-patient', 'revise-case', 'read-suggestion-monitoring']) {
         assert.equal(POLICY[operation].includes('researcher'), false, operation);
       }
       assert.deepEqual([...POLICY['read-audit']], ['admin']);
       assert.deepEqual([...POLICY['manage-keys']], ['admin']);
       assert.deepEqual([...POLICY.unlink], ['admin']);
+      assert.deepEqual([...POLICY['read-suggestion-monitoring']], ['admin']);
+      assert.deepEqual([...POLICY['revise-case']], ['clinician', 'admin']);
     });
 
 

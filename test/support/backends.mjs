@@ -118,7 +118,7 @@ export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPa
 
 /** Row counts of every application table: proof that a failed request wrote nothing. */
 export async function countRows(db) {
-  const tables = ['dataset', 'patient', 'hba1c_reading', 'visit', 'image_blob', 'fundus_image', 'image_embedding', 'grading', 'diagnosis', 'treatment', 'external_link', 'api_key'];
+  const tables = ['dataset', 'patient', 'hba1c_reading', 'visit', 'image_blob', 'fundus_image', 'image_embedding', 'grading', 'diagnosis', 'treatment', 'external_link', 'api_key', 'suggestion_log'];
   const counts = {};
   for (const table of tables) {
     const [row] = await db.sql.query(`SELECT count(*)::int AS n FROM ${table}`);

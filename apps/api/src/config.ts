@@ -33,6 +33,9 @@ const environmentSchema = z.object({
   MAX_QUERY_COMPLEXITY: z.coerce.number().int().positive().default(20_000),
   /** The ONNX embedding model; when the file is absent the API runs without upload search and says so. */
   MODEL_PATH: z.string().default(path.join(repositoryRoot, 'models', 'fundus-cbr.onnx')),
+  /** The reuse step's fitted vote rule and calibration (cli/fit-reuse.ts), tied to one model version; default:
+   *  beside MODEL_PATH as <name>.reuse.json. Absent or for another version: suggestions come uncalibrated. */
+  REUSE_CALIBRATION_PATH: z.string().min(1).optional(),
   /** auto: CUDA when onnxruntime-node has its provider and a GPU answers, else CPU (logged at start). */
   EMBEDDING_DEVICE: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(20 * 1024 * 1024),
@@ -76,6 +79,7 @@ export type AppConfig = {
   maxQueryComplexity: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   modelPath: string;
+  reuseCalibrationPath: string;
   embeddingDevice: 'auto' | 'cpu' | 'cuda';
   upload: { maxBytes: number; maxPixels: number; tokenTtlSeconds: number };
   auth: {
@@ -122,6 +126,7 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     maxQueryComplexity: env.MAX_QUERY_COMPLEXITY,
     logLevel: env.LOG_LEVEL,
     modelPath: env.MODEL_PATH,
+    reuseCalibrationPath: env.REUSE_CALIBRATION_PATH ?? env.MODEL_PATH.replace(/(\.onnx)?$/, '.reuse.json'),
     embeddingDevice: env.EMBEDDING_DEVICE,
     upload: { maxBytes: env.MAX_UPLOAD_BYTES, maxPixels: env.MAX_UPLOAD_PIXELS, tokenTtlSeconds: env.UPLOAD_TOKEN_TTL_SECONDS },
     auth: {

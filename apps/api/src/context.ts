@@ -6,6 +6,7 @@ import type { Database } from './db/database.js';
 import type { Embedder } from './embedding/embedder.js';
 import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
+import type { LoadedReuseCalibration } from './modules/similar-case/reuse-calibration.js';
 import type { UploadStore } from './modules/upload/upload.store.js';
 
 export type RequestContext = {
@@ -24,4 +25,6 @@ export type RequestContext = {
   uploads: UploadStore;
   /** Disclosure control settings of cohort statistics (config.cohort). */
   cohortSettings: { minimumCellSize: number; memoryDays: number };
+  /** The reuse step's fitted calibration (config.reuseCalibrationPath), or why there is none. */
+  reuseCalibration: LoadedReuseCalibration;
 };

@@ -27,6 +27,7 @@ import { createLogger, type Logger } from './logger.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
 import { getPhotograph, requirePhotographSize } from './modules/photograph/photograph.service.js';
 import { acceptUpload } from './modules/upload/upload.service.js';
+import { loadReuseCalibration } from './modules/similar-case/reuse-calibration.js';
 import { createUploadStore, viewUploadsAs } from './modules/upload/upload.store.js';
 
 export type RunningServer = {
@@ -100,6 +101,11 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
   const uploads = createUploadStore({ ttlMs: config.upload.tokenTtlSeconds * 1000 });
   const reads = await openReadRouting({ primary: db, replicaUrls: config.readReplicas.urls, maxLagMs: config.readReplicas.maxLagMs, pollIntervalMs: config.readReplicas.pollIntervalMs, logger });
+  const reuseCalibration = loadReuseCalibration(config.reuseCalibrationPath);
+  if (reuseCalibration.calibration === null) logger.warn('grade suggestions will be uncalibrated', { problem: reuseCalibration.problem });
+  else if (embedder && reuseCalibration.calibration.modelVersion !== embedder.metadata.modelVersion) {
+    logger.warn('the reuse calibration is for another model version: grade suggestions will be uncalibrated', { calibrated: reuseCalibration.calibration.modelVersion, loaded: embedder.metadata.modelVersion });
+  }
   if (config.seedDemoCohort) {
     const seeded = await seedDemoCohortIfEmpty(db, {
       renderImage: renderSyntheticPhotograph,
@@ -250,6 +256,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
           embedder,
           uploads: viewUploadsAs(uploads, viewer.subject),
           cohortSettings: config.cohort,
+          reuseCalibration,
         };
       },
     }),

@@ -29,6 +29,8 @@ export const OPERATIONS = [
   'read-audit',
   'manage-keys',
   'read-system',
+  'revise-case',
+  'read-suggestion-monitoring',
 ] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
@@ -50,6 +52,9 @@ export const POLICY: Record<Operation, readonly Role[]> = {
   'read-audit': ['admin'],
   'manage-keys': ['admin'],
   'read-system': ALL,
+  // The clinician's own reading of a photograph (CBR revise); an EHR writes back with recordGrading instead.
+  'revise-case': ['clinician', 'admin'],
+  'read-suggestion-monitoring': ['admin'],
 };
 
 /** Who is asking: from a verified JWT or an API key (auth/authenticate.ts). */
@@ -107,6 +112,8 @@ const DESCRIPTIONS: Record<Operation, string> = {
   'read-audit': 'read the audit log',
   'manage-keys': 'manage API keys',
   'read-system': 'read the system status',
+  'revise-case': 'revise cases',
+  'read-suggestion-monitoring': 'read suggestion monitoring',
 };
 
 function describe(operation: Operation): string {

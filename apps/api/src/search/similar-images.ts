@@ -28,7 +28,8 @@ export type SimilarImageSearch = {
   excludePatientId: string | null;
 };
 
-export type SimilarImageHit = { imageId: string; similarity: number };
+/** `grade`: the hit's reference grade (fundus_image.dr_grade), null while ungraded; the reuse step votes with it. */
+export type SimilarImageHit = { imageId: string; similarity: number; grade: number | null };
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   const { filters } = search;
@@ -67,9 +68,9 @@ export async function searchSimilarImages(prisma: PrismaClient, search: SimilarI
     'imageId' in search.query
       ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
       : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
-  const rows = await prisma.$queryRaw<{ image_id: string; similarity: number }[]>`
+  const rows = await prisma.$queryRaw<{ image_id: string; similarity: number; grade: number | null }[]>`
     WITH query AS (${queryEmbedding})
-    SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity
+    SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity, fi.dr_grade AS grade
     FROM image_embedding e
     CROSS JOIN query
     JOIN fundus_image fi ON fi.id = e.image_id
@@ -77,7 +78,46 @@ export async function searchSimilarImages(prisma: PrismaClient, search: SimilarI
     WHERE ${Prisma.join(filterClauses(search), ' AND ')}
     ORDER BY e.embedding <=> query.embedding, fi.id
     LIMIT ${search.k}`;
-  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity) }));
+  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) }));
+}
+
+/**
+ * A filtered search and the reuse step's voters in one scan: the hits under the filters, and the `voterCount`
+ * nearest GRADED photographs of any patient but `voterExcludePatientId`, unfiltered (the neighbourhood the vote
+ * was calibrated on). The distances are computed once (a materialised CTE) and ranked twice, instead of two
+ * exact scans. Both lists keep the exact search's order and tie-break.
+ */
+export async function searchSimilarImagesWithVoters(
+  prisma: PrismaClient,
+  search: SimilarImageSearch,
+  voterCount: number,
+  voterExcludePatientId: string | null,
+): Promise<{ hits: SimilarImageHit[]; voters: SimilarImageHit[] }> {
+  const queryEmbedding =
+    'imageId' in search.query
+      ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
+      : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
+  const self = 'imageId' in search.query ? Prisma.sql`fi.id <> ${search.query.imageId}::uuid` : Prisma.sql`fi.content_hash <> ${search.query.contentHash}`;
+  const rows = await prisma.$queryRaw<{ kind: string; image_id: string; similarity: number; grade: number | null }[]>`
+    WITH query AS (${queryEmbedding}),
+    scored AS MATERIALIZED (
+      SELECT fi.id, fi.patient_id, fi.dr_grade, (e.embedding <=> query.embedding) AS distance,
+             (${Prisma.join(filterClauses(search), ' AND ')}) AS matches
+      FROM image_embedding e
+      CROSS JOIN query
+      JOIN fundus_image fi ON fi.id = e.image_id
+      ${joinsFor(search.filters)}
+      WHERE e.model_version = ${search.modelVersion} AND ${self})
+    (SELECT 'hit' AS kind, id::text AS image_id, (1 - distance)::float8 AS similarity, dr_grade AS grade
+       FROM scored WHERE matches ORDER BY distance, id LIMIT ${search.k})
+    UNION ALL
+    (SELECT 'voter', id::text, (1 - distance)::float8, dr_grade
+       FROM scored WHERE dr_grade IS NOT NULL ${voterExcludePatientId ? Prisma.sql`AND patient_id <> ${voterExcludePatientId}::uuid` : Prisma.empty}
+       ORDER BY distance, id LIMIT ${voterCount})`;
+  const toHit = (row: (typeof rows)[number]) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) });
+  // UNION ALL does not promise to keep each branch's order: restore it (uuid order is lower-case hex order).
+  const ranked = (kind: string) => rows.filter((row) => row.kind === kind).map(toHit).sort((a, b) => b.similarity - a.similarity || (a.imageId < b.imageId ? -1 : a.imageId > b.imageId ? 1 : 0));
+  return { hits: ranked('hit'), voters: ranked('voter') };
 }
 
 /** The newest model version that has embeddings, or null when nothing is embedded yet. */

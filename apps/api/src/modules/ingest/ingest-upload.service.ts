@@ -14,6 +14,7 @@ import type { UploadStore } from '../upload/upload.store.js';
 import { requireIdentifierSystem, requireIdentifierValue } from '../../auth/identifiers.js';
 import { requireGraderName } from '../common/validation.js';
 import { requireIdentifier } from '../ehr-link/ehr-link.service.js';
+import { linkUploadSuggestions } from '../revise/revise.service.js';
 import { ingestCase } from './ingest.service.js';
 
 export type IngestUploadInput = {
@@ -103,6 +104,8 @@ export async function ingestUploadedCase({
   const result = await ingestCase({ prisma, embedder: model, record });
   if (result.status === 'rejected') throw badInput(`The photograph was rejected: ${result.message}`, { reason: result.code });
   if (result.status === 'conflict') throw new AppError('CONFLICT', result.message, { caseId: result.imageId, field: 'uploadToken' });
+  // Retain: the suggestions shown for this upload now belong to the stored case (and its grading revises them).
+  await linkUploadSuggestions({ prisma, contentHash: upload.contentHash, subject: upload.owner, imageId: result.imageId });
   const stored = (await loadCases(prisma, [result.imageId])).get(result.imageId);
   if (!stored) throw new AppError('INTERNAL_SERVER_ERROR', `Case ${result.imageId} vanished after ingestion`);
   return { status: result.status === 'added' ? 'ADDED' : 'DUPLICATE', case: stored };

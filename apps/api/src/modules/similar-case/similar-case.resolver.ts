@@ -1,11 +1,14 @@
 import 'reflect-metadata';
-import { Arg, Ctx, Query, Resolver } from 'type-graphql';
+import { Arg, Ctx, Info, Query, Resolver } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
 import { audited } from '../../audit/audited.js';
 import type { RequestContext } from '../../context.js';
 import { SimilarCasesInput } from './similar-case.input.js';
 import type { AttentionMap } from '../../search/similar-images.js';
 import { findSimilarCases, resolveSearchModelVersion } from './similar-case.service.js';
 import { SimilarCasesResult } from './similar-case.type.js';
+import { selectsField } from '../../graphql/selection.js';
+import { voteDepthFor } from './suggest-grade.service.js';
 
 @Resolver()
 export class SimilarCaseResolver {
@@ -13,7 +16,7 @@ export class SimilarCaseResolver {
     description: 'The k cases most similar to a photograph, filtered, best first (exact cosine search).',
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
-  async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput) {
+  async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput, @Info() info: GraphQLResolveInfo) {
     const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient };
     const result = await audited(
       context,
@@ -28,6 +31,7 @@ export class SimilarCaseResolver {
         filters: input.filters,
         excludeSamePatient: input.excludeSamePatient,
         modelVersion: await resolveSearchModelVersion(prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
+        voteDepth: selectsField(info, 'suggestion') ? voteDepthFor(context.reuseCalibration) : 0,
       })),
       (found) => ({
         patientIds: [...(found.query ? [found.query.patient.id] : []), ...found.hits.map((hit) => hit.case.patient.id)],

@@ -1,7 +1,7 @@
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, type AttentionMap, type SimilarImageFilters } from '../../search/similar-images.js';
+import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
@@ -23,6 +23,22 @@ export type SimilarCases = {
   queryAttention: AttentionMap | null;
   modelVersion: string;
   hits: { rank: number; similarity: number; case: Case; attention: AttentionMap | null }[];
+  /** What the reuse step (suggest-grade.service.ts) needs to know about this search; not a GraphQL field. */
+  reuseContext: ReuseSearchContext;
+};
+
+export type ReuseSearchContext = {
+  modelVersion: string;
+  query: SimilarImageSearch['query'];
+  queryImageId: string | null;
+  uploadContentHash: string | null;
+  /** The patient a vote must leave out: the stored query's own (always, whatever excludeSamePatient says). */
+  queryPatientId: string | null;
+  /** Whether the hits are the plain neighbourhood: no filter, and the query patient left out. */
+  isPlainNeighbourhood: boolean;
+  searchHits: SimilarImageHit[];
+  /** The nearest graded cases of the plain neighbourhood, found by the search itself when asked (voteDepth). */
+  voters: SimilarImageHit[] | null;
 };
 
 export function normaliseFilters(filters: CaseFilters | null | undefined): SimilarImageFilters {
@@ -41,6 +57,9 @@ export function normaliseFilters(filters: CaseFilters | null | undefined): Simil
     treatmentTypes: [...new Set(filters?.treatmentTypes ?? [])],
   };
 }
+
+const isFiltered = (filters: SimilarImageFilters) =>
+  filters.drGrades.length > 0 || filters.eye !== null || filters.sex !== null || filters.ageMin !== null || filters.ageMax !== null || filters.treatmentTypes.length > 0;
 
 /**
  * The model version searches compare on: the pinned one, else the loaded model's, else the newest in the
@@ -63,6 +82,7 @@ export async function findSimilarCases({
   filters,
   excludeSamePatient,
   modelVersion,
+  voteDepth = 0,
 }: {
   prisma: PrismaClient;
   uploads: UploadStore;
@@ -72,6 +92,8 @@ export async function findSimilarCases({
   filters?: CaseFilters | null;
   excludeSamePatient: boolean;
   modelVersion: string | null;
+  /** When the reuse step will vote: find this many graded neighbours of the plain neighbourhood in the same scan. */
+  voteDepth?: number;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
@@ -105,13 +127,23 @@ export async function findSimilarCases({
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
   }
 
-  const hits = await searchSimilarImages(prisma, {
-    modelVersion: version,
-    query: searchQuery,
-    k,
-    filters: normalised,
-    excludePatientId: excludeSamePatient && query ? query.patient.id : null,
-  });
+  const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
+  const search = { modelVersion: version, query: searchQuery, k, filters: normalised, excludePatientId };
+  const isPlainNeighbourhood = !isFiltered(normalised) && (query === null || excludePatientId !== null);
+  let hits: SimilarImageHit[];
+  let voters: SimilarImageHit[] | null = null;
+  if (voteDepth > 0 && isPlainNeighbourhood) {
+    // The vote's neighbourhood is the hits' own: one search deep enough for both (a larger LIMIT costs nothing
+    // in an exact scan's top-N sort).
+    const deeper = await searchSimilarImages(prisma, { ...search, k: Math.max(k, voteDepth) });
+    const graded = deeper.filter((hit) => hit.grade !== null);
+    voters = graded.length >= voteDepth ? graded.slice(0, voteDepth) : null;
+    hits = deeper.slice(0, k);
+  } else if (voteDepth > 0) {
+    ({ hits, voters } = await searchSimilarImagesWithVoters(prisma, search, voteDepth, query?.patient.id ?? null));
+  } else {
+    hits = await searchSimilarImages(prisma, search);
+  }
   const hitIds = hits.map((hit) => hit.imageId);
   const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
   return {
@@ -119,5 +151,15 @@ export async function findSimilarCases({
     queryAttention,
     modelVersion: version,
     hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)!, attention: attention.get(hit.imageId) ?? null })),
+    reuseContext: {
+      modelVersion: version,
+      query: searchQuery,
+      queryImageId: query?.id ?? null,
+      uploadContentHash: 'contentHash' in searchQuery ? searchQuery.contentHash : null,
+      queryPatientId: query?.patient.id ?? null,
+      isPlainNeighbourhood,
+      searchHits: hits,
+      voters,
+    },
   };
 }
