@@ -29,6 +29,9 @@ export const OPERATIONS = [
   'read-audit',
   'manage-keys',
   'read-system',
+  'relevance-feedback',
+  'export-feedback',
+  'explain-similarity',
 ] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
@@ -50,6 +53,10 @@ export const POLICY: Record<Operation, readonly Role[]> = {
   'read-audit': ['admin'],
   'manage-keys': ['admin'],
   'read-system': ALL,
+  // Marks and explanations are about cases and searches, so they follow search; the export holds who marked what.
+  'relevance-feedback': ['clinician', 'admin'],
+  'export-feedback': ['admin'],
+  'explain-similarity': ['clinician', 'admin'],
 };
 
 /** Who is asking: from a verified JWT or an API key (auth/authenticate.ts). */
@@ -107,6 +114,9 @@ const DESCRIPTIONS: Record<Operation, string> = {
   'read-audit': 'read the audit log',
   'manage-keys': 'manage API keys',
   'read-system': 'read the system status',
+  'relevance-feedback': 'give relevance feedback on searches',
+  'export-feedback': 'export relevance feedback',
+  'explain-similarity': 'explain similar cases',
 };
 
 function describe(operation: Operation): string {

@@ -4,7 +4,8 @@ import { audited } from '../../audit/audited.js';
 import type { RequestContext } from '../../context.js';
 import { SimilarCasesInput } from './similar-case.input.js';
 import type { AttentionMap } from '../../search/similar-images.js';
-import { findSimilarCases, resolveSearchModelVersion } from './similar-case.service.js';
+import { resolveSearchModelVersion } from './similar-case.service.js';
+import { findAndRecordSimilarCases } from './feedback.service.js';
 import { SimilarCasesResult } from './similar-case.type.js';
 
 @Resolver()
@@ -14,11 +15,12 @@ export class SimilarCaseResolver {
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
   async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput) {
-    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient };
+    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient, region: input.region ?? null };
     const result = await audited(
       context,
       { operation: 'search', details },
-      async () => findSimilarCases({
+      async () => findAndRecordSimilarCases({
+        viewer: context.viewer,
         prisma: context.db.prisma,
         uploads: context.uploads,
         imageId: input.imageId,
@@ -27,11 +29,13 @@ export class SimilarCaseResolver {
         filters: input.filters,
         excludeSamePatient: input.excludeSamePatient,
         modelVersion: await resolveSearchModelVersion(context.db.prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
+        region: input.region ?? null,
+        embedder: context.embedder,
       }),
       (found) => ({
         patientIds: [...(found.query ? [found.query.patient.id] : []), ...found.hits.map((hit) => hit.case.patient.id)],
         imageIds: [...(found.query ? [found.query.id] : []), ...found.hits.map((hit) => hit.case.id)],
-        details: { returned: found.hits.map((hit) => hit.case.id), modelVersion: found.modelVersion },
+        details: { returned: found.hits.map((hit) => hit.case.id), modelVersion: found.modelVersion, searchId: found.searchId },
       }),
     );
     const toMap = (map: AttentionMap | null) => (map ? { width: map.width, height: map.height, values: Array.from(map.values) } : null);

@@ -6,6 +6,9 @@ import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
 import type { UploadStore } from '../upload/upload.store.js';
+import type { Embedder } from '../../embedding/embedder.js';
+import type { Region } from '../../embedding/regions.js';
+import { computeRegionQueryVector, featuresOfStoredPhotograph, featuresOfUpload, requireRegion, requireRegionModel } from './region.service.js';
 
 export const MAX_K = 100;
 
@@ -23,6 +26,16 @@ export type SimilarCases = {
   queryAttention: AttentionMap | null;
   modelVersion: string;
   hits: { rank: number; similarity: number; case: Case; attention: AttentionMap | null }[];
+  /** What was searched with, for the search record (relevance feedback): feedback.service.ts recordSearch. */
+  searched: {
+    queryImageId: string | null;
+    queryContentHash: string;
+    /** The region descriptor when searching by region; null: the query's own embedding. */
+    queryVector: Float32Array | null;
+    region: Region | null;
+    filters: SimilarImageFilters;
+    excludePatientId: string | null;
+  };
 };
 
 export function normaliseFilters(filters: CaseFilters | null | undefined): SimilarImageFilters {
@@ -63,6 +76,8 @@ export async function findSimilarCases({
   filters,
   excludeSamePatient,
   modelVersion,
+  region,
+  embedder,
 }: {
   prisma: PrismaClient;
   uploads: UploadStore;
@@ -72,10 +87,18 @@ export async function findSimilarCases({
   filters?: CaseFilters | null;
   excludeSamePatient: boolean;
   modelVersion: string | null;
+  /** Search by this rectangle of the query photograph (fractions of the model's crop) instead of the whole. */
+  region?: Region | null;
+  /** Needed for a region: the feature map comes from the loaded model. */
+  embedder?: Embedder | null;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
   const normalised = normaliseFilters(filters);
+  const searchRegion = region ? requireRegion(region) : null;
+  const regionModel = searchRegion ? requireRegionModel(embedder ?? null) : null;
+  let regionVector: Float32Array | null = null;
+  let queryContentHash: string;
 
   let query: Case | null = null;
   let version: string;
@@ -91,6 +114,15 @@ export async function findSimilarCases({
     version = modelVersion;
     queryAttention = (await findAttentionMaps(prisma, [queryImageId], version)).get(queryImageId) ?? null;
     searchQuery = { imageId: queryImageId };
+    queryContentHash = query.image.contentHash;
+    if (regionModel && searchRegion) {
+      if (regionModel.metadata.modelVersion !== version) {
+        throw new AppError('EMBEDDING_UNAVAILABLE', `Search by region needs the loaded model ${regionModel.metadata.modelVersion}, but searches use ${version}`, { field: 'region' });
+      }
+      const features = await featuresOfStoredPhotograph(prisma, regionModel, queryImageId);
+      regionVector = await computeRegionQueryVector(regionModel, features.featureMap, searchRegion);
+      searchQuery = { vector: regionVector, contentHash: queryContentHash };
+    }
   } else {
     const upload = uploads.get(uploadToken!);
     if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
@@ -103,14 +135,21 @@ export async function findSimilarCases({
     }
     queryAttention = upload.attention;
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
+    queryContentHash = upload.contentHash;
+    if (regionModel && searchRegion) {
+      const features = featuresOfUpload(uploads, uploadToken!);
+      regionVector = await computeRegionQueryVector(regionModel, features.featureMap, searchRegion);
+      searchQuery = { vector: regionVector, contentHash: upload.contentHash };
+    }
   }
 
+  const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
   const hits = await searchSimilarImages(prisma, {
     modelVersion: version,
     query: searchQuery,
     k,
     filters: normalised,
-    excludePatientId: excludeSamePatient && query ? query.patient.id : null,
+    excludePatientId,
   });
   const hitIds = hits.map((hit) => hit.imageId);
   const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
@@ -119,5 +158,6 @@ export async function findSimilarCases({
     queryAttention,
     modelVersion: version,
     hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)!, attention: attention.get(hit.imageId) ?? null })),
+    searched: { queryImageId: query?.id ?? null, queryContentHash, queryVector: regionVector, region: searchRegion, filters: normalised, excludePatientId },
   };
 }
