@@ -92,6 +92,21 @@ function rank(query, excludePatient, score) {
 const precision = (ranked, grade, k = K) => ranked.slice(0, k).filter((hit) => hit.photo.grade === grade).length / k;
 const mean = (values) => values.reduce((a, b) => a + b, 0) / Math.max(values.length, 1);
 
+/** 95% bootstrap interval (1000 resamples of the queries, fixed seed) of the mean paired difference b - a. */
+function pairedInterval(rows, a, b) {
+  let state = 12345;
+  const random = () => ((state = (state * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const differences = rows.map((row) => row[b] - row[a]);
+  const means = [];
+  for (let resample = 0; resample < 1000; resample += 1) {
+    let sum = 0;
+    for (let i = 0; i < differences.length; i += 1) sum += differences[Math.floor(random() * differences.length)];
+    means.push(sum / Math.max(differences.length, 1));
+  }
+  means.sort((x, y) => x - y);
+  return { mean: mean(differences), low: means[24], high: means[974] };
+}
+
 // Relevance feedback.
 function feedbackRound(query, weights) {
   const first = rank(query, query.patientId, (photo) => dot(query.embedding, photo.embedding));
@@ -119,15 +134,17 @@ function evaluateFeedback(split, weights) {
   const macro = (key) => mean(Object.values(byGrade).filter((rs) => rs.length).map((rs) => mean(rs.map((r) => r[key]))));
   return {
     queries: rounds.length,
+    after_minus_before: pairedInterval(rounds, 'before', 'after'),
+    after_unseen_minus_before: pairedInterval(rounds, 'before', 'afterUnseen'),
     p10_before: mean(rounds.map((r) => r.before)), p10_after: mean(rounds.map((r) => r.after)), p10_after_unseen: mean(rounds.map((r) => r.afterUnseen)),
     macro_p10_before: macro('before'), macro_p10_after: macro('after'), macro_p10_after_unseen: macro('afterUnseen'),
   };
 }
 const grid = [];
-for (const beta of [0, 0.25, 0.5, 0.75, 1, 1.5, 2]) for (const gamma of [0, 0.1, 0.25, 0.5, 0.75]) grid.push({ alpha: 1, beta, gamma });
+for (const beta of [0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6]) for (const gamma of [0, 0.25, 0.5, 0.75, 1, 1.5, 2]) grid.push({ alpha: 1, beta, gamma });
 const validation = grid.map((weights) => ({ weights, ...evaluateFeedback('validation', weights) }));
 const chosen = validation.reduce((best, row) => (row.macro_p10_after_unseen > best.macro_p10_after_unseen ? row : best));
-const feedback = { selected_on_validation_by: 'macro P@10 over unseen hits', chosen: chosen.weights, validation: chosen, test: evaluateFeedback('test', chosen.weights), validation_grid: validation };
+const feedback = { grid: 'alpha 1, beta in {0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6}, gamma in {0, 0.25, 0.5, 0.75, 1, 1.5, 2}', selected_on_validation_by: 'macro P@10 over unseen hits', chosen: chosen.weights, validation: chosen, test: evaluateFeedback('test', chosen.weights), validation_grid: validation };
 
 // Search by region.
 const lesionImages = await listLesionImages(path.join(dataDirectory, 'lesions'));
@@ -196,7 +213,8 @@ async function evaluateRegion(split) {
     });
   }
   const summary = Object.fromEntries(['whole', 'regionVsWhole', 'regionVsSameRectangle', 'regionVsBestWindow'].map((key) => [key, mean(rows.map((r) => r[key]))]));
-  return { queries: rows.length, grades: Object.fromEntries([0, 1, 2, 3, 4].map((g) => [g, rows.filter((r) => r.grade === g).length])), mean_region_area_share: mean(rows.map((r) => r.regionArea)), p10: summary };
+  const intervals = Object.fromEntries(['regionVsWhole', 'regionVsSameRectangle', 'regionVsBestWindow'].map((key) => [`${key}_minus_whole`, pairedInterval(rows, 'whole', key)]));
+  return { queries: rows.length, paired_differences: intervals, grades: Object.fromEntries([0, 1, 2, 3, 4].map((g) => [g, rows.filter((r) => r.grade === g).length])), mean_region_area_share: mean(rows.map((r) => r.regionArea)), p10: summary };
 }
 const region = {
   lesion_images: lesionImages.length,
