@@ -35,6 +35,9 @@ function requestsByOperation(fixture) {
     'manage-keys': { gql: ['{ apiKeys { id } }', {}] },
     'read-system': { gql: ['{ health { status } }', {}] },
     'cohort-statistics': { gql: ['{ cohortStatistics { patients } }', {}] },
+    'relevance-feedback': { gql: [`mutation { submitRelevanceFeedback(input: { searchId: "${UNKNOWN_UUID}", marks: [{ caseId: "${UNKNOWN_UUID}", relevant: true }] }) { recorded } }`, {}] },
+    'export-feedback': { gql: ['{ relevanceFeedbackExport { rows } }', {}] },
+    'explain-similarity': { gql: ['query($id: ID!) { explainSimilarity(input: { imageId: $id, caseId: "' + UNKNOWN_UUID + '" }) { modelVersion } }', { id: fixture.imageId }] },
   };
 }
 
@@ -86,12 +89,15 @@ for (const backend of BACKENDS) {
 
     test('the policy table refuses researchers every patient-level operation, gives them cohort statistics, and keeps audit and keys to admins', () => {
       assert.deepEqual([...POLICY['cohort-statistics']], ['researcher', 'admin']);
-      for (const operation of ['read-case', 'read-patient', 'list-patients', 'search', 'upload', 'ingest', 'link', 'write-grading', 'write-patient']) {
+      for (const operation of ['read-case', 'read-patient', 'list-patients', 'search', 'upload', 'ingest', 'link', 'write-grading', 'write-patient', 'relevance-feedback', 'export-feedback', 'explain-similarity']) {
         assert.equal(POLICY[operation].includes('researcher'), false, operation);
       }
       assert.deepEqual([...POLICY['read-audit']], ['admin']);
       assert.deepEqual([...POLICY['manage-keys']], ['admin']);
       assert.deepEqual([...POLICY.unlink], ['admin']);
+      assert.deepEqual([...POLICY['export-feedback']], ['admin'], 'the export names who marked what');
+      assert.deepEqual([...POLICY['relevance-feedback']], ['clinician', 'admin']);
+      assert.deepEqual([...POLICY['explain-similarity']], ['clinician', 'admin']);
     });
 
 
