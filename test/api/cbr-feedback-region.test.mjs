@@ -4,6 +4,7 @@
 // paired correspondence heat maps for a hit. Every bad input: its stable code, and nothing written.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BACKENDS, POSTGRES_SKIP_REASON, countRows, repositoryRoot, startApi } from '../support/backends.mjs';
@@ -201,6 +202,12 @@ for (const backend of BACKENDS) {
       const photograph = await renderSyntheticFundus({ seed: 91, eye: 'LEFT', grade: 3, maculopathy: false, width: 800, height: 600 });
       const upload = await postUpload(api, photograph, 'image/jpeg');
       assert.equal(upload.status, 201, JSON.stringify(upload.body));
+      const plainUpload = await search({ uploadToken: upload.body.uploadToken, k: 4 });
+      assert.equal(plainUpload.body.errors, undefined, JSON.stringify(plainUpload.body.errors));
+      const [uploadRow] = await api.db.sql.query('SELECT query_image_id, query_content_hash, query_embedding::text AS v FROM similar_case_search WHERE id = $1', [plainUpload.result.searchId]);
+      assert.equal(uploadRow.query_image_id, null);
+      assert.equal(uploadRow.query_content_hash, createHash('sha256').update(photograph).digest('hex'));
+      assert.ok(Math.abs(dot(parseVector(uploadRow.v), (await embedder.embedImage(photograph)).embedding) - 1) < 1e-5, 'an upload search records the upload embedding');
       const byUpload = await search({ uploadToken: upload.body.uploadToken, k: 4, region: { x: 0.5, y: 0.5, width: 0.5, height: 0.5 } });
       assert.equal(byUpload.body.errors, undefined, JSON.stringify(byUpload.body.errors));
       assert.equal(byUpload.result.hits.length, 4);

@@ -30,7 +30,7 @@ export type SimilarCases = {
   searched: {
     queryImageId: string | null;
     queryContentHash: string;
-    /** The region descriptor when searching by region; null: the query's own embedding. */
+    /** The vector searched with: the region descriptor, or an upload's embedding; null: the stored case's embedding. */
     queryVector: Float32Array | null;
     region: Region | null;
     filters: SimilarImageFilters;
@@ -99,6 +99,7 @@ export async function findSimilarCases({
   const regionModel = searchRegion ? requireRegionModel(embedder ?? null) : null;
   let regionVector: Float32Array | null = null;
   let queryContentHash: string;
+  let uploadVector: Float32Array | null = null;
 
   let query: Case | null = null;
   let version: string;
@@ -136,6 +137,7 @@ export async function findSimilarCases({
     queryAttention = upload.attention;
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
     queryContentHash = upload.contentHash;
+    uploadVector = upload.embedding;
     if (regionModel && searchRegion) {
       const features = featuresOfUpload(uploads, uploadToken!);
       regionVector = await computeRegionQueryVector(regionModel, features.featureMap, searchRegion);
@@ -158,6 +160,6 @@ export async function findSimilarCases({
     queryAttention,
     modelVersion: version,
     hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)!, attention: attention.get(hit.imageId) ?? null })),
-    searched: { queryImageId: query?.id ?? null, queryContentHash, queryVector: regionVector, region: searchRegion, filters: normalised, excludePatientId },
+    searched: { queryImageId: query?.id ?? null, queryContentHash, queryVector: regionVector ?? uploadVector, region: searchRegion, filters: normalised, excludePatientId },
   };
 }
