@@ -3,6 +3,7 @@
 //
 //   npm run build && nice node bench/cbr-feedback-region.mjs --data ../shared/data [--out models/results/cbr-feedback-region.json]
 //       [--cache /tmp/fundus-cbr-bench-embeddings]   (embeddings and feature maps are kept there between runs)
+//       [--feedback-only]   (prints the feedback part and stops: the region part takes most of the time)
 //
 // Protocol. Patients are split as models/src/fundus_cbr/data.py split_of_patient does (SHA-256 of the id: 20% test,
 // 15% validation, 65% train). The case base is every photograph of the TRAIN patients of srahim, eyepacs-raw and
@@ -141,10 +142,19 @@ function evaluateFeedback(split, weights) {
   };
 }
 const grid = [];
-for (const beta of [0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6]) for (const gamma of [0, 0.25, 0.5, 0.75, 1, 1.5, 2]) grid.push({ alpha: 1, beta, gamma });
+// Scale does not change a ranking, so alpha + beta = 1 with alpha > 0 (the query always counts); gamma relative to that.
+const ALPHAS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1];
+const GAMMAS = [0, 0.1, 0.25, 0.5, 0.75, 1, 1.5];
+for (const alpha of ALPHAS) for (const gamma of GAMMAS) grid.push({ alpha, beta: Math.round((1 - alpha) * 100) / 100, gamma });
 const validation = grid.map((weights) => ({ weights, ...evaluateFeedback('validation', weights) }));
 const chosen = validation.reduce((best, row) => (row.macro_p10_after_unseen > best.macro_p10_after_unseen ? row : best));
-const feedback = { grid: 'alpha 1, beta in {0, 0.25, 0.5, 1, 1.5, 2, 3, 4, 6}, gamma in {0, 0.25, 0.5, 0.75, 1, 1.5, 2}', selected_on_validation_by: 'macro P@10 over unseen hits', chosen: chosen.weights, validation: chosen, test: evaluateFeedback('test', chosen.weights), validation_grid: validation };
+const feedback = { grid: `alpha in {${ALPHAS.join(', ')}}, beta = 1 - alpha, gamma in {${GAMMAS.join(', ')}}`, selected_on_validation_by: 'macro P@10 over unseen hits', chosen: chosen.weights, validation: chosen, test: evaluateFeedback('test', chosen.weights), validation_grid: validation };
+
+if (process.argv.includes('--feedback-only')) {
+  const top = [...validation].sort((a, b) => b.macro_p10_after_unseen - a.macro_p10_after_unseen).slice(0, 8).map((row) => [row.weights, row.macro_p10_after_unseen, row.p10_after_unseen, row.p10_after]);
+  process.stdout.write(JSON.stringify({ chosen: feedback.chosen, validation: feedback.validation, test: feedback.test, top }, null, 1) + '\n');
+  process.exit(0);
+}
 
 // Search by region.
 const lesionImages = await listLesionImages(path.join(dataDirectory, 'lesions'));

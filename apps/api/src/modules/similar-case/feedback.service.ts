@@ -18,7 +18,7 @@ import { findSimilarCases, type SimilarCases } from './similar-case.service.js';
  * validation patients by bench/cbr-feedback-region.mjs (models/results/cbr-feedback-region.json), reported on test
  * patients in bench/README.md.
  */
-export const ROCCHIO = { alpha: 1, beta: 0.75, gamma: 0.25 } as const;
+export const ROCCHIO = { alpha: 0.1, beta: 0.9, gamma: 0.75 } as const;
 export const MAX_MARKS = 100;
 
 export type RecordedSearch = SimilarCases & { searchId: string };
