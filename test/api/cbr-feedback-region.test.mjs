@@ -221,6 +221,7 @@ for (const backend of BACKENDS) {
         [{ x: 0.1, y: 0.2, width: 120, height: 80 }, 'REGION_OUTSIDE_PHOTOGRAPH'],
         [{ x: 0.1, y: 0.2, width: 0, height: 0.3 }, 'REGION_EMPTY'],
         [{ x: 0.1, y: 0.2, width: 0.3, height: -0.2 }, 'REGION_EMPTY'],
+        [{ x: 0, y: 0, width: 0.03, height: 0.03 }, 'REGION_OUTSIDE_PHOTOGRAPH'], // inside the crop, on its black corner
       ];
       for (const [region, reason] of cases) {
         const before = await countAll(api.db);

@@ -58,9 +58,18 @@ export function featuresOfUpload(uploads: UploadStore, uploadToken: string): Pho
   return { featureMap: upload.featureMap, fundusShare: upload.fundusShare, modelVersion: upload.modelVersion, contentHash: upload.contentHash };
 }
 
-/** The region descriptor: the model's GeM over the cells under the rectangle, projected; a unit vector. */
-export async function computeRegionQueryVector(embedder: Embedder, featureMap: FeatureMap, region: Region): Promise<Float32Array> {
-  const [vector] = await embedder.embedRegions(featureMap, [regionCellMask(region, featureMap.height, featureMap.width)]);
+/**
+ * The region descriptor: the model's GeM over the cells under the rectangle, projected; a unit vector. A rectangle
+ * wholly on the black surround (the crop's padding or the camera mask: no fundus pixel under any of its cells) is
+ * BAD_USER_INPUT reason REGION_OUTSIDE_PHOTOGRAPH: there is nothing photographed to search by.
+ */
+export async function computeRegionQueryVector(embedder: Embedder, features: Pick<PhotographFeatures, 'featureMap' | 'fundusShare'>, region: Region): Promise<Float32Array> {
+  const { featureMap, fundusShare } = features;
+  const mask = regionCellMask(region, featureMap.height, featureMap.width);
+  if (!mask.some((weight, cell) => weight > 0 && fundusShare[cell]! > 0)) {
+    throw badInput('region: the rectangle covers no part of the photographed fundus (it lies on the black surround)', { field: 'region', reason: 'REGION_OUTSIDE_PHOTOGRAPH' });
+  }
+  const [vector] = await embedder.embedRegions(featureMap, [mask]);
   return vector!;
 }
 

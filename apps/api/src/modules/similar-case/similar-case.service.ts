@@ -121,7 +121,7 @@ export async function findSimilarCases({
         throw new AppError('EMBEDDING_UNAVAILABLE', `Search by region needs the loaded model ${regionModel.metadata.modelVersion}, but searches use ${version}`, { field: 'region' });
       }
       const features = await featuresOfStoredPhotograph(prisma, regionModel, queryImageId);
-      regionVector = await computeRegionQueryVector(regionModel, features.featureMap, searchRegion);
+      regionVector = await computeRegionQueryVector(regionModel, features, searchRegion);
       searchQuery = { vector: regionVector, contentHash: queryContentHash };
     }
   } else {
@@ -140,7 +140,7 @@ export async function findSimilarCases({
     uploadVector = upload.embedding;
     if (regionModel && searchRegion) {
       const features = featuresOfUpload(uploads, uploadToken!);
-      regionVector = await computeRegionQueryVector(regionModel, features.featureMap, searchRegion);
+      regionVector = await computeRegionQueryVector(regionModel, features, searchRegion);
       searchQuery = { vector: regionVector, contentHash: upload.contentHash };
     }
   }
