@@ -148,11 +148,13 @@ const GAMMAS = [0, 0.1, 0.25, 0.5, 0.75, 1, 1.5];
 for (const alpha of ALPHAS) for (const gamma of GAMMAS) grid.push({ alpha, beta: Math.round((1 - alpha) * 100) / 100, gamma });
 const validation = grid.map((weights) => ({ weights, ...evaluateFeedback('validation', weights) }));
 const chosen = validation.reduce((best, row) => (row.macro_p10_after_unseen > best.macro_p10_after_unseen ? row : best));
-const feedback = { grid: `alpha in {${ALPHAS.join(', ')}}, beta = 1 - alpha, gamma in {${GAMMAS.join(', ')}}`, selected_on_validation_by: 'macro P@10 over unseen hits', chosen: chosen.weights, validation: chosen, test: evaluateFeedback('test', chosen.weights), validation_grid: validation };
+// The fair baseline for "unseen": the next ten hits of the unrefined search (ranks 11-20).
+const withoutFeedback = { validation: evaluateFeedback('validation', { alpha: 1, beta: 0, gamma: 0 }), test: evaluateFeedback('test', { alpha: 1, beta: 0, gamma: 0 }) };
+const feedback = { next_ten_without_feedback: { validation: { p10: withoutFeedback.validation.p10_after_unseen, macro_p10: withoutFeedback.validation.macro_p10_after_unseen }, test: { p10: withoutFeedback.test.p10_after_unseen, macro_p10: withoutFeedback.test.macro_p10_after_unseen } }, grid: `alpha in {${ALPHAS.join(', ')}}, beta = 1 - alpha, gamma in {${GAMMAS.join(', ')}}`, selected_on_validation_by: 'macro P@10 over unseen hits', chosen: chosen.weights, validation: chosen, test: evaluateFeedback('test', chosen.weights), validation_grid: validation };
 
 if (process.argv.includes('--feedback-only')) {
   const top = [...validation].sort((a, b) => b.macro_p10_after_unseen - a.macro_p10_after_unseen).slice(0, 8).map((row) => [row.weights, row.macro_p10_after_unseen, row.p10_after_unseen, row.p10_after]);
-  process.stdout.write(JSON.stringify({ chosen: feedback.chosen, validation: feedback.validation, test: feedback.test, top }, null, 1) + '\n');
+  process.stdout.write(JSON.stringify({ chosen: feedback.chosen, next_ten_without_feedback: feedback.next_ten_without_feedback, validation: feedback.validation, test: feedback.test, top }, null, 1) + '\n');
   process.exit(0);
 }
 
@@ -245,5 +247,5 @@ const report = {
 };
 const text = JSON.stringify(report, (key, value) => (typeof value === 'number' ? Math.round(value * 10000) / 10000 : value), 2);
 if (outFile) fs.writeFileSync(outFile, text + '\n');
-process.stdout.write(JSON.stringify({ model_version: report.model_version, case_base: report.case_base, queries: report.queries, feedback: { chosen: feedback.chosen, validation: feedback.validation, test: feedback.test }, region: { ...region } }, null, 2) + '\n');
+process.stdout.write(JSON.stringify({ model_version: report.model_version, case_base: report.case_base, queries: report.queries, feedback: { chosen: feedback.chosen, next_ten_without_feedback: feedback.next_ten_without_feedback, validation: feedback.validation, test: feedback.test }, region: { ...region } }, null, 2) + '\n');
 await embedder.release();
