@@ -1,6 +1,8 @@
 // Runs an exported model in onnxruntime-node, the runtime the TypeScript embedder uses.
 //   node models/scripts/onnx_node.mjs run <model.onnx> <input.f32> <B,C,H,W> <out-dir>
 //     reads raw little-endian float32, writes <out-dir>/<output-name>.f32 and <out-dir>/outputs.json (dims)
+//   node models/scripts/onnx_node.mjs run <model.onnx> <input.f32> <shape> <out-dir> <input2.f32> <shape2> ...
+//     the same for a model with several inputs, fed in the order of session.inputNames (the region head)
 //   node models/scripts/onnx_node.mjs bench <model.onnx> <size> <iterations> <threads>
 //     prints JSON {ms_per_image_median, ms_per_image_mean} for batch 1 after a warm-up
 import fs from 'node:fs';
@@ -19,12 +21,17 @@ async function openSession(threads) {
 }
 
 async function run() {
-  const [inputPath, shapeText, outDir] = rest;
-  const dims = shapeText.split(',').map(Number);
-  const buffer = fs.readFileSync(inputPath);
-  const data = new Float32Array(buffer.buffer, buffer.byteOffset, buffer.byteLength / 4);
+  const [inputPath, shapeText, outDir, ...more] = rest;
+  const pairs = [[inputPath, shapeText]];
+  for (let index = 0; index + 1 < more.length; index += 2) pairs.push([more[index], more[index + 1]]);
   const session = await openSession(1);
-  const results = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', data, dims) });
+  const feeds = {};
+  pairs.forEach(([file, shape], index) => {
+    const buffer = fs.readFileSync(file);
+    const data = new Float32Array(buffer.buffer, buffer.byteOffset, buffer.byteLength / 4);
+    feeds[session.inputNames[index]] = new ort.Tensor('float32', data, shape.split(',').map(Number));
+  });
+  const results = await session.run(feeds);
   fs.mkdirSync(outDir, { recursive: true });
   const summary = {};
   for (const name of session.outputNames) {

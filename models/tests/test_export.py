@@ -36,7 +36,7 @@ def test_export_writes_contract_names_metadata_and_sidecar(exported):
     contract = read_contract()
     proto = onnx.load(path)
     assert [i.name for i in proto.graph.input] == [contract["input_name"]]
-    assert [o.name for o in proto.graph.output] == [contract["embedding_output"], contract["attention_output"]]
+    assert [o.name for o in proto.graph.output] == [contract["embedding_output"], contract["attention_output"], contract["feature_map_output"]]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     metadata = {p.key: p.value for p in proto.metadata_props}
     assert metadata[contract["metadata_keys"]["embedding_dim"]] == "128"

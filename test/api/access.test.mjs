@@ -37,6 +37,9 @@ function requestsByOperation(fixture) {
     'cohort-statistics': { gql: ['{ cohortStatistics { patients } }', {}] },
     'revise-case': { gql: [`mutation { reviseCase(input: { caseId: "${UNKNOWN_UUID}", drGrade: 1 }) { gradingId } }`, {}] },
     'read-suggestion-monitoring': { gql: ['{ suggestionMonitoring { overall { revised } } }', {}] },
+    'relevance-feedback': { gql: [`mutation { submitRelevanceFeedback(input: { searchId: "${UNKNOWN_UUID}", marks: [{ caseId: "${UNKNOWN_UUID}", relevant: true }] }) { recorded } }`, {}] },
+    'export-feedback': { gql: ['{ relevanceFeedbackExport { rows } }', {}] },
+    'explain-similarity': { gql: ['query($id: ID!) { explainSimilarity(input: { imageId: $id, caseId: "' + UNKNOWN_UUID + '" }) { modelVersion } }', { id: fixture.imageId }] },
   };
 }
 
@@ -88,7 +91,7 @@ for (const backend of BACKENDS) {
 
     test('the policy table refuses researchers every patient-level operation, gives them cohort statistics, and keeps audit and keys to admins', () => {
       assert.deepEqual([...POLICY['cohort-statistics']], ['researcher', 'admin']);
-      for (const operation of ['read-case', 'read-patient', 'list-patients', 'search', 'upload', 'ingest', 'link', 'write-grading', 'write-patient', 'revise-case', 'read-suggestion-monitoring']) {
+      for (const operation of ['read-case', 'read-patient', 'list-patients', 'search', 'upload', 'ingest', 'link', 'write-grading', 'write-patient', 'revise-case', 'read-suggestion-monitoring', 'relevance-feedback', 'export-feedback', 'explain-similarity']) {
         assert.equal(POLICY[operation].includes('researcher'), false, operation);
       }
       assert.deepEqual([...POLICY['read-audit']], ['admin']);
@@ -96,6 +99,9 @@ for (const backend of BACKENDS) {
       assert.deepEqual([...POLICY.unlink], ['admin']);
       assert.deepEqual([...POLICY['read-suggestion-monitoring']], ['admin']);
       assert.deepEqual([...POLICY['revise-case']], ['clinician', 'admin']);
+      assert.deepEqual([...POLICY['export-feedback']], ['admin'], 'the export names who marked what');
+      assert.deepEqual([...POLICY['relevance-feedback']], ['clinician', 'admin']);
+      assert.deepEqual([...POLICY['explain-similarity']], ['clinician', 'admin']);
     });
 
 

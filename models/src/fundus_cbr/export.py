@@ -1,6 +1,7 @@
 """ONNX export following models/contract.json: input `image` (B, 3, S, S) float32 RGB 0-255, outputs `embedding`
-(B, 128) L2-normalised and `attention` (B, h, w) heat map at feature resolution (sums to 1 per image), dynamic
-batch axis, metadata_props, a checker pass, and a sidecar <model>.onnx.json with the same metadata."""
+(B, 128) L2-normalised, `attention` (B, h, w) heat map at feature resolution (sums to 1 per image) and
+`feature_map` (B, C, h, w, what GeM pools), dynamic batch axis, metadata_props, a checker pass, a sidecar
+<model>.onnx.json with the same metadata, and the region head <model>.region.onnx (region.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -16,6 +17,7 @@ from torch import nn
 
 from . import MODEL_VERSION
 from .model import FundusEmbedder
+from .region import FEATURE_MAP_OUTPUT, REGION_MASK_INPUT, add_feature_map_output, build_region_head, region_head_path
 
 CONTRACT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "contract.json")
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
@@ -93,8 +95,12 @@ def export_onnx(model: FundusEmbedder, path: str, model_version: str = MODEL_VER
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    add_feature_map_output(proto)
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
+    head = build_region_head(proto, embedding_name)
+    onnx.checker.check_model(head)
+    onnx.save(head, region_head_path(path))
     feature_size = size // model.backbone.stride
     sidecar = {
         "metadata_props": metadata,
@@ -106,6 +112,15 @@ def export_onnx(model: FundusEmbedder, path: str, model_version: str = MODEL_VER
                 "meaning": _attention_meaning(model.config.attention),
                 "sums_to": 1.0,
             },
+            FEATURE_MAP_OUTPUT: {
+                "shape": ["batch", int(head.graph.input[0].type.tensor_type.shape.dim[1].dim_value), "h", "w"],
+                "meaning": "the map GeM pools before the projection (mirror: horizontal and vertical branches concatenated on channels), at feature resolution",
+            },
+        },
+        "region_head": {
+            "file": os.path.basename(region_head_path(path)),
+            "inputs": {FEATURE_MAP_OUTPUT: "(B, C, h, w) as above", REGION_MASK_INPUT: "(B, 1, h, w) weight of each feature cell (share covered)"},
+            "output": "embedding (B, D), L2-normalised: GeM over the masked cells with the model's p, then its projection",
         },
         "opset": OPSET,
         "model_config": json.loads(model.config.to_json()),
@@ -129,6 +144,20 @@ def _attention_meaning(kind: str) -> str:
     if kind == "cbam":
         return "CBAM spatial gate, normalised to sum 1, at feature resolution"
     return "per-position L2 norm of the backbone features (no attention module), normalised to sum 1"
+
+
+def run_region_head_in_onnxruntime_node(head_path: str, feature_map: np.ndarray, mask: np.ndarray, out_dir: str) -> Dict[str, np.ndarray]:
+    """Runs a region head (region.build_region_head) in onnxruntime-node on a feature map and a cell mask."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for name, array in (("feature_map", feature_map), ("mask", mask)):
+        path = os.path.join(out_dir, f"{name}.in.f32")
+        np.ascontiguousarray(array, dtype="<f4").tofile(path)
+        paths += [path, ",".join(str(d) for d in array.shape)]
+    subprocess.run(["node", NODE_SCRIPT, "run", head_path, paths[0], paths[1], out_dir, paths[2], paths[3]], check=True, cwd=REPO, timeout=300)
+    with open(os.path.join(out_dir, "outputs.json")) as handle:
+        dims = json.load(handle)
+    return {name: np.fromfile(os.path.join(out_dir, f"{name}.f32"), dtype="<f4").reshape(d) for name, d in dims.items()}
 
 
 def run_in_onnxruntime_node(model_path: str, images: torch.Tensor, out_dir: str) -> Dict[str, np.ndarray]:

@@ -119,6 +119,7 @@ class EmbedderOutput:
     horizontal_descriptor: Optional[torch.Tensor] = None  # (B, C) GeM(Y_h), mirror attention only
     vertical_descriptor: Optional[torch.Tensor] = None  # (B, C) GeM(Y_v)
     branch_attention: Optional[List[torch.Tensor]] = None  # [(B, N, N)] per mirror branch
+    feature_map: Optional[torch.Tensor] = None  # (B, C, h, w) what GeM pools (mirror: [Y_h, Y_v] on channels)
 
 
 def activation_norm_map(features: torch.Tensor) -> torch.Tensor:
@@ -167,7 +168,8 @@ class FundusEmbedder(nn.Module):
             descriptor_h, descriptor_v = self.pool(y_h), self.pool(y_v)
             descriptor = torch.cat([descriptor_h, descriptor_v], dim=1)
             heat_map = received_attention_map((a_h, a_v), anchor.shape[2], anchor.shape[3])
-            extras = dict(horizontal_descriptor=descriptor_h, vertical_descriptor=descriptor_v, branch_attention=[a_h, a_v])
+            extras = dict(horizontal_descriptor=descriptor_h, vertical_descriptor=descriptor_v, branch_attention=[a_h, a_v],
+                          feature_map=torch.cat([y_h, y_v], dim=1))
         else:
             features = self.backbone(normalised)
             if self.cbam is not None:
@@ -176,6 +178,7 @@ class FundusEmbedder(nn.Module):
             else:
                 heat_map = activation_norm_map(features)
             descriptor = self.pool(features)
+            extras = dict(feature_map=features)
         projected = self.projection(descriptor)
         embedding = F.normalize(projected, dim=1)
         logits = self.classifier(projected) if self.classifier is not None else None

@@ -31,6 +31,9 @@ export const OPERATIONS = [
   'read-system',
   'revise-case',
   'read-suggestion-monitoring',
+  'relevance-feedback',
+  'export-feedback',
+  'explain-similarity',
 ] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
@@ -55,6 +58,10 @@ export const POLICY: Record<Operation, readonly Role[]> = {
   // The clinician's own reading of a photograph (CBR revise); an EHR writes back with recordGrading instead.
   'revise-case': ['clinician', 'admin'],
   'read-suggestion-monitoring': ['admin'],
+  // Marks and explanations are about cases and searches, so they follow search; the export holds who marked what.
+  'relevance-feedback': ['clinician', 'admin'],
+  'export-feedback': ['admin'],
+  'explain-similarity': ['clinician', 'admin'],
 };
 
 /** Who is asking: from a verified JWT or an API key (auth/authenticate.ts). */
@@ -114,6 +121,9 @@ const DESCRIPTIONS: Record<Operation, string> = {
   'read-system': 'read the system status',
   'revise-case': 'revise cases',
   'read-suggestion-monitoring': 'read suggestion monitoring',
+  'relevance-feedback': 'give relevance feedback on searches',
+  'export-feedback': 'export relevance feedback',
+  'explain-similarity': 'explain similar cases',
 };
 
 function describe(operation: Operation): string {

@@ -14,6 +14,13 @@ describe('model contract', () => {
         inputName: contract.input_name,
         embeddingOutput: contract.embedding_output,
         attentionOutput: contract.attention_output,
+        featureMapOutput: contract.feature_map_output,
+        regionHead: {
+          fileSuffix: contract.region_head.file_suffix,
+          featureMapInput: contract.region_head.feature_map_input,
+          maskInput: contract.region_head.mask_input,
+          embeddingOutput: contract.region_head.embedding_output,
+        },
         embeddingDim: contract.embedding_dim,
         metadataKeys: {
           modelVersion: contract.metadata_keys.model_version,

@@ -16,7 +16,11 @@
  *   here; the model normalises). Images are run in batches of at most `batchSize`; runs are serialised per
  *   embedder because one session is shared.
  * - Output: embedding Float32Array(D), L2-normalised here (so cosine similarity is a dot product); attention is
- *   passed through as the model produced it, shape (h, w) row-major.
+ *   passed through as the model produced it, shape (h, w) row-major; `featureMap` (C, h, w), what GeM pools, when
+ *   the model has the `feature_map` output (models/src/fundus_cbr/region.py).
+ * - Region head: `<model>.region.onnx` beside the model, when present, pools a feature map under a cell mask into
+ *   an embedding of the same space (search by region, feature correspondence); without it `supportsRegions` is
+ *   false and callers answer MODEL_UNAVAILABLE.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
@@ -25,6 +29,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { MODEL_CONTRACT } from './contract.js';
 import { readOnnxMetadataProps } from './onnx-metadata.js';
+import { fundusShareByCell } from './regions.js';
 import { DEFAULT_MAX_INPUT_PIXELS, PreprocessError, preprocessFundusImage, type PreprocessedImage, type PreprocessErrorCode } from './preprocess.js';
 
 const { InferenceSession, Tensor, listSupportedBackends } = ort;
@@ -71,6 +76,15 @@ export interface Embedding {
   embedding: Float32Array;
   /** Row-major (height, width), as output by the model. */
   attention: { width: number; height: number; values: Float32Array };
+  /** (channels, height, width) row-major: the map GeM pools; absent for models without the `feature_map` output. */
+  featureMap?: FeatureMap;
+}
+
+export interface FeatureMap {
+  channels: number;
+  height: number;
+  width: number;
+  values: Float32Array;
 }
 
 export type FileEmbedding =
@@ -94,6 +108,7 @@ export class Embedder {
     readonly executionProvider: ExecutionProvider,
     readonly batchSize: number,
     readonly modelPath: string,
+    private readonly regionSession: Session | null = null,
   ) {}
 
   static async load(options: EmbedderLoadOptions): Promise<Embedder> {
@@ -111,11 +126,51 @@ export class Embedder {
     const metadata = await readModelMetadata(modelPath, model);
     const { session, executionProvider } = await createSession(model, modelPath, device, options.logger);
     checkSessionAgainstContract(session, metadata, modelPath);
+    const regionSession = await loadRegionHead(modelPath, session);
     options.logger?.info(
       `embedding model ${metadata.modelVersion} loaded from ${modelPath} on ${executionProvider} ` +
-        `(input ${metadata.inputSize}px, ${metadata.embeddingDim}-d, metadata from ${metadata.source})`,
+        `(input ${metadata.inputSize}px, ${metadata.embeddingDim}-d, metadata from ${metadata.source}, region head ${regionSession ? 'loaded' : 'absent'})`,
     );
-    return new Embedder(session, metadata, executionProvider, batchSize, modelPath);
+    return new Embedder(session, metadata, executionProvider, batchSize, modelPath, regionSession);
+  }
+
+  /** Whether this model can pool regions (feature_map output and a region head beside it). */
+  get supportsRegions(): boolean {
+    return this.regionSession !== null;
+  }
+
+  /**
+   * Embeddings of one feature map pooled under each mask (height x width cell weights, row-major, not all zero),
+   * L2-normalised, in the space of the whole-image embeddings. Batched: one run per `batchSize * 4` masks.
+   */
+  async embedRegions(featureMap: FeatureMap, masks: readonly Float32Array[]): Promise<Float32Array[]> {
+    const head = this.regionSession;
+    if (!head) throw new EmbedderError('INVALID_OUTPUT', `${this.modelPath} has no region head (${regionHeadPath(this.modelPath)}).`);
+    const cells = featureMap.height * featureMap.width;
+    const results: Float32Array[] = [];
+    const chunk = this.batchSize * 4;
+    for (let start = 0; start < masks.length; start += chunk) {
+      const batch = masks.slice(start, start + chunk);
+      const maps = new Float32Array(batch.length * featureMap.values.length);
+      const weights = new Float32Array(batch.length * cells);
+      batch.forEach((mask, index) => {
+        if (mask.length !== cells) throw new RangeError(`mask has ${mask.length} cells, the feature map ${cells}`);
+        maps.set(featureMap.values, index * featureMap.values.length);
+        weights.set(mask, index * cells);
+      });
+      const outputs = await this.serialise(() =>
+        head.run({
+          [MODEL_CONTRACT.regionHead.featureMapInput]: new Tensor('float32', maps, [batch.length, featureMap.channels, featureMap.height, featureMap.width]),
+          [MODEL_CONTRACT.regionHead.maskInput]: new Tensor('float32', weights, [batch.length, 1, featureMap.height, featureMap.width]),
+        }),
+      );
+      const embedding = outputs[MODEL_CONTRACT.regionHead.embeddingOutput];
+      if (!embedding) throw new EmbedderError('INVALID_OUTPUT', 'The region head returned no embedding.');
+      const dim = this.metadata.embeddingDim;
+      const data = embedding.data as Float32Array;
+      batch.forEach((_, index) => results.push(normaliseL2(data.slice(index * dim, (index + 1) * dim))));
+    }
+    return results;
   }
 
   get inputSize(): number {
@@ -144,12 +199,14 @@ export class Embedder {
    * One uploaded image end to end: preprocessing at the model's input size, then embedding. Throws
    * PreprocessError (a PreprocessErrorCode: NOT_AN_IMAGE, VECTOR_IMAGE, NO_FUNDUS, ...) for input a user can fix.
    */
-  async embedImage(input: Buffer, options: { maxInputPixels?: number } = {}): Promise<Embedding & { preprocessed: Omit<PreprocessedImage, 'pixels'> }> {
+  async embedImage(input: Buffer, options: { maxInputPixels?: number } = {}): Promise<Embedding & { preprocessed: Omit<PreprocessedImage, 'pixels'>; fundusShare?: Float32Array }> {
     const image = await preprocessFundusImage(input, { size: this.metadata.inputSize, maxInputPixels: options.maxInputPixels });
     const [result] = await this.embed([image]);
     if (!result) throw new Error('embed returned no result for one image');
-    const { pixels: _pixels, ...preprocessed } = image;
-    return { ...result, preprocessed };
+    const { pixels, ...preprocessed } = image;
+    // Which feature cells are photograph, for feature correspondence (regions.ts); only models with a feature map.
+    const fundusShare = result.featureMap ? fundusShareByCell(pixels, image.size, result.featureMap.height, result.featureMap.width) : undefined;
+    return { ...result, preprocessed, ...(fundusShare ? { fundusShare } : {}) };
   }
 
   /**
@@ -196,6 +253,7 @@ export class Embedder {
   async release(): Promise<void> {
     await this.queue.catch(() => undefined);
     await this.session.release();
+    await this.regionSession?.release();
   }
 
   private async prepareFile(file: string, maxInputPixels: number | undefined): Promise<PreprocessedImage | FileEmbedding> {
@@ -249,9 +307,15 @@ export class Embedder {
     const width = attention.dims[2] ?? 0;
     const embeddingData = embedding.data as Float32Array;
     const attentionData = attention.data as Float32Array;
+    const featureMap = outputs[MODEL_CONTRACT.featureMapOutput];
+    const [, channels = 0, mapHeight = 0, mapWidth = 0] = featureMap?.dims ?? [];
+    const mapSize = channels * mapHeight * mapWidth;
     return batch.map((_, b) => ({
       embedding: normaliseL2(embeddingData.slice(b * dim, (b + 1) * dim)),
       attention: { width, height, values: attentionData.slice(b * width * height, (b + 1) * width * height) },
+      ...(featureMap && featureMap.dims.length === 4
+        ? { featureMap: { channels, height: mapHeight, width: mapWidth, values: (featureMap.data as Float32Array).slice(b * mapSize, (b + 1) * mapSize) } }
+        : {}),
     }));
   }
 }
@@ -347,6 +411,22 @@ async function createSession(
     return { session: await InferenceSession.create(model, CPU_SESSION_OPTIONS), executionProvider: 'cpu' };
   } catch (error) {
     throw new EmbedderError('MODEL_INVALID', `onnxruntime could not load ${modelPath}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** models/fundus-cbr.onnx -> models/fundus-cbr.region.onnx (models/src/fundus_cbr/region.py writes it). */
+export function regionHeadPath(modelPath: string): string {
+  return modelPath.replace(/\.onnx$/i, '') + MODEL_CONTRACT.regionHead.fileSuffix;
+}
+
+/** The region head, when it is beside the model and the model has the feature_map output; null otherwise. */
+async function loadRegionHead(modelPath: string, session: Session): Promise<Session | null> {
+  const headPath = regionHeadPath(modelPath);
+  if (!session.outputNames.includes(MODEL_CONTRACT.featureMapOutput) || !(await fileExists(headPath))) return null;
+  try {
+    return await InferenceSession.create(await readFile(headPath), CPU_SESSION_OPTIONS);
+  } catch (error) {
+    throw new EmbedderError('MODEL_INVALID', `onnxruntime could not load the region head ${headPath}: ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Field, ID, InputType, Int } from 'type-graphql';
+import { Field, Float, ID, InputType, Int } from 'type-graphql';
 import { Eye, Sex, TreatmentType } from '../common/enums.js';
 
 @InputType({ description: 'Which cases may be returned. Every field narrows the result; omitted fields do not filter.' })
@@ -23,6 +23,14 @@ export class CaseFiltersInput {
   treatmentTypes?: TreatmentType[] | null;
 }
 
+@InputType({ description: 'A rectangle on the query photograph, in fractions (0-1) of the square crop the model sees (GET /photographs/<id>?size=crop; the frame of every heat map), top-left origin.' })
+export class RegionInput {
+  @Field(() => Float) x!: number;
+  @Field(() => Float) y!: number;
+  @Field(() => Float) width!: number;
+  @Field(() => Float) height!: number;
+}
+
 @InputType()
 export class SimilarCasesInput {
   @Field(() => ID, { nullable: true, description: 'A stored photograph to search with (give this or uploadToken).' })
@@ -39,4 +47,7 @@ export class SimilarCasesInput {
 
   @Field(() => Boolean, { defaultValue: true, description: "Leave out the query patient's own photographs (both eyes, all visits)." })
   excludeSamePatient!: boolean;
+
+  @Field(() => RegionInput, { nullable: true, description: 'Search by this region of the query photograph (a descriptor pooled from the model feature map under it) instead of the whole photograph.' })
+  region?: RegionInput | null;
 }

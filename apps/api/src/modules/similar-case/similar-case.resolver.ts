@@ -6,6 +6,7 @@ import type { RequestContext } from '../../context.js';
 import { SimilarCasesInput } from './similar-case.input.js';
 import type { AttentionMap } from '../../search/similar-images.js';
 import { findSimilarCases, resolveSearchModelVersion } from './similar-case.service.js';
+import { recordSearch } from './feedback.service.js';
 import { SimilarCasesResult } from './similar-case.type.js';
 import { selectsField } from '../../graphql/selection.js';
 import { voteDepthFor } from './suggest-grade.service.js';
@@ -17,26 +18,32 @@ export class SimilarCaseResolver {
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
   async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput, @Info() info: GraphQLResolveInfo) {
-    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient };
+    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient, region: input.region ?? null };
     const result = await audited(
       context,
       { operation: 'search', details },
-      // On a read replica when there is one (db/read-routing.ts); the viewer's own saved cases are always found.
-      () => context.read(async (prisma) => findSimilarCases({
-        prisma,
-        uploads: context.uploads,
-        imageId: input.imageId,
-        uploadToken: input.uploadToken,
-        k: input.k,
-        filters: input.filters,
-        excludeSamePatient: input.excludeSamePatient,
-        modelVersion: await resolveSearchModelVersion(prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
-        voteDepth: selectsField(info, 'suggestion') ? voteDepthFor(context.reuseCalibration) : 0,
-      })),
+      async () => {
+        // The search on a read replica when there is one (db/read-routing.ts; the viewer's own saved cases are
+        // always found); its record, which feedback must name, on the primary.
+        const found = await context.read(async (prisma) => findSimilarCases({
+          prisma,
+          uploads: context.uploads,
+          imageId: input.imageId,
+          uploadToken: input.uploadToken,
+          k: input.k,
+          filters: input.filters,
+          excludeSamePatient: input.excludeSamePatient,
+          modelVersion: await resolveSearchModelVersion(prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
+          voteDepth: selectsField(info, 'suggestion') ? voteDepthFor(context.reuseCalibration) : 0,
+          region: input.region ?? null,
+          embedder: context.embedder,
+        }));
+        return recordSearch({ prisma: context.db.prisma, viewer: context.viewer, result: found, k: input.k, excludeSamePatient: input.excludeSamePatient });
+      },
       (found) => ({
         patientIds: [...(found.query ? [found.query.patient.id] : []), ...found.hits.map((hit) => hit.case.patient.id)],
         imageIds: [...(found.query ? [found.query.id] : []), ...found.hits.map((hit) => hit.case.id)],
-        details: { returned: found.hits.map((hit) => hit.case.id), modelVersion: found.modelVersion },
+        details: { returned: found.hits.map((hit) => hit.case.id), modelVersion: found.modelVersion, searchId: found.searchId },
       }),
     );
     const toMap = (map: AttentionMap | null) => (map ? { width: map.width, height: map.height, values: Array.from(map.values) } : null);

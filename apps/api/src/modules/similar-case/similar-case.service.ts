@@ -6,6 +6,9 @@ import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
 import type { UploadStore } from '../upload/upload.store.js';
+import type { Embedder } from '../../embedding/embedder.js';
+import type { Region } from '../../embedding/regions.js';
+import { computeRegionQueryVector, featuresOfStoredPhotograph, featuresOfUpload, requireRegion, requireRegionModel } from './region.service.js';
 
 export const MAX_K = 100;
 
@@ -25,6 +28,16 @@ export type SimilarCases = {
   hits: { rank: number; similarity: number; case: Case; attention: AttentionMap | null }[];
   /** What the reuse step (suggest-grade.service.ts) needs to know about this search; not a GraphQL field. */
   reuseContext: ReuseSearchContext;
+  /** What was searched with, for the search record (relevance feedback): feedback.service.ts recordSearch. */
+  searched: {
+    queryImageId: string | null;
+    queryContentHash: string;
+    /** The vector searched with: the region descriptor, or an upload's embedding; null: the stored case's embedding. */
+    queryVector: Float32Array | null;
+    region: Region | null;
+    filters: SimilarImageFilters;
+    excludePatientId: string | null;
+  };
 };
 
 export type ReuseSearchContext = {
@@ -83,6 +96,8 @@ export async function findSimilarCases({
   excludeSamePatient,
   modelVersion,
   voteDepth = 0,
+  region,
+  embedder,
 }: {
   prisma: PrismaClient;
   uploads: UploadStore;
@@ -94,10 +109,19 @@ export async function findSimilarCases({
   modelVersion: string | null;
   /** When the reuse step will vote: find this many graded neighbours of the plain neighbourhood in the same scan. */
   voteDepth?: number;
+  /** Search by this rectangle of the query photograph (fractions of the model's crop) instead of the whole. */
+  region?: Region | null;
+  /** Needed for a region: the feature map comes from the loaded model. */
+  embedder?: Embedder | null;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
   const normalised = normaliseFilters(filters);
+  const searchRegion = region ? requireRegion(region) : null;
+  const regionModel = searchRegion ? requireRegionModel(embedder ?? null) : null;
+  let regionVector: Float32Array | null = null;
+  let queryContentHash: string;
+  let uploadVector: Float32Array | null = null;
 
   let query: Case | null = null;
   let version: string;
@@ -113,6 +137,15 @@ export async function findSimilarCases({
     version = modelVersion;
     queryAttention = (await findAttentionMaps(prisma, [queryImageId], version)).get(queryImageId) ?? null;
     searchQuery = { imageId: queryImageId };
+    queryContentHash = query.image.contentHash;
+    if (regionModel && searchRegion) {
+      if (regionModel.metadata.modelVersion !== version) {
+        throw new AppError('EMBEDDING_UNAVAILABLE', `Search by region needs the loaded model ${regionModel.metadata.modelVersion}, but searches use ${version}`, { field: 'region' });
+      }
+      const features = await featuresOfStoredPhotograph(prisma, regionModel, queryImageId);
+      regionVector = await computeRegionQueryVector(regionModel, features, searchRegion);
+      searchQuery = { vector: regionVector, contentHash: queryContentHash };
+    }
   } else {
     const upload = uploads.get(uploadToken!);
     if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
@@ -125,6 +158,13 @@ export async function findSimilarCases({
     }
     queryAttention = upload.attention;
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
+    queryContentHash = upload.contentHash;
+    uploadVector = upload.embedding;
+    if (regionModel && searchRegion) {
+      const features = featuresOfUpload(uploads, uploadToken!);
+      regionVector = await computeRegionQueryVector(regionModel, features, searchRegion);
+      searchQuery = { vector: regionVector, contentHash: upload.contentHash };
+    }
   }
 
   const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
@@ -155,11 +195,13 @@ export async function findSimilarCases({
       modelVersion: version,
       query: searchQuery,
       queryImageId: query?.id ?? null,
-      uploadContentHash: 'contentHash' in searchQuery ? searchQuery.contentHash : null,
+      // A region search of a stored case also searches by a vector; only an upload has no image id.
+      uploadContentHash: query ? null : queryContentHash,
       queryPatientId: query?.patient.id ?? null,
       isPlainNeighbourhood,
       searchHits: hits,
       voters,
     },
+    searched: { queryImageId: query?.id ?? null, queryContentHash, queryVector: regionVector ?? uploadVector, region: searchRegion, filters: normalised, excludePatientId },
   };
 }

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Field, Float, Int, ObjectType } from 'type-graphql';
+import { Field, Float, ID, Int, ObjectType } from 'type-graphql';
 import { Case } from '../case/case.type.js';
 
 @ObjectType({ description: "A model's attention heat map over the preprocessed (cropped, square) photograph, row-major." })
@@ -23,4 +23,5 @@ export class SimilarCasesResult {
   @Field(() => AttentionMap, { nullable: true }) queryAttention!: AttentionMap | null;
   @Field(() => String, { description: 'The embedding model version both query and hits were compared with.' }) modelVersion!: string;
   @Field(() => [SimilarCaseHit]) hits!: SimilarCaseHit[];
+  @Field(() => ID, { description: 'This search as recorded: relevance feedback (submitRelevanceFeedback) names it.' }) searchId!: string;
 }

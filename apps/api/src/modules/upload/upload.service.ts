@@ -56,5 +56,6 @@ export async function acceptUpload({
     modelVersion: model.metadata.modelVersion,
     embedding: embedded.embedding,
     attention: embedded.attention,
+    ...(embedded.featureMap && embedded.fundusShare ? { featureMap: embedded.featureMap, fundusShare: embedded.fundusShare } : {}),
   });
 }

@@ -3,6 +3,7 @@
 // reaches the database until a case is saved. Per process: behind several API instances the store would move
 // to a shared cache (or sticky sessions); one instance is the deployment today.
 import { randomBytes } from 'node:crypto';
+import type { FeatureMap } from '../../embedding/embedder.js';
 import type { AttentionMap } from '../../search/similar-images.js';
 
 export type StoredUpload = {
@@ -16,6 +17,9 @@ export type StoredUpload = {
   modelVersion: string;
   embedding: Float32Array;
   attention: AttentionMap;
+  /** The map GeM pools and the fundus share of its cells, for search by region and explanation (models with them). */
+  featureMap?: FeatureMap;
+  fundusShare?: Float32Array;
   /** The subject that uploaded it (viewUploadsAs); a token is usable by its uploader only. */
   owner?: string;
 };
