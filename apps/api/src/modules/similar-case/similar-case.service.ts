@@ -103,6 +103,10 @@ export async function findSimilarCases({
     }
     queryAttention = upload.attention;
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
+    // The same bytes stored already (saved earlier): that case is the query, as if searched by its id, so the
+    // clinician is told the photograph is on file (it is never its own hit).
+    const stored = await prisma.fundusImage.findUnique({ where: { contentHash: upload.contentHash }, select: { id: true } });
+    if (stored) query = (await loadCases(prisma, [stored.id])).get(stored.id) ?? null;
   }
 
   const hits = await searchSimilarImages(prisma, {
