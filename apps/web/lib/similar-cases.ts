@@ -1,21 +1,16 @@
 // Similar-case search: reading the GET form, and the one GraphQL operation behind it. Types mirror the
 // committed schema.graphql at the repository root; test/web/search-page.test.mjs runs this query against it.
 import { requestGraphql } from './api-request';
-import { isDrGrade, type DrGrade } from './grades';
+import { DR_GRADES, isDrGrade, type DrGrade } from './grades';
+import { formatTreatmentType } from './labels';
 
 export const K_MIN = 1;
 export const K_MAX = 100;
 export const K_DEFAULT = 10;
 
-export const EYES = ['LEFT', 'RIGHT'] as const;
-export type Eye = (typeof EYES)[number];
+export { AGE_MAX, AGE_MIN, EYES, SEXES, TREATMENT_TYPES, type Eye, type Sex, type TreatmentType } from './search-filters';
+import { EYES, SEXES, TREATMENT_TYPES, AGE_MAX, AGE_MIN, type Eye, type Sex, type TreatmentType } from './search-filters';
 
-export const SEXES = ['FEMALE', 'MALE', 'OTHER', 'UNKNOWN'] as const;
-export type Sex = (typeof SEXES)[number];
-export const TREATMENT_TYPES = ['ANTI_VEGF', 'PRP_LASER', 'FOCAL_LASER', 'VITRECTOMY', 'OBSERVATION'] as const;
-export type TreatmentType = (typeof TREATMENT_TYPES)[number];
-export const AGE_MIN = 0;
-export const AGE_MAX = 120;
 // POST /uploads answers tokens of this form; anything else in ?upload= is refused before asking the API.
 const UPLOAD_TOKEN_PATTERN = /^upl_[A-Za-z0-9_-]{1,200}$/;
 
@@ -53,12 +48,16 @@ export interface SimilarCaseHit {
     diagnoses: { id: string; code: string; text: string }[];
     // date: LocalDate (YYYY-MM-DD); eye: Laterality (LEFT | RIGHT | BOTH | UNSPECIFIED), unlike the photograph's Eye.
     treatments: { id: string; type: string; agent: string | null; date: string; eye: string }[];
+    /** What happened next: later gradings of the eye, and later treatments. */
+    followUp: { gradings: { imageId: string; visitDate: string; drGrade: number }[]; treatments: { id: string; type: string; date: string }[] };
   };
   /** Null for fixture embeddings. */
   attention: AttentionMap | null;
 }
 
 export interface SimilarCasesResult {
+  /** The stored case searched with, or the stored case of the uploaded bytes (a photograph already saved). */
+  query: { id: string; patient: { mrn: string }; image: { eye: Eye }; visit: { date: string } } | null;
   modelVersion: string;
   queryAttention: AttentionMap | null;
   hits: SimilarCaseHit[];
@@ -72,6 +71,7 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
   query Similar($input: SimilarCasesInput!) {
     similarCases(input: $input) {
       modelVersion
+      query { id patient { mrn } image { eye } visit { date } }
       queryAttention { width height values }
       hits {
         rank
@@ -85,6 +85,7 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
           referenceGrading { drGrade maculopathy }
           diagnoses { id code text }
           treatments { id type agent date eye }
+          followUp { gradings { imageId visitDate drGrade } treatments { id type date } }
         }
       }
     }
@@ -105,6 +106,8 @@ export interface SearchFormValues {
   ageMin: string;
   ageMax: string;
   treatments: string[];
+  /** The hit (case id) shown side by side with the query. */
+  compare: string;
 }
 
 export interface ParsedSearchForm {
@@ -143,6 +146,7 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
     upload,
     k: firstValue(params.k).trim() || String(K_DEFAULT),
     grades: [...new Set(allValues(params.grade).map(Number).filter(isDrGrade))].sort((a, b) => a - b),
+    compare: firstValue(params.compare).trim(),
     eye: firstValue(params.eye),
     sex: firstValue(params.sex),
     ageMin: firstValue(params.ageMin).trim(),
@@ -152,6 +156,12 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   if (!submitted) return { submitted, values, input: null, problems: [] };
 
   const problems: string[] = [];
+  // A value the form never offers (grade=7 typed into the address) is reported, not dropped: dropping it would
+  // search wider than asked.
+  const badGrades = allValues(params.grade).filter((value) => !isDrGrade(Number(value)) || value.trim() === '');
+  if (badGrades.length > 0) problems.push(`DR grade ${badGrades.map((value) => `"${value}"`).join(', ')} is not an ICDR grade: grades are 0, 1, 2, 3 and 4.`);
+  const badTreatments = allValues(params.treatment).filter((value) => !(TREATMENT_TYPES as readonly string[]).includes(value));
+  if (badTreatments.length > 0) problems.push(`Treatment ${badTreatments.map((value) => `"${value}"`).join(', ')} is not one of ${TREATMENT_TYPES.join(', ')}.`);
   if (upload !== '' && !UPLOAD_TOKEN_PATTERN.test(upload)) {
     problems.push('The photograph reference in the address is not one this site made: choose the photograph again.');
   }
@@ -193,4 +203,32 @@ export async function searchSimilarCases(input: SimilarCasesInput, { returnTo }:
   const result = outcome.data.similarCases;
   if (!result) return { ok: false, code: 'INTERNAL_SERVER_ERROR', message: 'The API returned no search result.' };
   return { ok: true, result };
+}
+
+export interface FacetCount {
+  key: string;
+  label: string;
+  count: number;
+  /** The filter value this facet stands for; null for "not graded" / "none". */
+  value: string | null;
+}
+
+/** How many hits have each reference grade, and each treatment type (at the time of the photograph). */
+export function countFacets(hits: SimilarCaseHit[]): { grades: FacetCount[]; treatments: FacetCount[] } {
+  const grades: FacetCount[] = DR_GRADES.map(({ grade, name }) => ({
+    key: String(grade),
+    label: `${grade} – ${name}`,
+    value: String(grade),
+    count: hits.filter((hit) => hit.case.referenceGrading?.drGrade === grade).length,
+  }));
+  const ungraded = hits.filter((hit) => !hit.case.referenceGrading).length;
+  if (ungraded > 0) grades.push({ key: 'none', label: 'Not graded', value: null, count: ungraded });
+  const treatments: FacetCount[] = TREATMENT_TYPES.map((type) => ({
+    key: type,
+    label: formatTreatmentType(type),
+    value: type,
+    count: hits.filter((hit) => hit.case.treatments.some((treatment) => treatment.type === type)).length,
+  }));
+  treatments.push({ key: 'none', label: 'No treatment', value: null, count: hits.filter((hit) => hit.case.treatments.length === 0).length });
+  return { grades, treatments };
 }
