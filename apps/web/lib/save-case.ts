@@ -2,6 +2,7 @@
 // telling the person what happened in the words of the API's error codes. Server-side only.
 import 'server-only';
 import { requestGraphql } from './api-request';
+import type { IngestCaseInput, IngestDiagnosisInput, IngestPatientInput, IngestTreatmentInput, SaveUploadedCaseMutation, SaveUploadedCaseMutationVariables } from './generated/graphql';
 import { config } from './config';
 import { ANTI_VEGF_AGENTS, LATERALITIES, RECORD_ROWS, type SaveCaseState } from './save-case-fields';
 import { EYES, SEXES, TREATMENT_TYPES } from './search-filters';
@@ -24,7 +25,7 @@ const text = (form: FormData, name: string) => {
 const oneOf = <T extends string>(allowed: readonly T[], value: string): T | undefined => allowed.find((candidate) => candidate === value);
 
 /** The form as ingestCase input, or the first thing a person must fix (checked again, fully, by the API). */
-export function readSaveCaseForm(form: FormData, grader: string): { input: Record<string, unknown> } | { problem: string; field: string } {
+export function readSaveCaseForm(form: FormData, grader: string): { input: IngestCaseInput } | { problem: string; field: string } {
   const uploadToken = text(form, 'uploadToken');
   const mrn = text(form, 'mrn');
   const mrnSystem = text(form, 'mrnSystem');
@@ -35,7 +36,7 @@ export function readSaveCaseForm(form: FormData, grader: string): { input: Recor
   if (!mrnSystem) return { problem: 'Enter the MRN’s identifier system.', field: 'mrnSystem' };
   if (!visitDate) return { problem: 'Enter the visit date.', field: 'visitDate' };
   if (!eye) return { problem: 'Choose the eye photographed.', field: 'eye' };
-  const patient: Record<string, unknown> = { mrn, mrnSystem };
+  const patient: IngestPatientInput = { mrn, mrnSystem };
   const birthYear = text(form, 'birthYear');
   if (birthYear) {
     if (!/^\d{4}$/.test(birthYear)) return { problem: 'Birth year must be a four-digit year.', field: 'birthYear' };
@@ -43,11 +44,11 @@ export function readSaveCaseForm(form: FormData, grader: string): { input: Recor
   }
   const sex = oneOf(SEXES, text(form, 'sex'));
   if (sex) patient.sex = sex;
-  const input: Record<string, unknown> = { uploadToken, dataset: config.caseDataset, patient, visitDate, eye };
+  const input: IngestCaseInput = { uploadToken, dataset: config.caseDataset, patient, visitDate, eye };
   const grade = text(form, 'drGrade');
   if (grade) input.grading = { drGrade: Number(grade), grader };
-  const diagnoses = [];
-  const treatments = [];
+  const diagnoses: IngestDiagnosisInput[] = [];
+  const treatments: IngestTreatmentInput[] = [];
   for (let row = 0; row < RECORD_ROWS; row += 1) {
     const code = text(form, `diagnosis${row}Code`);
     const description = text(form, `diagnosis${row}Text`);
@@ -82,11 +83,12 @@ export function describeSaveRefusal(code: string, message: string): string {
   }
 }
 
-export async function saveUploadedCase(input: Record<string, unknown>, returnTo: string): Promise<SaveCaseState> {
-  const outcome = await requestGraphql<{ ingestCase: { status: 'ADDED' | 'DUPLICATE'; case: { id: string; patient: { mrn: string } } } }>({
+export async function saveUploadedCase(input: IngestCaseInput, returnTo: string): Promise<SaveCaseState> {
+  const variables: SaveUploadedCaseMutationVariables = { input };
+  const outcome = await requestGraphql<SaveUploadedCaseMutation>({
     operationName: 'SaveUploadedCase',
     query: INGEST_CASE_MUTATION,
-    variables: { input },
+    variables,
     returnTo,
   });
   if (!outcome.ok) {

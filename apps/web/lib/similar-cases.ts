@@ -1,6 +1,7 @@
-// Similar-case search: reading the GET form, and the one GraphQL operation behind it. Types mirror the
-// committed schema.graphql at the repository root; test/web/search-page.test.mjs runs this query against it.
+// Similar-case search: reading the GET form, and the one GraphQL operation behind it; test/web/search-page.test.mjs
+// runs this query against the API.
 import { requestGraphql } from './api-request';
+import type { CaseFiltersInput, SimilarCasesInput, SimilarQuery, SimilarQueryVariables } from './generated/graphql';
 import { DR_GRADES, isDrGrade, type DrGrade } from './grades';
 import { formatTreatmentType } from './labels';
 
@@ -14,54 +15,12 @@ import { EYES, SEXES, TREATMENT_TYPES, AGE_MAX, AGE_MIN, type Eye, type Sex, typ
 // POST /uploads answers tokens of this form; anything else in ?upload= is refused before asking the API.
 const UPLOAD_TOKEN_PATTERN = /^upl_[A-Za-z0-9_-]{1,200}$/;
 
-export interface CaseFiltersInput {
-  drGrades?: DrGrade[];
-  eye?: Eye;
-  sex?: Sex;
-  ageMin?: number;
-  ageMax?: number;
-  treatmentTypes?: TreatmentType[];
-}
-
-/** Exactly one of imageId (a stored photograph) and uploadToken (a new one, from POST /uploads). */
-export type SimilarCasesInput = ({ imageId: string; uploadToken?: never } | { uploadToken: string; imageId?: never }) & {
-  k: number;
-  filters?: CaseFiltersInput;
-};
-
+// Result and input types are generated from schema.graphql for SIMILAR_CASES_QUERY (lib/generated/graphql.ts).
+export type { CaseFiltersInput, SimilarCasesInput } from './generated/graphql';
+export type SimilarCasesResult = SimilarQuery['similarCases'];
+export type SimilarCaseHit = SimilarCasesResult['hits'][number];
 /** A heat map over the model's cropped, square input, row-major from the top-left. */
-export interface AttentionMap {
-  width: number;
-  height: number;
-  values: number[];
-}
-
-export interface SimilarCaseHit {
-  rank: number;
-  similarity: number;
-  case: {
-    id: string;
-    isSynthetic: boolean;
-    image: { id: string; eye: Eye };
-    patient: { mrn: string; sex: string; birthYear: number | null };
-    referenceGrading: { drGrade: number; maculopathy: boolean | null } | null;
-    diagnoses: { id: string; code: string; text: string }[];
-    // date: LocalDate (YYYY-MM-DD); eye: Laterality (LEFT | RIGHT | BOTH | UNSPECIFIED), unlike the photograph's Eye.
-    treatments: { id: string; type: string; agent: string | null; date: string; eye: string }[];
-    /** What happened next: later gradings of the eye, and later treatments. */
-    followUp: { gradings: { imageId: string; visitDate: string; drGrade: number }[]; treatments: { id: string; type: string; date: string }[] };
-  };
-  /** Null for fixture embeddings. */
-  attention: AttentionMap | null;
-}
-
-export interface SimilarCasesResult {
-  /** The stored case searched with, or the stored case of the uploaded bytes (a photograph already saved). */
-  query: { id: string; patient: { mrn: string }; image: { eye: Eye }; visit: { date: string } } | null;
-  modelVersion: string;
-  queryAttention: AttentionMap | null;
-  hits: SimilarCaseHit[];
-}
+export type AttentionMap = NonNullable<SimilarCaseHit['attention']>;
 
 export type SearchOutcome =
   | { ok: true; result: SimilarCasesResult }
@@ -193,10 +152,11 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
 
 /** Runs on the server only; failures come back as an outcome, never as a thrown error (lib/api-request.ts). */
 export async function searchSimilarCases(input: SimilarCasesInput, { returnTo }: { returnTo: string }): Promise<SearchOutcome> {
-  const outcome = await requestGraphql<{ similarCases?: SimilarCasesResult | null }>({
+  const variables: SimilarQueryVariables = { input };
+  const outcome = await requestGraphql<SimilarQuery>({
     operationName: 'Similar',
     query: SIMILAR_CASES_QUERY,
-    variables: { input },
+    variables,
     returnTo,
   });
   if (!outcome.ok) return outcome;
@@ -231,4 +191,36 @@ export function countFacets(hits: SimilarCaseHit[]): { grades: FacetCount[]; tre
   }));
   treatments.push({ key: 'none', label: 'No treatment', value: null, count: hits.filter((hit) => hit.case.treatments.length === 0).length });
   return { grades, treatments };
+}
+
+export interface TreatmentSummary {
+  key: string;
+  type: string;
+  agent: string | null;
+  count: number;
+  first: string;
+  last: string;
+}
+
+/** Treatments grouped by type and agent, oldest first: a patient seen for years has dozens of observation visits. */
+export function summariseTreatments(treatments: readonly { type: string; agent?: string | null; date: string }[]): TreatmentSummary[] {
+  const groups = new Map<string, TreatmentSummary>();
+  for (const treatment of [...treatments].sort((a, b) => a.date.localeCompare(b.date))) {
+    const key = `${treatment.type}:${treatment.agent ?? ''}`;
+    const group = groups.get(key);
+    if (group) {
+      group.count += 1;
+      group.last = treatment.date;
+    } else groups.set(key, { key, type: treatment.type, agent: treatment.agent ?? null, count: 1, first: treatment.date, last: treatment.date });
+  }
+  return [...groups.values()];
+}
+
+/** Later grades of the eye as changes only: the first later grade, then each visit where it differs. */
+export function summariseGradeCourse(gradings: readonly { drGrade: number; visitDate: string }[]): { drGrade: number; visitDate: string }[] {
+  const changes: { drGrade: number; visitDate: string }[] = [];
+  for (const grading of [...gradings].sort((a, b) => a.visitDate.localeCompare(b.visitDate))) {
+    if (changes.at(-1)?.drGrade !== grading.drGrade) changes.push({ drGrade: grading.drGrade, visitDate: grading.visitDate });
+  }
+  return changes;
 }

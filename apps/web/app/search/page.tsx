@@ -2,7 +2,7 @@ import type { Metadata } from 'next';
 import { AccessRefused } from '../../components/access-refused';
 import { PAGES, mayUsePage } from '../../lib/access';
 import { DR_GRADES, describeDrGrade } from '../../lib/grades';
-import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } from '../../lib/labels';
+import { NONE, formatDate, formatEnum, formatTreatmentType } from '../../lib/labels';
 import { AttentionGrid } from '../../components/search/attention-grid';
 import { PhotoPicker } from '../../components/search/photo-picker';
 import { QueryHeatMap } from '../../components/search/query-heat-map';
@@ -21,6 +21,8 @@ import {
   TREATMENT_TYPES,
   countFacets,
   parseSearchForm,
+  summariseGradeCourse,
+  summariseTreatments,
   searchSimilarCases,
   type SearchFormValues,
   type SearchOutcome,
@@ -352,8 +354,8 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
           NONE
         ) : (
           <ul className="plain">
-            {similarCase.diagnoses.map((diagnosis) => (
-              <li key={diagnosis.id}>
+            {[...new Map(similarCase.diagnoses.map((diagnosis) => [diagnosis.code, diagnosis])).values()].map((diagnosis) => (
+              <li key={diagnosis.code}>
                 <code title={diagnosis.text}>{diagnosis.code}</code>
                 <span className="visually-hidden">: {diagnosis.text}</span>
               </li>
@@ -362,20 +364,7 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
         )}
       </td>
       <td>
-        {similarCase.treatments.length === 0 ? (
-          NONE
-        ) : (
-          <ul className="plain">
-            {similarCase.treatments.map((treatment) => (
-              <li key={treatment.id}>
-                {formatTreatmentType(treatment.type)}
-                {treatment.agent && ` (${formatEnum(treatment.agent).toLowerCase()})`},{' '}
-                <span className="nowrap">{formatDate(treatment.date)}</span>
-                {formatLaterality(treatment.eye) && `, ${formatLaterality(treatment.eye)}`}
-              </li>
-            ))}
-          </ul>
-        )}
+        <TreatmentList treatments={similarCase.treatments} />
       </td>
       <td>
         <FollowUp followUp={similarCase.followUp} />
@@ -394,20 +383,39 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
   );
 }
 
-function FollowUp({ followUp }: { followUp: SimilarCaseHit['case']['followUp'] }) {
-  if (followUp.gradings.length === 0 && followUp.treatments.length === 0) return <>{NONE}</>;
+function TreatmentList({ treatments }: { treatments: readonly { type: string; agent?: string | null; date: string }[] }) {
+  if (treatments.length === 0) return <>{NONE}</>;
   return (
     <ul className="plain">
-      {followUp.gradings.map((grading) => (
-        <li key={grading.imageId}>
-          Grade {grading.drGrade}, <span className="nowrap">{formatDate(grading.visitDate)}</span>
-        </li>
-      ))}
-      {followUp.treatments.map((treatment) => (
-        <li key={treatment.id}>
-          {formatTreatmentType(treatment.type)}, <span className="nowrap">{formatDate(treatment.date)}</span>
+      {summariseTreatments(treatments).map((group) => (
+        <li key={group.key}>
+          {formatTreatmentType(group.type)}
+          {group.agent && ` (${formatEnum(group.agent).toLowerCase()})`}
+          {group.count > 1 ? ` ×${group.count}, ` : ', '}
+          <span className="nowrap">{group.count > 1 ? `${formatDate(group.first)} to ${formatDate(group.last)}` : formatDate(group.first)}</span>
         </li>
       ))}
     </ul>
+  );
+}
+
+function FollowUp({ followUp }: { followUp: SimilarCaseHit['case']['followUp'] }) {
+  if (followUp.gradings.length === 0 && followUp.treatments.length === 0) return <>{NONE}</>;
+  const course = summariseGradeCourse(followUp.gradings);
+  return (
+    <div className="follow-up">
+      {course.length > 0 && (
+        <p>
+          Grade{' '}
+          {course.map((change, index) => (
+            <span key={change.visitDate} className="nowrap">
+              {index > 0 && ' → '}
+              {change.drGrade} ({formatDate(change.visitDate).slice(0, 7)})
+            </span>
+          ))}
+        </p>
+      )}
+      <TreatmentList treatments={followUp.treatments} />
+    </div>
   );
 }

@@ -21,11 +21,6 @@ export function CompareView({ query, hit }: { query: ComparedPhotograph; hit: Co
           <figure key={index} className="compare-side" data-testid={index === 0 ? 'compare-query' : 'compare-hit'}>
             <figcaption>
               <strong>{side.title}</strong>
-              {side.details.map((line) => (
-                <span key={line} className="compare-detail">
-                  {line}
-                </span>
-              ))}
             </figcaption>
             <CropWithHeatMap
               src={side.src}
@@ -35,7 +30,12 @@ export function CompareView({ query, hit }: { query: ComparedPhotograph; hit: Co
               shown={settings.shown}
               opacity={settings.opacity}
             />
-            {!side.attention && <p className="hint">No heat map for this photograph.</p>}
+            <ul className="plain compare-details">
+              {side.details.map((line) => (
+                <li key={line}>{line}</li>
+              ))}
+              {!side.attention && <li>No heat map for this photograph.</li>}
+            </ul>
           </figure>
         ))}
       </div>

@@ -2,7 +2,7 @@
 // Save the uploaded photograph as a case with its records (patient by MRN, visit, eye, grade, diagnoses,
 // treatments), through the API's ingestCase. The answer (saved, duplicate, or the API's refusal) is shown in
 // place; the form keeps what was typed.
-import { useActionState, useId } from 'react';
+import { startTransition, useActionState, useId } from 'react';
 import { saveCaseAction } from '../../app/search/actions';
 import { DR_GRADES } from '../../lib/grades';
 import { formatEnum, formatTreatmentType } from '../../lib/labels';
@@ -78,7 +78,16 @@ export function SaveCaseForm({ uploadToken, returnTo, mrnSystem, today }: { uplo
         Files the photograph with its records. A patient already stored under this MRN and system gets the new
         photograph; nothing is written when the API refuses.
       </p>
-      <form action={formAction} className="search-form" aria-label="Save the photograph as a case">
+      <form
+        className="search-form"
+        aria-label="Save the photograph as a case"
+        onSubmit={(event) => {
+          // Not action={...}: React resets a form after its action runs, and a refused save must keep what was typed.
+          event.preventDefault();
+          const data = new FormData(event.currentTarget);
+          startTransition(() => formAction(data));
+        }}
+      >
         <input type="hidden" name="uploadToken" value={uploadToken} />
         <input type="hidden" name="returnTo" value={returnTo} />
         <div className="field">
@@ -109,7 +118,7 @@ export function SaveCaseForm({ uploadToken, returnTo, mrnSystem, today }: { uplo
           <input id={`${id}-visit`} name="visitDate" type="date" required max={today} defaultValue={today} aria-invalid={invalid('visitDate')} />
         </div>
         <div className="field field-narrow">
-          <label htmlFor={`${id}-eye`}>Eye</label>
+          <label htmlFor={`${id}-eye`}>Eye photographed</label>
           <select id={`${id}-eye`} name="eye" required defaultValue="">
             <option value="" disabled>
               Choose
