@@ -44,7 +44,7 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
           referenceGrading { drGrade maculopathy }
           diagnoses { id code text }
           treatments { id type agent date eye }
-          followUp { gradings { imageId visitDate drGrade } treatments { id type date } }
+          followUp { gradings { imageId visitDate drGrade } treatments { id type agent date eye } }
         }
       }
     }
@@ -197,21 +197,22 @@ export interface TreatmentSummary {
   key: string;
   type: string;
   agent: string | null;
+  eye: string | null;
   count: number;
   first: string;
   last: string;
 }
 
-/** Treatments grouped by type and agent, oldest first: a patient seen for years has dozens of observation visits. */
-export function summariseTreatments(treatments: readonly { type: string; agent?: string | null; date: string }[]): TreatmentSummary[] {
+/** Treatments grouped by type, agent and eye, oldest first: a patient seen for years has dozens of observation visits. */
+export function summariseTreatments(treatments: readonly { type: string; agent?: string | null; eye?: string | null; date: string }[]): TreatmentSummary[] {
   const groups = new Map<string, TreatmentSummary>();
   for (const treatment of [...treatments].sort((a, b) => a.date.localeCompare(b.date))) {
-    const key = `${treatment.type}:${treatment.agent ?? ''}`;
+    const key = `${treatment.type}:${treatment.agent ?? ''}:${treatment.eye ?? ''}`;
     const group = groups.get(key);
     if (group) {
       group.count += 1;
       group.last = treatment.date;
-    } else groups.set(key, { key, type: treatment.type, agent: treatment.agent ?? null, count: 1, first: treatment.date, last: treatment.date });
+    } else groups.set(key, { key, type: treatment.type, agent: treatment.agent ?? null, eye: treatment.eye ?? null, count: 1, first: treatment.date, last: treatment.date });
   }
   return [...groups.values()];
 }

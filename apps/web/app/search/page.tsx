@@ -2,7 +2,7 @@ import type { Metadata } from 'next';
 import { AccessRefused } from '../../components/access-refused';
 import { PAGES, mayUsePage } from '../../lib/access';
 import { DR_GRADES, describeDrGrade } from '../../lib/grades';
-import { NONE, formatDate, formatEnum, formatTreatmentType } from '../../lib/labels';
+import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } from '../../lib/labels';
 import { AttentionGrid } from '../../components/search/attention-grid';
 import { PhotoPicker } from '../../components/search/photo-picker';
 import { QueryHeatMap } from '../../components/search/query-heat-map';
@@ -383,7 +383,7 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
   );
 }
 
-function TreatmentList({ treatments }: { treatments: readonly { type: string; agent?: string | null; date: string }[] }) {
+function TreatmentList({ treatments }: { treatments: readonly { type: string; agent?: string | null; eye?: string | null; date: string }[] }) {
   if (treatments.length === 0) return <>{NONE}</>;
   return (
     <ul className="plain">
@@ -393,6 +393,7 @@ function TreatmentList({ treatments }: { treatments: readonly { type: string; ag
           {group.agent && ` (${formatEnum(group.agent).toLowerCase()})`}
           {group.count > 1 ? ` ×${group.count}, ` : ', '}
           <span className="nowrap">{group.count > 1 ? `${formatDate(group.first)} to ${formatDate(group.last)}` : formatDate(group.first)}</span>
+          {formatLaterality(group.eye) && `, ${formatLaterality(group.eye)}`}
         </li>
       ))}
     </ul>
