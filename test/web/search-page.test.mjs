@@ -116,7 +116,7 @@ async function startFakeApi() {
       return SIMILAR_CASES;
     },
   };
-  const fake = { localIssuer: true, requests: [] };
+  const fake = { localIssuer: true, requests: [], photographRequests: [] };
   const send = (response, status, payload) => {
     response.writeHead(status, { 'content-type': 'application/json' });
     response.end(JSON.stringify(payload));
@@ -140,6 +140,11 @@ async function startFakeApi() {
           return send(response, 201, { token: tokenOf(user.subject), expiresAt: new Date(Date.now() + 3600_000).toISOString(), user });
         }
         return send(response, 400, { errors: [{ message: 'bad sign-in request', extensions: { code: 'BAD_USER_INPUT' } }] });
+      }
+      if (request.url.startsWith('/photographs/')) {
+        // The web server fetches photographs for <img> as the signed-in user; this fake has none to give.
+        fake.photographRequests.push({ url: request.url, authorization: request.headers.authorization ?? null });
+        return send(response, 404, { errors: [{ message: 'No photograph', extensions: { code: 'NOT_FOUND' } }] });
       }
       fake.requests.push({ method: request.method, url: request.url, headers: request.headers, raw, body });
       if (!DEMO_USERS.some((user) => request.headers.authorization === `Bearer ${tokenOf(user.subject)}`)) {
@@ -265,6 +270,13 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
       ['/photographs/case-0101?size=thumbnail', '/photographs/case-syn-0007?size=thumbnail', '/photographs/case-0042?size=thumbnail'],
       'thumbnails through this site, never the API directly',
     );
+    // Thumbnails load lazily: load them now, as scrolling would.
+    await page.locator('td.hit-thumbnail img').evaluateAll((images) => images.forEach((image) => (image.loading = 'eager')));
+    await page.waitForFunction(() => [...document.querySelectorAll('td.hit-thumbnail img')].every((image) => image.complete));
+    const thumbnailRequests = api.photographRequests.filter((request) => request.url.endsWith('size=thumbnail'));
+    assert.deepEqual(thumbnailRequests.map((request) => request.url).sort(), ['/photographs/case-0042?size=thumbnail', '/photographs/case-0101?size=thumbnail', '/photographs/case-syn-0007?size=thumbnail']);
+    assert.ok(thumbnailRequests.every((request) => request.authorization === `Bearer ${tokenOf(CLINICIAN.subject)}`), "the web server asks for each photograph with the signed-in user's own token");
+    assert.equal(await page.getByTestId('query-overlay').getByRole('status').innerText(), 'The photograph could not be loaded', 'a refused crop says so');
     assert.equal(await page.locator('table.hits .badge').count(), 1, 'only the synthetic case has the badge');
     assert.equal(await page.getByRole('heading', { name: '3 similar cases' }).count(), 1);
 

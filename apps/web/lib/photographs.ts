@@ -4,8 +4,6 @@ import 'server-only';
 import { config } from './config';
 import { readSession } from './session';
 
-export { photographPath, uploadCropPath, type PhotographSize } from './photograph-paths';
-
 /**
  * GET `apiPath` (relative to the API's root) as the session's user and pass the image through; the API's refusal
  * keeps its status and comes back as JSON with its code. Never cached: each view is one audited access.
