@@ -228,17 +228,15 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
       input: { imageId: 'img-0001', k: 5, filters: { drGrades: [2, 4], eye: 'RIGHT' } },
     });
 
-    // Columns: rank, photograph (an image), similarity, case, MRN, sex, birth year, eye, grade, diagnoses,
-    // treatments, what happened next, compare (no heat-map column: no hit has one).
+    // Columns: rank, photograph (an image; no heat map: no hit has one), similarity, case (and its Compare link),
+    // patient, eye, grade, diagnoses, treatments, what happened next.
     assert.deepEqual(await readRows(page), [
       [
         '1',
         '',
         '0.988',
-        'case-0101',
-        'MRN-400101',
-        'Female',
-        '1961',
+        'case-0101 Compare',
+        'MRN-400101 Female, born 1961',
         'Right',
         '4 – Proliferative DR',
         // Codes show, each once; each code's text is there for screen readers (and as a tooltip).
@@ -246,33 +244,29 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
         'Anti-VEGF (aflibercept), 2025-03-14, right eye PRP laser, 2025-06-02, both eyes',
         // Grade changes only (4 then 3), and later treatments grouped.
         'Grade 4 (2025-09) → 3 (2026-02) Anti-VEGF (aflibercept) ×2, 2025-09-01 to 2025-10-06, right eye',
-        'Compare',
       ],
       [
         '2',
         '',
         '0.901',
-        'case-syn-0007 SYNTHETIC',
-        'SYN-0007',
-        'Male',
-        '1970',
+        'case-syn-0007 SYNTHETIC Compare',
+        'SYN-0007 Male, born 1970',
         'Right',
         '2 – Moderate NPDR',
         'E11.3393 : Type 2 diabetes with moderate NPDR without macular edema, bilateral',
         '—',
         '—',
-        'Compare',
       ],
-      ['3', '', '0.800', 'case-0042', 'MRN-400042', 'Male', '—', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30', '—', 'Compare'],
+      ['3', '', '0.800', 'case-0042 Compare', 'MRN-400042 Male, birth year unknown', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30', '—'],
     ]);
     assert.deepEqual(
-      await page.locator('table.hits td.hit-thumbnail img').evaluateAll((images) => images.map((image) => image.getAttribute('src'))),
+      await page.locator('table.hits .hit-thumbnail img').evaluateAll((images) => images.map((image) => image.getAttribute('src'))),
       ['/photographs/case-0101?size=thumbnail', '/photographs/case-syn-0007?size=thumbnail', '/photographs/case-0042?size=thumbnail'],
       'thumbnails through this site, never the API directly',
     );
     // Thumbnails load lazily: load them now, as scrolling would.
-    await page.locator('td.hit-thumbnail img').evaluateAll((images) => images.forEach((image) => (image.loading = 'eager')));
-    await page.waitForFunction(() => [...document.querySelectorAll('td.hit-thumbnail img')].every((image) => image.complete));
+    await page.locator('.hit-thumbnail img').evaluateAll((images) => images.forEach((image) => (image.loading = 'eager')));
+    await page.waitForFunction(() => [...document.querySelectorAll('.hit-thumbnail img')].every((image) => image.complete));
     const thumbnailRequests = api.photographRequests.filter((request) => request.url.endsWith('size=thumbnail'));
     assert.deepEqual(thumbnailRequests.map((request) => request.url).sort(), ['/photographs/case-0042?size=thumbnail', '/photographs/case-0101?size=thumbnail', '/photographs/case-syn-0007?size=thumbnail']);
     assert.ok(thumbnailRequests.every((request) => request.authorization === `Bearer ${tokenOf(CLINICIAN.subject)}`), "the web server asks for each photograph with the signed-in user's own token");

@@ -59,8 +59,8 @@ async function readRows(page) {
     })),
   );
 }
-// Columns: rank, photograph, similarity, case, MRN, sex, birth year, eye, grade, diagnoses, treatments, next, heat map, compare.
-const gradeOf = (row) => Number(row.cells[8].split(' ')[0]);
+// Columns: rank, photograph and heat map, similarity, case (and Compare), patient, eye, grade, diagnoses, treatments, next.
+const gradeOf = (row) => Number(row.cells[6].split(' ')[0]);
 
 /** Every <img> in `selector` has loaded and decoded (naturalWidth > 0); returns their natural widths. */
 async function loadedImageWidths(page, selector) {
@@ -112,9 +112,9 @@ test('the search workflow against the real API on the seeded demo database, in h
     const similarities = rows.map((row) => Number(row.cells[2]));
     assert.deepEqual([...similarities].sort((a, b) => b - a), similarities, 'most similar first');
 
-    const heatMaps = page.locator('table.hits td.hit-attention svg[role="img"]');
+    const heatMaps = page.locator('table.hits .hit-attention svg[role="img"]');
     assert.equal(await heatMaps.count(), K, 'every hit has its heat map');
-    const thumbnails = await loadedImageWidths(page, 'table.hits td.hit-thumbnail img');
+    const thumbnails = await loadedImageWidths(page, 'table.hits .hit-thumbnail img');
     assert.equal(thumbnails.length, K);
     assert.ok(thumbnails.every((width) => width > 0 && width <= 256), `thumbnails decoded, at most 256 px: ${thumbnails}`);
     for (const row of rows) {
@@ -148,10 +148,10 @@ test('the search workflow against the real API on the seeded demo database, in h
       assert.equal(grades[`${grade} – ${GRADE_NAMES[grade]}`], rows.filter((row) => gradeOf(row) === grade).length, `grade ${grade}`);
     }
     const treatments = await facet('facet-treatments');
-    const treated = (label) => rows.filter((row) => row.cells[10].includes(label)).length;
+    const treated = (label) => rows.filter((row) => row.cells[8].includes(label)).length;
     assert.equal(treatments['Anti-VEGF'], treated('Anti-VEGF'));
     assert.equal(treatments['PRP laser'], treated('PRP laser'));
-    assert.equal(treatments['No treatment'], rows.filter((row) => row.cells[10] === '—').length);
+    assert.equal(treatments['No treatment'], rows.filter((row) => row.cells[8] === '—').length);
   });
 
   let compared;
@@ -205,7 +205,7 @@ test('the search workflow against the real API on the seeded demo database, in h
       assert.equal(found.image.eye, 'LEFT');
       assert.equal(found.patient.sex, 'FEMALE');
       assert.ok(age >= 40 && age <= 85, `age ${age}`);
-      assert.ok(row.cells[10].includes('Anti-VEGF') || row.cells[10].includes('PRP laser') || row.cells[11].match(/Anti-VEGF|PRP laser/), `treated: ${row.cells[10]} / ${row.cells[11]}`);
+      assert.ok(row.cells[8].includes('Anti-VEGF') || row.cells[8].includes('PRP laser') || row.cells[9].match(/Anti-VEGF|PRP laser/), `treated: ${row.cells[8]} / ${row.cells[9]}`);
     }
     const searchForm = page.getByRole('form', { name: 'Similar-case search' });
     assert.equal(await searchForm.getByLabel('Eye', { exact: true }).inputValue(), 'LEFT', 'the form keeps the filters');
@@ -313,7 +313,7 @@ test('the search workflow against the real API on the seeded demo database, in h
     const { page: narrow, context } = await newPage(browser, TABLET);
     await signInAs(narrow, web.baseUrl, clinician, { from: `/search?upload=${uploadToken}&k=${K}&grade=2&grade=3` });
     await narrow.locator('table.hits').waitFor();
-    await loadedImageWidths(narrow, 'table.hits td.hit-thumbnail img');
+    await loadedImageWidths(narrow, 'table.hits .hit-thumbnail img');
     await screenshot(narrow, 'search-workflow-results-768.png');
     await assertFitsWidth(narrow);
     await assertNoSeriousAxeViolations(narrow, 'results at 768 px');

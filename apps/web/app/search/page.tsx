@@ -291,19 +291,15 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
             <thead>
               <tr>
                 <th scope="col">Rank</th>
-                <th scope="col">Photograph</th>
+                <th scope="col">Photograph{showsAttention && ' and heat map'}</th>
                 <th scope="col">Similarity</th>
                 <th scope="col">Case</th>
-                <th scope="col">Patient MRN</th>
-                <th scope="col">Sex</th>
-                <th scope="col">Birth year</th>
+                <th scope="col">Patient</th>
                 <th scope="col">Eye</th>
                 <th scope="col">DR grade</th>
                 <th scope="col">Diagnoses</th>
                 <th scope="col">Treatments</th>
                 <th scope="col">What happened next</th>
-                {showsAttention && <th scope="col">Heat map</th>}
-                <th scope="col">Compare</th>
               </tr>
             </thead>
             <tbody>
@@ -324,12 +320,21 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
   return (
     <tr aria-current={compared ? 'true' : undefined}>
       <td className="numeric">{hit.rank}</td>
-      <td className="hit-thumbnail">
-        {/* Thumbnails come through this site from the API as the signed-in user. */}
-        <img src={photographPath(similarCase.id, 'thumbnail')} alt={`Photograph of case ${hit.rank}`} width={96} height={72} loading="lazy" />
+      <td className="hit-photograph">
+        <div className="hit-images">
+          <span className="hit-thumbnail">
+            {/* Thumbnails come through this site from the API as the signed-in user. */}
+            <img src={photographPath(similarCase.id, 'thumbnail')} alt={`Photograph of case ${hit.rank}`} width={96} height={72} loading="lazy" />
+          </span>
+          {showsAttention && (
+            <span className="hit-attention">
+              <AttentionGrid map={hit.attention} label={`Heat map of case ${hit.rank}`} size={48} />
+            </span>
+          )}
+        </div>
       </td>
       <td className="numeric">{hit.similarity.toFixed(3)}</td>
-      <td>
+      <td className="hit-case">
         <a href={casePath(similarCase.id)}>
           <code>{similarCase.id}</code>
         </a>
@@ -341,12 +346,16 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
             </span>
           </>
         )}
+        <br />
+        <a href={compareHref} className="compare-link" aria-label={`Compare case ${hit.rank} with the query`}>
+          Compare
+        </a>
       </td>
       <td>
         <code>{similarCase.patient.mrn}</code>
+        <br />
+        {formatEnum(similarCase.patient.sex)}, {similarCase.patient.birthYear ? `born ${similarCase.patient.birthYear}` : 'birth year unknown'}
       </td>
-      <td>{formatEnum(similarCase.patient.sex)}</td>
-      <td className="numeric">{similarCase.patient.birthYear ?? NONE}</td>
       <td>{formatEnum(similarCase.image.eye)}</td>
       <td>{grading ? describeDrGrade(grading.drGrade) : 'Not graded'}</td>
       <td>
@@ -368,16 +377,6 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
       </td>
       <td>
         <FollowUp followUp={similarCase.followUp} />
-      </td>
-      {showsAttention && (
-        <td className="hit-attention">
-          <AttentionGrid map={hit.attention} label={`Heat map of case ${similarCase.id}`} size={48} />
-        </td>
-      )}
-      <td>
-        <a href={compareHref} aria-label={`Compare case ${hit.rank} with the query`}>
-          Compare
-        </a>
       </td>
     </tr>
   );
