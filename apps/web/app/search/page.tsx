@@ -352,7 +352,7 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
         </a>
       </td>
       <td>
-        <code>{similarCase.patient.mrn}</code>
+        <code className="nowrap">{similarCase.patient.mrn}</code>
         <br />
         {formatEnum(similarCase.patient.sex)}, {similarCase.patient.birthYear ? `born ${similarCase.patient.birthYear}` : 'birth year unknown'}
       </td>
