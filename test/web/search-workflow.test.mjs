@@ -274,7 +274,7 @@ test('the search workflow against the real API on the seeded demo database, in h
     await saveForm().getByLabel('Patient MRN').fill(`${mrn}-OTHER`);
     await submitSave();
     assert.equal(await outcome.getAttribute('data-error-code'), 'CONFLICT');
-    assert.match(await outcome.innerText(), /already stored for another patient or eye/);
+    assert.match(await outcome.innerText(), new RegExp(`The case was not saved\\s+This photograph .* is already stored as case ${savedCaseId}, of another patient`));
     assert.equal(await outcome.locator(`a[href="/cases/${savedCaseId}"]`).count(), 1, 'links the stored case');
     await screenshot(page, 'search-workflow-save-conflict-1280.png');
     await assertNoSeriousAxeViolations(page, 'save refused');
@@ -286,7 +286,7 @@ test('the search workflow against the real API on the seeded demo database, in h
     await submitSave();
     const outcome = page.getByTestId('save-outcome');
     assert.equal(await outcome.getAttribute('data-error-code'), 'BAD_USER_INPUT');
-    assert.match(await outcome.innerText(), /The case was not saved: .*NOT-A-CODE/s);
+    assert.match(await outcome.innerText(), /^The case was not saved\s+.*NOT-A-CODE/s);
 
     await page.evaluate(() => {
       document.querySelector('.save-case input[name="uploadToken"]').value = 'upl_expiredExpiredExpired';

@@ -67,19 +67,18 @@ export function readSaveCaseForm(form: FormData, grader: string): { input: Inges
   return { input };
 }
 
-/** What a person is told for each of the API's refusals of a save. */
+/** What a person is told for each of the API's refusals of a save (under the title "The case was not saved"). */
 export function describeSaveRefusal(code: string, message: string): string {
   switch (code) {
     case 'NOT_FOUND':
       return 'The uploaded photograph has expired (it is kept for 10 minutes) or was never uploaded here: choose it again, then save.';
     case 'CONFLICT':
-      return `This photograph is already stored for another patient or eye, so it was not saved: ${message}`;
-    case 'BAD_USER_INPUT':
-      return `The case was not saved: ${message}`;
+      // The API's message names the stored case and says why (another patient or eye).
+      return message;
     case 'FORBIDDEN':
       return 'Your role may not save cases.';
     default:
-      return `The case was not saved: ${message}`;
+      return message;
   }
 }
 

@@ -291,7 +291,9 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
             <thead>
               <tr>
                 <th scope="col">Rank</th>
-                <th scope="col">Photograph{showsAttention && ' and heat map'}</th>
+                <th scope="col">
+                  Photograph<span className="visually-hidden">{showsAttention && ' and heat map'}</span>
+                </th>
                 <th scope="col">Similarity</th>
                 <th scope="col">Case</th>
                 <th scope="col">Patient</th>
@@ -391,7 +393,13 @@ function TreatmentList({ treatments }: { treatments: readonly { type: string; ag
           {formatTreatmentType(group.type)}
           {group.agent && ` (${formatEnum(group.agent).toLowerCase()})`}
           {group.count > 1 ? ` ×${group.count}, ` : ', '}
-          <span className="nowrap">{group.count > 1 ? `${formatDate(group.first)} to ${formatDate(group.last)}` : formatDate(group.first)}</span>
+          <span className="nowrap">{formatDate(group.first)}</span>
+          {group.count > 1 && (
+            <>
+              {' to '}
+              <span className="nowrap">{formatDate(group.last)}</span>
+            </>
+          )}
           {formatLaterality(group.eye) && `, ${formatLaterality(group.eye)}`}
         </li>
       ))}
