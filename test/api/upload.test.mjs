@@ -166,6 +166,42 @@ for (const backend of BACKENDS) {
       assert.equal(search.body.errors?.[0]?.extensions?.code, undefined, JSON.stringify(search.body.errors));
     });
 
+    test('searching with a saved photograph uploaded again names its stored case as the query; a fresh upload has none', async () => {
+      const png = await makeSyntheticFundusPng({ width: 420, height: 360, tint: 0.17 });
+      const { body: uploaded } = await upload(api, png);
+      const saved = await api.graphql(INGEST, { input: caseInput(uploaded.uploadToken, { patient: { mrn: 'MRN-2002', mrnSystem: 'urn:oid:1.2.3.4' } }) });
+      assert.equal(saved.body.errors, undefined, JSON.stringify(saved.body.errors));
+      const { body: again } = await upload(api, png);
+      const found = await api.graphql(SEARCH, { input: { uploadToken: again.uploadToken, k: 3 } });
+      assert.equal(found.body.errors, undefined, JSON.stringify(found.body.errors));
+      assert.equal(found.body.data.similarCases.query.id, saved.body.data.ingestCase.case.id);
+      assert.ok(found.body.data.similarCases.hits.every((hit) => hit.case.id !== saved.body.data.ingestCase.case.id), 'never its own hit');
+      const { body: other } = await upload(api, await makeSyntheticFundusPng({ width: 420, height: 360, tint: 0.61 }));
+      const fresh = await api.graphql(SEARCH, { input: { uploadToken: other.uploadToken, k: 3 } });
+      assert.equal(fresh.body.data.similarCases.query, null);
+    });
+
+    test("GET /uploads/:token/crop: the upload's 512 px model crop as PNG, to its uploader only, audited", async () => {
+      const { body: uploaded } = await upload(api, await makeSyntheticFundusPng({ width: 480, height: 320, tint: 0.33 }));
+      const response = await api.fetch(`/uploads/${uploaded.uploadToken}/crop`);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('content-type'), 'image/png');
+      assert.equal(response.headers.get('cache-control'), 'private, no-store');
+      const meta = await sharp(Buffer.from(await response.arrayBuffer())).metadata();
+      assert.deepEqual([meta.width, meta.height], [512, 512]);
+      const [audit] = await api.db.sql.query("SELECT outcome, details FROM audit_event WHERE operation = 'upload' AND details->>'view' = 'crop' ORDER BY seq DESC LIMIT 1");
+      assert.equal(audit.outcome, 'OK');
+      assert.equal(audit.details.contentHash, uploaded.contentHash);
+      for (const [name, pathname, as, status] of [
+        ['another user', `/uploads/${uploaded.uploadToken}/crop`, 'demo-admin', 404],
+        ['an unknown token', '/uploads/upl_gone/crop', 'demo-clinician', 404],
+        ['a researcher', `/uploads/${uploaded.uploadToken}/crop`, 'demo-researcher', 403],
+      ]) {
+        const refused = await api.fetch(pathname, {}, { as });
+        assert.equal(refused.status, status, name);
+      }
+    });
+
     const BAD_SAVES = [
       { name: 'grade 5', overrides: { grading: { drGrade: 5 } }, code: 'BAD_USER_INPUT' },
       { name: 'birth year in the future', overrides: { patient: { mrn: 'X', mrnSystem: 'urn:x', birthYear: 2999 } }, code: 'BAD_USER_INPUT' },

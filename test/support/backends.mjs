@@ -61,18 +61,21 @@ export const TINY_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models'
  * `graphql`/`fetch` sign as `as` (a demo user's subject: demo-clinician by default, demo-researcher, demo-ehr,
  * demo-admin), or send exactly the headers given with `as: null`.
  */
-export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null, templateUrl } = {}) {
-  const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort }, { createLogger }] = await Promise.all([
+export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null, photographs = false, templateUrl } = {}) {
+  const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort, renderSyntheticPhotograph }, { createLogger }] = await Promise.all([
     api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
   ]);
+  const { Embedder } = await api('embedding/embedder.js');
+  const embedder = modelPath ? await Embedder.load({ modelPath, device: 'cpu' }) : null;
   const database = await createTestDatabase(kind, templateUrl ? { templateUrl } : {});
-  if (cohort) await loadCohort(database.db, buildCohort(cohort));
+  // photographs: true seeds as the demo does (synthetic fundus photographs, embedded with heat maps by the
+  // loaded model), at 400x300 px to keep the suite quick; otherwise placeholder bytes and fixture vectors.
+  const seedOptions = photographs ? { embedder, renderImage: (image) => renderSyntheticPhotograph({ ...image, width: image.width ?? 400, height: image.height ?? 300 }) } : {};
+  if (cohort) await loadCohort(database.db, buildCohort(cohort), seedOptions);
   const keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-test-keys-'));
   // `env` may be a function of the suite's database ({ kind, url } or { kind, dataDir }), for settings that name it.
   if (typeof env === 'function') env = env(database.config);
   const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', AUTH_LOCAL_ISSUER: 'true', AUTH_LOCAL_KEY_DIR: keyDir, ...env });
-  const { Embedder } = await api('embedding/embedder.js');
-  const embedder = modelPath ? await Embedder.load({ modelPath, device: 'cpu' }) : null;
   const server = await createServer(config, { database: database.db, logger: logLines ? createLogger('info', (line) => logLines.push(line)) : createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'), embedder });
   const running = await server.listen(0, '127.0.0.1');
   const { DEMO_USERS } = await api('auth/local-issuer.js');

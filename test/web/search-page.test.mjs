@@ -55,6 +55,16 @@ const SIMILAR_CASES = {
           { id: 'tx-1', type: 'ANTI_VEGF', agent: 'AFLIBERCEPT', date: '2025-03-14', eye: 'RIGHT' },
           { id: 'tx-2', type: 'PRP_LASER', agent: null, date: '2025-06-02', eye: 'BOTH' },
         ],
+        followUp: {
+          gradings: [
+            { imageId: 'img-0102', visitDate: '2025-09-01', drGrade: 4 },
+            { imageId: 'img-0103', visitDate: '2026-02-10', drGrade: 3 },
+          ],
+          treatments: [
+            { id: 'tx-4', type: 'ANTI_VEGF', agent: 'AFLIBERCEPT', date: '2025-09-01', eye: 'RIGHT' },
+            { id: 'tx-5', type: 'ANTI_VEGF', agent: 'AFLIBERCEPT', date: '2025-10-06', eye: 'RIGHT' },
+          ],
+        },
       },
     },
     {
@@ -68,6 +78,7 @@ const SIMILAR_CASES = {
         referenceGrading: { drGrade: 2, maculopathy: false },
         diagnoses: [{ id: 'dx-3', code: 'E11.3393', text: 'Type 2 diabetes with moderate NPDR without macular edema, bilateral' }],
         treatments: [],
+        followUp: { gradings: [], treatments: [] },
       },
     },
     {
@@ -81,6 +92,7 @@ const SIMILAR_CASES = {
         referenceGrading: { drGrade: 2, maculopathy: null },
         diagnoses: [],
         treatments: [{ id: 'tx-3', type: 'ANTI_VEGF', agent: 'RANIBIZUMAB', date: '2024-11-30', eye: 'UNSPECIFIED' }],
+        followUp: { gradings: [], treatments: [] },
       },
     },
   ],
@@ -104,7 +116,7 @@ async function startFakeApi() {
       return SIMILAR_CASES;
     },
   };
-  const fake = { localIssuer: true, requests: [] };
+  const fake = { localIssuer: true, requests: [], photographRequests: [] };
   const send = (response, status, payload) => {
     response.writeHead(status, { 'content-type': 'application/json' });
     response.end(JSON.stringify(payload));
@@ -128,6 +140,11 @@ async function startFakeApi() {
           return send(response, 201, { token: tokenOf(user.subject), expiresAt: new Date(Date.now() + 3600_000).toISOString(), user });
         }
         return send(response, 400, { errors: [{ message: 'bad sign-in request', extensions: { code: 'BAD_USER_INPUT' } }] });
+      }
+      if (request.url.startsWith('/photographs/')) {
+        // The web server fetches photographs for <img> as the signed-in user; this fake has none to give.
+        fake.photographRequests.push({ url: request.url, authorization: request.headers.authorization ?? null });
+        return send(response, 404, { errors: [{ message: 'No photograph', extensions: { code: 'NOT_FOUND' } }] });
       }
       fake.requests.push({ method: request.method, url: request.url, headers: request.headers, raw, body });
       if (!DEMO_USERS.some((user) => request.headers.authorization === `Bearer ${tokenOf(user.subject)}`)) {
@@ -211,34 +228,49 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
       input: { imageId: 'img-0001', k: 5, filters: { drGrades: [2, 4], eye: 'RIGHT' } },
     });
 
+    // Columns: rank, photograph (an image; no heat map: no hit has one), similarity, case (and its Compare link),
+    // patient, eye, grade, diagnoses, treatments, what happened next.
     assert.deepEqual(await readRows(page), [
       [
         '1',
+        '',
         '0.988',
-        'case-0101',
-        'MRN-400101',
-        'Female',
-        '1961',
+        'case-0101 Compare',
+        'MRN-400101 Female, born 1961',
         'Right',
         '4 – Proliferative DR',
-        // Codes show; each code's text is there for screen readers (and as a tooltip).
-        'E11.3553 : Type 2 diabetes with stable proliferative diabetic retinopathy, bilateral H35.81 : Retinal edema H35.81 : Retinal edema',
+        // Codes show, each once; each code's text is there for screen readers (and as a tooltip).
+        'E11.3553 : Type 2 diabetes with stable proliferative diabetic retinopathy, bilateral H35.81 : Retinal edema',
         'Anti-VEGF (aflibercept), 2025-03-14, right eye PRP laser, 2025-06-02, both eyes',
+        // Grade changes only (4 then 3), and later treatments grouped.
+        'Grade 4 (2025-09) → 3 (2026-02) Anti-VEGF (aflibercept) ×2, 2025-09-01 to 2025-10-06, right eye',
       ],
       [
         '2',
+        '',
         '0.901',
-        'case-syn-0007 SYNTHETIC',
-        'SYN-0007',
-        'Male',
-        '1970',
+        'case-syn-0007 SYNTHETIC Compare',
+        'SYN-0007 Male, born 1970',
         'Right',
         '2 – Moderate NPDR',
         'E11.3393 : Type 2 diabetes with moderate NPDR without macular edema, bilateral',
         '—',
+        '—',
       ],
-      ['3', '0.800', 'case-0042', 'MRN-400042', 'Male', '—', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30'],
+      ['3', '', '0.800', 'case-0042 Compare', 'MRN-400042 Male, birth year unknown', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30', '—'],
     ]);
+    assert.deepEqual(
+      await page.locator('table.hits .hit-thumbnail img').evaluateAll((images) => images.map((image) => image.getAttribute('src'))),
+      ['/photographs/case-0101?size=thumbnail', '/photographs/case-syn-0007?size=thumbnail', '/photographs/case-0042?size=thumbnail'],
+      'thumbnails through this site, never the API directly',
+    );
+    // Thumbnails load lazily: load them now, as scrolling would.
+    await page.locator('.hit-thumbnail img').evaluateAll((images) => images.forEach((image) => (image.loading = 'eager')));
+    await page.waitForFunction(() => [...document.querySelectorAll('.hit-thumbnail img')].every((image) => image.complete));
+    const thumbnailRequests = api.photographRequests.filter((request) => request.url.endsWith('size=thumbnail'));
+    assert.deepEqual(thumbnailRequests.map((request) => request.url).sort(), ['/photographs/case-0042?size=thumbnail', '/photographs/case-0101?size=thumbnail', '/photographs/case-syn-0007?size=thumbnail']);
+    assert.ok(thumbnailRequests.every((request) => request.authorization === `Bearer ${tokenOf(CLINICIAN.subject)}`), "the web server asks for each photograph with the signed-in user's own token");
+    assert.equal(await page.getByTestId('query-overlay').getByRole('status').innerText(), 'The photograph could not be loaded', 'a refused crop says so');
     assert.equal(await page.locator('table.hits .badge').count(), 1, 'only the synthetic case has the badge');
     assert.equal(await page.getByRole('heading', { name: '3 similar cases' }).count(), 1);
 

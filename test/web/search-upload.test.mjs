@@ -1,7 +1,7 @@
 // Search by a new photograph in a real headless Chromium: `next start` against the real API (embedded PGlite,
 // the test-clinic cohort, the tiny test model), twelve stored cases embedded with that model from synthetic
 // photographs as in test/api/upload.test.mjs. The clinician uploads through the page's file input, sees the
-// hits with their heat maps and the query's overlay, changes a filter without uploading again, and is told in
+// hits with their heat maps and the query's model crop with its overlay, changes a filter without uploading again, and is told in
 // plain words when the image is not a fundus photograph. Needs built apps/api and apps/web (npm test builds
 // first) and the system Chromium; skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
@@ -71,22 +71,24 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.equal(firstRows.length, K);
     assert.equal(await page.getByRole('heading', { name: `${K} similar cases` }).count(), 1);
     // The stored case with the same picture comes first, as good as identical.
-    assert.equal(firstRows[0][2].split(' ')[0], embeddedCaseIds[5]);
-    assert.ok(Number(firstRows[0][1]) > 0.999, `similarity ${firstRows[0][1]}`);
-    for (const row of firstRows) assert.ok(embeddedCaseIds.includes(row[2].split(' ')[0]), 'only cases embedded by the tiny model');
-    const similarities = firstRows.map((row) => Number(row[1]));
+    assert.equal(firstRows[0][3].split(' ')[0], embeddedCaseIds[5]);
+    assert.ok(Number(firstRows[0][2]) > 0.999, `similarity ${firstRows[0][2]}`);
+    for (const row of firstRows) assert.ok(embeddedCaseIds.includes(row[3].split(' ')[0]), 'only cases embedded by the tiny model');
+    const similarities = firstRows.map((row) => Number(row[2]));
     assert.deepEqual([...similarities].sort((a, b) => b - a), similarities, 'most similar first');
 
-    const thumbnails = page.locator('table.hits tbody td.hit-attention svg[role="img"]');
+    const thumbnails = page.locator('table.hits tbody .hit-attention svg[role="img"]');
     assert.equal(await thumbnails.count(), K, 'each hit has its heat-map thumbnail');
     const cells = Number(await thumbnails.first().getAttribute('data-cells'));
     assert.ok(cells >= 4, `a grid of cells, got ${cells}`);
     assert.equal(await thumbnails.first().locator('rect').count(), cells);
 
     const overlay = page.getByTestId('query-overlay');
-    assert.equal(await overlay.getByRole('img', { name: 'The uploaded photograph', exact: true }).count(), 1, 'the preview of the chosen file');
+    assert.equal(await overlay.getByRole('img', { name: "The model's crop of the uploaded photograph", exact: true }).count(), 1, "the model's crop of the chosen file");
+    await page.waitForFunction(() => document.querySelector('[data-testid="query-overlay"] img')?.complete);
+    assert.equal(await overlay.locator('img').evaluate((image) => image.naturalWidth), 512, 'served by the API through this site');
     assert.equal(await overlay.getByRole('img', { name: 'Heat map of the uploaded photograph' }).count(), 1);
-    assert.match(await page.locator('.query-heat-map figcaption').innerText(), /heat map over the photograph as uploaded, cropped square by the model/);
+    assert.match(await page.locator('.query-heat-map figcaption').innerText(), /its attention over the square it saw/);
     await screenshot(page, 'search-upload-results-1280.png');
   });
 
@@ -96,7 +98,7 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.equal(await toggle.isChecked(), true);
     await toggle.uncheck();
     assert.equal(await heatMap.count(), 0, 'hidden');
-    assert.equal(await page.getByRole('img', { name: 'The uploaded photograph', exact: true }).count(), 1, 'the photograph stays');
+    assert.equal(await page.getByRole('img', { name: "The model's crop of the uploaded photograph", exact: true }).count(), 1, 'the photograph stays');
     await screenshot(page, 'search-upload-overlay-off-1280.png');
     await toggle.check();
     assert.equal(await heatMap.count(), 1);
@@ -105,7 +107,7 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
   });
 
   await t.test('changing a grade filter runs the search again with the same upload, without uploading again', async () => {
-    const gradeOf = (row) => Number(row[7].split(' ')[0]);
+    const gradeOf = (row) => Number(row[6].split(' ')[0]);
     const grade = gradeOf(firstRows[1]);
     await page.getByLabel(`${grade} – ${GRADE_NAMES[grade]}`).check();
     await Promise.all([page.waitForURL(/[?&]grade=/), page.getByRole('button', { name: 'Search', exact: true }).click()]);
@@ -116,10 +118,10 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.equal(uploadsSent.length, 1, 'no second upload');
     const rows = await readRows(page);
     assert.ok(rows.length > 0 && rows.length <= K);
-    assert.ok(rows.every((row) => gradeOf(row) === grade), `every hit has grade ${grade}: ${rows.map((row) => row[7]).join(', ')}`);
+    assert.ok(rows.every((row) => gradeOf(row) === grade), `every hit has grade ${grade}: ${rows.map((row) => row[6]).join(', ')}`);
     assert.notDeepEqual(rows, firstRows, 'the filter changed the hits');
     assert.equal(await page.getByLabel(`${grade} – ${GRADE_NAMES[grade]}`).isChecked(), true, 'the form keeps the filter');
-    assert.equal(await page.getByRole('img', { name: 'The uploaded photograph', exact: true }).count(), 1, 'the preview survives the reload');
+    assert.equal(await page.getByRole('img', { name: "The model's crop of the uploaded photograph", exact: true }).count(), 1, 'the crop is shown again after the reload');
     await screenshot(page, 'search-upload-grade-filter-1280.png');
   });
 
@@ -159,14 +161,15 @@ test('search by an uploaded photograph with heat maps, in headless Chromium agai
     assert.notEqual(new URL(page.url()).searchParams.get('upload'), uploadToken, 'a new upload token');
     const rows = await readRows(page);
     assert.equal(rows.length, 3);
-    assert.equal(rows[0][2].split(' ')[0], embeddedCaseIds[2], 'the dropped picture finds its stored case first');
+    assert.equal(rows[0][3].split(' ')[0], embeddedCaseIds[2], 'the dropped picture finds its stored case first');
   });
 
   await t.test('the upload page fits a tablet', async () => {
     const { page: narrow, context } = await newPage(browser, TABLET);
     await signInAs(narrow, web.baseUrl, clinician, { from: `/search?upload=${uploadToken}&k=${K}` });
     await narrow.locator('table.hits').waitFor();
-    assert.match(await narrow.getByTestId('query-overlay').innerText(), /preview not available in this tab/, 'another tab has no preview; the heat map is shown alone');
+    await narrow.waitForFunction(() => document.querySelector('[data-testid="query-overlay"] img')?.complete);
+    assert.equal(await narrow.getByTestId('query-overlay').locator('img').evaluate((image) => image.naturalWidth), 512, 'another tab gets the crop from the API too');
     await screenshot(narrow, 'search-upload-768.png');
     await assertFitsWidth(narrow);
     await context.close();

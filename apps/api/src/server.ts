@@ -26,7 +26,7 @@ import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
 import { getPhotograph, requirePhotographSize } from './modules/photograph/photograph.service.js';
-import { acceptUpload } from './modules/upload/upload.service.js';
+import { acceptUpload, renderUploadCrop } from './modules/upload/upload.service.js';
 import { loadReuseCalibration } from './modules/similar-case/reuse-calibration.js';
 import { createUploadStore, viewUploadsAs } from './modules/upload/upload.store.js';
 
@@ -293,6 +293,27 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
               image: { width: upload.width, height: upload.height },
               attention: { width: upload.attention.width, height: upload.attention.height, values: Array.from(upload.attention.values) },
             }),
+        };
+      },
+    }),
+  );
+  // An upload's model crop (PNG, the square its heat map covers), to its uploader only; nothing is stored.
+  app.get(
+    '/uploads/:token/crop',
+    requireViewer,
+    auditedRoute({
+      db,
+      logger,
+      operation: 'upload',
+      describe: () => ({ view: 'crop' }),
+      handle: async (request, viewer) => {
+        const crop = await renderUploadCrop({ store: viewUploadsAs(uploads, viewer.subject), token: String(request.params.token) });
+        return {
+          audit: { details: { contentHash: crop.contentHash } },
+          send: (response) => {
+            response.setHeader('Cache-Control', 'private, no-store');
+            response.type('image/png').send(crop.bytes);
+          },
         };
       },
     }),

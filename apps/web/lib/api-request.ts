@@ -8,11 +8,11 @@ import { redirect } from 'next/navigation';
 import { config } from './config';
 import { requireSession, sessionEndedPath } from './session';
 
-export type ApiOutcome<T> = { ok: true; data: T } | { ok: false; code: string; message: string };
+export type ApiOutcome<T> = { ok: true; data: T } | { ok: false; code: string; message: string; extensions?: Record<string, unknown> };
 
 interface GraphQLError {
   message?: string;
-  extensions?: { code?: string; reason?: string };
+  extensions?: { code?: string; reason?: string; [name: string]: unknown };
 }
 
 interface GraphQLResponse<T> {
@@ -69,7 +69,7 @@ export async function requestGraphql<T>({
     return { ok: false, code: `HTTP_${response.status}`, message: 'The API sent a response that is not GraphQL.' };
   }
   if (firstError) {
-    return { ok: false, code: code ?? 'INTERNAL_SERVER_ERROR', message: firstError.message ?? 'The request failed.' };
+    return { ok: false, code: code ?? 'INTERNAL_SERVER_ERROR', message: firstError.message ?? 'The request failed.', extensions: firstError.extensions ?? {} };
   }
   if (body.data === undefined || body.data === null) {
     return { ok: false, code: `HTTP_${response.status}`, message: 'The API returned no result.' };

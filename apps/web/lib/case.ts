@@ -1,82 +1,28 @@
 // One case (a photograph with its records and what followed), and the record types the patient and case pages
-// share. Types mirror the committed schema.graphql; test/web/case-pages.test.mjs reads the pages against the API.
+// share. test/web/case-pages.test.mjs reads the pages against the API.
 import { requestGraphql, type ApiOutcome } from './api-request';
+import type { CaseDetailQuery, CaseDetailQueryVariables, DiagnosisFieldsFragment, GradingFieldsFragment, PatientFieldsFragment, TreatmentFieldsFragment } from './generated/graphql';
 
-export type Eye = 'LEFT' | 'RIGHT';
+// Result types are generated from schema.graphql for these documents (lib/generated/graphql.ts, apps/web/codegen.mjs).
+export type { Eye } from './generated/graphql';
+export type GradingRecord = GradingFieldsFragment;
+export type DiagnosisRecord = DiagnosisFieldsFragment;
+export type TreatmentRecord = TreatmentFieldsFragment;
+export type PatientSummary = PatientFieldsFragment;
+export type CaseDetail = NonNullable<CaseDetailQuery['case']>;
+export type FollowUpGradingRecord = CaseDetail['followUp']['gradings'][number];
 
-export interface GradingRecord {
-  id: string;
-  drGrade: number;
-  drGradeName: string;
-  maculopathy: boolean | null;
-  source: string;
-  grader: string | null;
-  /** LocalDate, YYYY-MM-DD. */
-  date: string;
-}
-
-export interface DiagnosisRecord {
-  id: string;
-  code: string;
-  text: string;
-  /** Laterality: LEFT | RIGHT | BOTH | UNSPECIFIED. */
-  eye: string;
-  date: string;
-}
-
-export interface TreatmentRecord {
-  id: string;
-  type: string;
-  agent: string | null;
-  eye: string;
-  date: string;
-  notes: string | null;
-}
-
-export interface FollowUpGradingRecord {
-  imageId: string;
-  visitDate: string;
-  date: string;
-  drGrade: number;
-  drGradeName: string;
-  maculopathy: boolean | null;
-  source: string;
-}
-
-export interface PatientSummary {
-  id: string;
-  mrn: string;
-  mrnSystem: string;
-  birthYear: number | null;
-  sex: string;
-  diabetesType: string;
-  diabetesDiagnosisYear: number | null;
-  dataset: { name: string; isSynthetic: boolean };
-  isSynthetic: boolean;
-}
-
-export interface CaseDetail {
-  id: string;
-  isSynthetic: boolean;
-  image: { id: string; eye: Eye; width: number; height: number; quality: string };
-  patient: PatientSummary;
-  visit: { id: string; date: string };
-  ageAtVisit: number | null;
-  referenceGrading: GradingRecord | null;
-  gradings: GradingRecord[];
-  diagnoses: DiagnosisRecord[];
-  treatments: TreatmentRecord[];
-  followUp: { gradings: FollowUpGradingRecord[]; diagnoses: DiagnosisRecord[]; treatments: TreatmentRecord[] };
-}
-
-export const PATIENT_FIELDS = /* GraphQL */ `
-  id mrn mrnSystem birthYear sex diabetesType diabetesDiagnosisYear
-  dataset { name isSynthetic }
-  isSynthetic
+// Fragments shared by the case and patient documents (graphql-codegen resolves them by name).
+export const RECORD_FRAGMENTS = /* GraphQL */ `
+  fragment PatientFields on Patient {
+    id mrn mrnSystem birthYear sex diabetesType diabetesDiagnosisYear
+    dataset { name isSynthetic }
+    isSynthetic
+  }
+  fragment GradingFields on Grading { id drGrade drGradeName maculopathy source grader date }
+  fragment DiagnosisFields on Diagnosis { id code text eye date }
+  fragment TreatmentFields on Treatment { id type agent eye date notes }
 `;
-export const GRADING_FIELDS = 'id drGrade drGradeName maculopathy source grader date';
-export const DIAGNOSIS_FIELDS = 'id code text eye date';
-export const TREATMENT_FIELDS = 'id type agent eye date notes';
 
 export const CASE_QUERY = /* GraphQL */ `
   query CaseDetail($id: ID!) {
@@ -84,20 +30,21 @@ export const CASE_QUERY = /* GraphQL */ `
       id
       isSynthetic
       image { id eye width height quality }
-      patient { ${PATIENT_FIELDS} }
+      patient { ...PatientFields }
       visit { id date }
       ageAtVisit
-      referenceGrading { ${GRADING_FIELDS} }
-      gradings { ${GRADING_FIELDS} }
-      diagnoses { ${DIAGNOSIS_FIELDS} }
-      treatments { ${TREATMENT_FIELDS} }
+      referenceGrading { ...GradingFields }
+      gradings { ...GradingFields }
+      diagnoses { ...DiagnosisFields }
+      treatments { ...TreatmentFields }
       followUp {
         gradings { imageId visitDate date drGrade drGradeName maculopathy source }
-        diagnoses { ${DIAGNOSIS_FIELDS} }
-        treatments { ${TREATMENT_FIELDS} }
+        diagnoses { ...DiagnosisFields }
+        treatments { ...TreatmentFields }
       }
     }
   }
+  ${RECORD_FRAGMENTS}
 `;
 
 /** The patient page's address for a patient: MRNs are unique only within their system, so both go in it. */
@@ -112,7 +59,8 @@ export const similarCasesPath = (id: string) => `/search?${new URLSearchParams({
 
 /** Runs on the server only; NOT_FOUND, BAD_USER_INPUT (a malformed id) and FORBIDDEN come back as outcomes. */
 export async function getCase(id: string, { returnTo }: { returnTo: string }): Promise<ApiOutcome<CaseDetail>> {
-  const outcome = await requestGraphql<{ case?: CaseDetail | null }>({ operationName: 'CaseDetail', query: CASE_QUERY, variables: { id }, returnTo });
+  const variables: CaseDetailQueryVariables = { id };
+  const outcome = await requestGraphql<CaseDetailQuery>({ operationName: 'CaseDetail', query: CASE_QUERY, variables, returnTo });
   if (!outcome.ok) return outcome;
   if (!outcome.data.case) return { ok: false, code: 'INTERNAL_SERVER_ERROR', message: 'The API returned no case.' };
   return { ok: true, data: outcome.data.case };

@@ -1,7 +1,9 @@
 // Cohort statistics: reading the cohort builder's GET form, and the one GraphQL operation behind the page and its
-// CSV downloads. Types mirror the committed schema.graphql at the repository root; test/web/cohort-statistics.test.mjs
+// CSV downloads. Result types are generated from schema.graphql (lib/generated/graphql.ts); inputs too.
+// test/web/cohort-statistics.test.mjs
 // runs this query against the real API.
 import { requestGraphql, type ApiOutcome } from './api-request';
+import type { CohortStatisticsQuery, CohortStatisticsQueryVariables, CountTableFieldsFragment, GroupSummaryFieldsFragment } from './generated/graphql';
 import { DR_GRADES } from './grades';
 
 type SearchParams = Record<string, string | string[] | undefined>;
@@ -46,21 +48,8 @@ export const STRATUM_LABELS: Record<string, string> = {
   TREATMENT: 'Treatment',
 };
 
-export interface CohortFilterInput {
-  drGrades?: number[];
-  gradeAt?: string;
-  eye?: string;
-  sexes?: string[];
-  ageBands?: string[];
-  diabetesTypes?: string[];
-  hba1cBands?: string[];
-  treatments?: string[];
-}
-
-export interface WorseningInput {
-  event: string;
-  stratifyBy?: string;
-}
+export type { CohortFilterInput, WorseningInput } from './generated/graphql';
+import type { CohortFilterInput, WorseningInput } from './generated/graphql';
 
 export interface CohortQueryInput {
   filter: CohortFilterInput;
@@ -107,9 +96,10 @@ function checkEnumList(problems: string[], label: string, values: string[], allo
   return [...new Set(values.filter((value) => allowed.includes(value)))];
 }
 
-function checkEnum(problems: string[], label: string, value: string, allowed: readonly string[]): string | undefined {
+function checkEnum<T extends string>(problems: string[], label: string, value: string, allowed: readonly T[]): T | undefined {
   if (value === '') return undefined;
-  if (allowed.includes(value)) return value;
+  const found = allowed.find((candidate) => candidate === value);
+  if (found !== undefined) return found;
   problems.push(`${label}: "${value}" is not one of ${allowed.join(', ')}.`);
   return undefined;
 }
@@ -195,63 +185,17 @@ export function cohortQueryString(values: CohortFormValues): URLSearchParams {
   return query;
 }
 
-export interface CountTable {
-  name: string;
-  rowTitle: string;
-  columnTitle: string;
-  rows: string[];
-  columns: string[];
-  /** rows × columns; null = suppressed. */
-  cells: (number | null)[][] | null;
-  rowTotals: (number | null)[];
-  columnTotals: (number | null)[];
-  total: number | null;
-  suppressedCells: number;
-  csv: string;
-}
+// Result types generated from schema.graphql for COHORT_STATISTICS_QUERY (lib/generated/graphql.ts).
+export type CountTable = CountTableFieldsFragment;
+export type GroupSummary = GroupSummaryFieldsFragment;
+export type CohortStatistics = CohortStatisticsQuery['cohortStatistics'];
+export type TimeToWorsening = NonNullable<CohortStatistics['timeToWorsening']>;
+export type SurvivalCurve = TimeToWorsening['curves'][number];
 
-export interface GroupSummary {
-  group: string;
-  n: number | null;
-  median: number | null;
-  lowerQuartile: number | null;
-  upperQuartile: number | null;
-  withheld: boolean;
-}
-
-export interface SurvivalCurve {
-  stratum: string;
-  withheld: boolean;
-  eyes: number | null;
-  events: number | null;
-  steps: { time: number; survival: number; lower: number | null; upper: number | null }[];
-  censorTimes: number[];
-  numbersAtRisk: { time: number; atRisk: string }[];
-  truncatedAt: number | null;
-  medianYears: number | null;
-}
-
-export interface TimeToWorsening {
-  event: string;
-  stratifiedBy: string | null;
-  curves: SurvivalCurve[];
-  logRank: { chiSquare: number; degreesOfFreedom: number; pValue: number; strata: string[] } | null;
-  undatedEyesExcluded: number;
-}
-
-export interface CohortStatistics {
-  minimumCellSize: number;
-  patients: number;
-  eyes: number;
-  gradeDistributions: CountTable[];
-  transitionMatrix: CountTable;
-  treatments: { counts: CountTable; injectionsPerPatientYear: GroupSummary };
-  hba1cByGrade: GroupSummary[];
-  timeToWorsening: TimeToWorsening | null;
-}
-
-const COUNT_TABLE_FIELDS = 'name rowTitle columnTitle rows columns cells rowTotals columnTotals total suppressedCells csv';
-const GROUP_SUMMARY_FIELDS = 'group n median lowerQuartile upperQuartile withheld';
+const COHORT_FRAGMENTS = /* GraphQL */ `
+  fragment CountTableFields on CountTable { name rowTitle columnTitle rows columns cells rowTotals columnTotals total suppressedCells csv }
+  fragment GroupSummaryFields on GroupSummary { group n median lowerQuartile upperQuartile withheld }
+`;
 
 export const COHORT_STATISTICS_QUERY = /* GraphQL */ `
   query CohortStatistics($filter: CohortFilterInput!, $k: Int, $timeToWorsening: WorseningInput) {
@@ -259,13 +203,13 @@ export const COHORT_STATISTICS_QUERY = /* GraphQL */ `
       minimumCellSize
       patients
       eyes
-      gradeDistributions { ${COUNT_TABLE_FIELDS} }
-      transitionMatrix { ${COUNT_TABLE_FIELDS} }
+      gradeDistributions { ...CountTableFields }
+      transitionMatrix { ...CountTableFields }
       treatments {
-        counts { ${COUNT_TABLE_FIELDS} }
-        injectionsPerPatientYear { ${GROUP_SUMMARY_FIELDS} }
+        counts { ...CountTableFields }
+        injectionsPerPatientYear { ...GroupSummaryFields }
       }
-      hba1cByGrade { ${GROUP_SUMMARY_FIELDS} }
+      hba1cByGrade { ...GroupSummaryFields }
       timeToWorsening {
         event
         stratifiedBy
@@ -281,16 +225,17 @@ export const COHORT_STATISTICS_QUERY = /* GraphQL */ `
       }
     }
   }
+  ${COHORT_FRAGMENTS}
 `;
 
 export async function getCohortStatistics(
   input: CohortQueryInput,
   { returnTo }: { returnTo: string },
 ): Promise<ApiOutcome<CohortStatistics>> {
-  const outcome = await requestGraphql<{ cohortStatistics: CohortStatistics }>({
+  const outcome = await requestGraphql<CohortStatisticsQuery>({
     operationName: 'CohortStatistics',
     query: COHORT_STATISTICS_QUERY,
-    variables: { filter: input.filter, k: input.k ?? null, timeToWorsening: input.timeToWorsening ?? null },
+    variables: { filter: input.filter, k: input.k ?? null, timeToWorsening: input.timeToWorsening ?? null } satisfies CohortStatisticsQueryVariables,
     returnTo,
   });
   return outcome.ok ? { ok: true, data: outcome.data.cohortStatistics } : outcome;

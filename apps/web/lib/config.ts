@@ -13,4 +13,8 @@ export const config = {
   apiTimeoutMs: 15_000,
   // Holds the API token of the person signed in (lib/session.ts); httpOnly, so page scripts never see it.
   sessionCookieName: 'fundus_session',
+  // Saving an uploaded photograph as a case: the identifier system the clinic's MRNs belong to (FHIR
+  // Identifier.system), offered in the form, and the dataset new patients are filed under.
+  mrnSystem: process.env.MRN_SYSTEM ?? 'urn:fundus-cbr:clinic:mrn',
+  caseDataset: process.env.CASE_DATASET ?? 'clinic',
 } as const;

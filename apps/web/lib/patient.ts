@@ -1,11 +1,9 @@
 // A patient by MRN with every photograph of theirs, and the visit-by-visit timeline of both eyes the patient
-// page draws from it. Types mirror the committed schema.graphql.
+// page draws from it. Result types are generated from schema.graphql (lib/generated/graphql.ts).
 import { requestGraphql, type ApiOutcome } from './api-request';
+import type { PatientTimelineQuery, PatientTimelineQueryVariables } from './generated/graphql';
 import {
-  DIAGNOSIS_FIELDS,
-  GRADING_FIELDS,
-  PATIENT_FIELDS,
-  TREATMENT_FIELDS,
+  RECORD_FRAGMENTS,
   type DiagnosisRecord,
   type Eye,
   type GradingRecord,
@@ -18,16 +16,7 @@ export const CASES_PAGE_SIZE = 100;
 const MAX_CASE_PAGES = 10;
 export const MRN_MAX_LENGTH = 128;
 
-export interface PatientCase {
-  id: string;
-  image: { eye: Eye; width: number; height: number; quality: string };
-  visit: { date: string };
-  referenceGrading: { drGrade: number; drGradeName: string } | null;
-  gradings: GradingRecord[];
-  diagnoses: DiagnosisRecord[];
-  treatments: TreatmentRecord[];
-  followUp: { diagnoses: DiagnosisRecord[]; treatments: TreatmentRecord[] };
-}
+export type PatientCase = NonNullable<PatientTimelineQuery['patient']>['cases']['nodes'][number];
 
 export interface PatientRecord extends PatientSummary {
   cases: PatientCase[];
@@ -38,25 +27,26 @@ export interface PatientRecord extends PatientSummary {
 const PATIENT_QUERY = /* GraphQL */ `
   query PatientTimeline($mrn: String!, $system: String, $first: Int!, $after: String) {
     patient(mrn: $mrn, system: $system) {
-      ${PATIENT_FIELDS}
+      ...PatientFields
       cases(first: $first, after: $after) {
         nodes {
           id
           image { eye width height quality }
           visit { date }
           referenceGrading { drGrade drGradeName }
-          gradings { ${GRADING_FIELDS} }
-          diagnoses { ${DIAGNOSIS_FIELDS} }
-          treatments { ${TREATMENT_FIELDS} }
-          followUp { diagnoses { ${DIAGNOSIS_FIELDS} } treatments { ${TREATMENT_FIELDS} } }
+          gradings { ...GradingFields }
+          diagnoses { ...DiagnosisFields }
+          treatments { ...TreatmentFields }
+          followUp { diagnoses { ...DiagnosisFields } treatments { ...TreatmentFields } }
         }
         pageInfo { hasNextPage endCursor }
       }
     }
   }
+  ${RECORD_FRAGMENTS}
 `;
 
-type PatientPage = PatientSummary & { cases: { nodes: PatientCase[]; pageInfo: { hasNextPage: boolean; endCursor: string | null } } };
+type PatientPage = NonNullable<PatientTimelineQuery['patient']>;
 
 export interface PatientFormValues {
   mrn: string;
@@ -79,10 +69,11 @@ export async function getPatientWithCases({ mrn, system }: PatientFormValues, { 
   const cases: PatientCase[] = [];
   let after: string | null = null;
   for (let pageNumber = 0; pageNumber < MAX_CASE_PAGES; pageNumber += 1) {
-    const outcome: ApiOutcome<{ patient?: PatientPage | null }> = await requestGraphql<{ patient?: PatientPage | null }>({
+    const variables: PatientTimelineQueryVariables = { mrn, system: system || null, first: CASES_PAGE_SIZE, after };
+    const outcome: ApiOutcome<PatientTimelineQuery> = await requestGraphql<PatientTimelineQuery>({
       operationName: 'PatientTimeline',
       query: PATIENT_QUERY,
-      variables: { mrn, system: system || null, first: CASES_PAGE_SIZE, after },
+      variables,
       returnTo,
     });
     if (!outcome.ok) return outcome;

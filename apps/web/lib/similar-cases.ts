@@ -1,68 +1,26 @@
-// Similar-case search: reading the GET form, and the one GraphQL operation behind it. Types mirror the
-// committed schema.graphql at the repository root; test/web/search-page.test.mjs runs this query against it.
+// Similar-case search: reading the GET form, and the one GraphQL operation behind it; test/web/search-page.test.mjs
+// runs this query against the API.
 import { requestGraphql } from './api-request';
-import { isDrGrade, type DrGrade } from './grades';
+import type { CaseFiltersInput, SimilarCasesInput, SimilarQuery, SimilarQueryVariables } from './generated/graphql';
+import { DR_GRADES, isDrGrade, type DrGrade } from './grades';
+import { formatTreatmentType } from './labels';
 
 export const K_MIN = 1;
 export const K_MAX = 100;
 export const K_DEFAULT = 10;
 
-export const EYES = ['LEFT', 'RIGHT'] as const;
-export type Eye = (typeof EYES)[number];
+export { AGE_MAX, AGE_MIN, EYES, SEXES, TREATMENT_TYPES, type Eye, type Sex, type TreatmentType } from './search-filters';
+import { EYES, SEXES, TREATMENT_TYPES, AGE_MAX, AGE_MIN, type Eye, type Sex, type TreatmentType } from './search-filters';
 
-export const SEXES = ['FEMALE', 'MALE', 'OTHER', 'UNKNOWN'] as const;
-export type Sex = (typeof SEXES)[number];
-export const TREATMENT_TYPES = ['ANTI_VEGF', 'PRP_LASER', 'FOCAL_LASER', 'VITRECTOMY', 'OBSERVATION'] as const;
-export type TreatmentType = (typeof TREATMENT_TYPES)[number];
-export const AGE_MIN = 0;
-export const AGE_MAX = 120;
 // POST /uploads answers tokens of this form; anything else in ?upload= is refused before asking the API.
 const UPLOAD_TOKEN_PATTERN = /^upl_[A-Za-z0-9_-]{1,200}$/;
 
-export interface CaseFiltersInput {
-  drGrades?: DrGrade[];
-  eye?: Eye;
-  sex?: Sex;
-  ageMin?: number;
-  ageMax?: number;
-  treatmentTypes?: TreatmentType[];
-}
-
-/** Exactly one of imageId (a stored photograph) and uploadToken (a new one, from POST /uploads). */
-export type SimilarCasesInput = ({ imageId: string; uploadToken?: never } | { uploadToken: string; imageId?: never }) & {
-  k: number;
-  filters?: CaseFiltersInput;
-};
-
+// Result and input types are generated from schema.graphql for SIMILAR_CASES_QUERY (lib/generated/graphql.ts).
+export type { CaseFiltersInput, SimilarCasesInput } from './generated/graphql';
+export type SimilarCasesResult = SimilarQuery['similarCases'];
+export type SimilarCaseHit = SimilarCasesResult['hits'][number];
 /** A heat map over the model's cropped, square input, row-major from the top-left. */
-export interface AttentionMap {
-  width: number;
-  height: number;
-  values: number[];
-}
-
-export interface SimilarCaseHit {
-  rank: number;
-  similarity: number;
-  case: {
-    id: string;
-    isSynthetic: boolean;
-    image: { id: string; eye: Eye };
-    patient: { mrn: string; sex: string; birthYear: number | null };
-    referenceGrading: { drGrade: number; maculopathy: boolean | null } | null;
-    diagnoses: { id: string; code: string; text: string }[];
-    // date: LocalDate (YYYY-MM-DD); eye: Laterality (LEFT | RIGHT | BOTH | UNSPECIFIED), unlike the photograph's Eye.
-    treatments: { id: string; type: string; agent: string | null; date: string; eye: string }[];
-  };
-  /** Null for fixture embeddings. */
-  attention: AttentionMap | null;
-}
-
-export interface SimilarCasesResult {
-  modelVersion: string;
-  queryAttention: AttentionMap | null;
-  hits: SimilarCaseHit[];
-}
+export type AttentionMap = NonNullable<SimilarCaseHit['attention']>;
 
 export type SearchOutcome =
   | { ok: true; result: SimilarCasesResult }
@@ -72,6 +30,7 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
   query Similar($input: SimilarCasesInput!) {
     similarCases(input: $input) {
       modelVersion
+      query { id patient { mrn } image { eye } visit { date } }
       queryAttention { width height values }
       hits {
         rank
@@ -85,6 +44,7 @@ export const SIMILAR_CASES_QUERY = /* GraphQL */ `
           referenceGrading { drGrade maculopathy }
           diagnoses { id code text }
           treatments { id type agent date eye }
+          followUp { gradings { imageId visitDate drGrade } treatments { id type agent date eye } }
         }
       }
     }
@@ -105,6 +65,8 @@ export interface SearchFormValues {
   ageMin: string;
   ageMax: string;
   treatments: string[];
+  /** The hit (case id) shown side by side with the query. */
+  compare: string;
 }
 
 export interface ParsedSearchForm {
@@ -143,6 +105,7 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
     upload,
     k: firstValue(params.k).trim() || String(K_DEFAULT),
     grades: [...new Set(allValues(params.grade).map(Number).filter(isDrGrade))].sort((a, b) => a - b),
+    compare: firstValue(params.compare).trim(),
     eye: firstValue(params.eye),
     sex: firstValue(params.sex),
     ageMin: firstValue(params.ageMin).trim(),
@@ -152,6 +115,12 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   if (!submitted) return { submitted, values, input: null, problems: [] };
 
   const problems: string[] = [];
+  // A value the form never offers (grade=7 typed into the address) is reported, not dropped: dropping it would
+  // search wider than asked.
+  const badGrades = allValues(params.grade).filter((value) => !isDrGrade(Number(value)) || value.trim() === '');
+  if (badGrades.length > 0) problems.push(`DR grade ${badGrades.map((value) => `"${value}"`).join(', ')} is not an ICDR grade: grades are 0, 1, 2, 3 and 4.`);
+  const badTreatments = allValues(params.treatment).filter((value) => !(TREATMENT_TYPES as readonly string[]).includes(value));
+  if (badTreatments.length > 0) problems.push(`Treatment ${badTreatments.map((value) => `"${value}"`).join(', ')} is not one of ${TREATMENT_TYPES.join(', ')}.`);
   if (upload !== '' && !UPLOAD_TOKEN_PATTERN.test(upload)) {
     problems.push('The photograph reference in the address is not one this site made: choose the photograph again.');
   }
@@ -183,14 +152,76 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
 
 /** Runs on the server only; failures come back as an outcome, never as a thrown error (lib/api-request.ts). */
 export async function searchSimilarCases(input: SimilarCasesInput, { returnTo }: { returnTo: string }): Promise<SearchOutcome> {
-  const outcome = await requestGraphql<{ similarCases?: SimilarCasesResult | null }>({
+  const variables: SimilarQueryVariables = { input };
+  const outcome = await requestGraphql<SimilarQuery>({
     operationName: 'Similar',
     query: SIMILAR_CASES_QUERY,
-    variables: { input },
+    variables,
     returnTo,
   });
   if (!outcome.ok) return outcome;
   const result = outcome.data.similarCases;
   if (!result) return { ok: false, code: 'INTERNAL_SERVER_ERROR', message: 'The API returned no search result.' };
   return { ok: true, result };
+}
+
+export interface FacetCount {
+  key: string;
+  label: string;
+  count: number;
+  /** The filter value this facet stands for; null for "not graded" / "none". */
+  value: string | null;
+}
+
+/** How many hits have each reference grade, and each treatment type (at the time of the photograph). */
+export function countFacets(hits: SimilarCaseHit[]): { grades: FacetCount[]; treatments: FacetCount[] } {
+  const grades: FacetCount[] = DR_GRADES.map(({ grade, name }) => ({
+    key: String(grade),
+    label: `${grade} – ${name}`,
+    value: String(grade),
+    count: hits.filter((hit) => hit.case.referenceGrading?.drGrade === grade).length,
+  }));
+  const ungraded = hits.filter((hit) => !hit.case.referenceGrading).length;
+  if (ungraded > 0) grades.push({ key: 'none', label: 'Not graded', value: null, count: ungraded });
+  const treatments: FacetCount[] = TREATMENT_TYPES.map((type) => ({
+    key: type,
+    label: formatTreatmentType(type),
+    value: type,
+    count: hits.filter((hit) => hit.case.treatments.some((treatment) => treatment.type === type)).length,
+  }));
+  treatments.push({ key: 'none', label: 'No treatment', value: null, count: hits.filter((hit) => hit.case.treatments.length === 0).length });
+  return { grades, treatments };
+}
+
+export interface TreatmentSummary {
+  key: string;
+  type: string;
+  agent: string | null;
+  eye: string | null;
+  count: number;
+  first: string;
+  last: string;
+}
+
+/** Treatments grouped by type, agent and eye, oldest first: a patient seen for years has dozens of observation visits. */
+export function summariseTreatments(treatments: readonly { type: string; agent?: string | null; eye?: string | null; date: string }[]): TreatmentSummary[] {
+  const groups = new Map<string, TreatmentSummary>();
+  for (const treatment of [...treatments].sort((a, b) => a.date.localeCompare(b.date))) {
+    const key = `${treatment.type}:${treatment.agent ?? ''}:${treatment.eye ?? ''}`;
+    const group = groups.get(key);
+    if (group) {
+      group.count += 1;
+      group.last = treatment.date;
+    } else groups.set(key, { key, type: treatment.type, agent: treatment.agent ?? null, eye: treatment.eye ?? null, count: 1, first: treatment.date, last: treatment.date });
+  }
+  return [...groups.values()];
+}
+
+/** Later grades of the eye as changes only: the first later grade, then each visit where it differs. */
+export function summariseGradeCourse(gradings: readonly { drGrade: number; visitDate: string }[]): { drGrade: number; visitDate: string }[] {
+  const changes: { drGrade: number; visitDate: string }[] = [];
+  for (const grading of [...gradings].sort((a, b) => a.visitDate.localeCompare(b.visitDate))) {
+    if (changes.at(-1)?.drGrade !== grading.drGrade) changes.push({ drGrade: grading.drGrade, visitDate: grading.visitDate });
+  }
+  return changes;
 }

@@ -6,6 +6,11 @@ import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } f
 import { AttentionGrid } from '../../components/search/attention-grid';
 import { PhotoPicker } from '../../components/search/photo-picker';
 import { QueryHeatMap } from '../../components/search/query-heat-map';
+import { CompareView } from '../../components/search/compare-view';
+import { SaveCaseForm } from '../../components/search/save-case-form';
+import { config } from '../../lib/config';
+import { FacetCounts } from '../../components/search/facet-counts';
+import { photographPath, uploadCropPath } from '../../lib/photograph-paths';
 import '../../components/search/search.css';
 import {
   AGE_MAX,
@@ -14,7 +19,10 @@ import {
   K_MIN,
   SEXES,
   TREATMENT_TYPES,
+  countFacets,
   parseSearchForm,
+  summariseGradeCourse,
+  summariseTreatments,
   searchSimilarCases,
   type SearchFormValues,
   type SearchOutcome,
@@ -65,7 +73,10 @@ export default async function SearchPage({ searchParams }: SearchPageProps) {
           </ul>
         </div>
       )}
-      {outcome && <SearchResults outcome={outcome} uploadToken={form.input?.uploadToken ?? null} />}
+      {outcome && <SearchResults outcome={outcome} values={form.values} params={params} />}
+      {form.input?.uploadToken && outcome?.ok && (
+        <SaveCaseForm uploadToken={form.input.uploadToken} returnTo={returnTo} mrnSystem={config.mrnSystem} today={new Date().toISOString().slice(0, 10)} />
+      )}
     </>
   );
 }
@@ -183,13 +194,28 @@ function SearchForm({ values }: { values: SearchFormValues }) {
   );
 }
 
-function SearchResults({ outcome, uploadToken }: { outcome: SearchOutcome; uploadToken: string | null }) {
+type SearchParams = Record<string, string | string[] | undefined>;
+
+/** This search's address with `compare` set to one hit (or removed), so the compare view is a plain link. */
+function comparePath(params: SearchParams, caseId: string | null): string {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (name === 'compare') continue;
+    for (const item of Array.isArray(value) ? value : value === undefined ? [] : [value]) query.append(name, item);
+  }
+  if (caseId) query.set('compare', caseId);
+  return `/search?${query}${caseId ? '#compare' : '#results-heading'}`;
+}
+
+function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; values: SearchFormValues; params: SearchParams }) {
+  const uploadToken = values.upload || null;
   if (!outcome.ok) {
+    const expired = uploadToken && outcome.code === 'NOT_FOUND';
     return (
       <div className="alert" role="alert" data-error-code={outcome.code}>
         <p className="alert-title">The search failed</p>
-        <p>{outcome.message}</p>
-        {uploadToken && <p>An uploaded photograph is kept for 10 minutes: choose it again to search with it.</p>}
+        <p>{expired ? 'The uploaded photograph has expired (it is kept for 10 minutes): choose it again to search with it.' : outcome.message}</p>
+        {uploadToken && !expired && <p>An uploaded photograph is kept for 10 minutes: choose it again to search with it.</p>}
         <p className="alert-code">
           Error code: <code>{outcome.code}</code>
         </p>
@@ -197,16 +223,65 @@ function SearchResults({ outcome, uploadToken }: { outcome: SearchOutcome; uploa
     );
   }
 
-  const { hits, modelVersion, queryAttention } = outcome.result;
+  const { hits, modelVersion, queryAttention, query } = outcome.result;
   // Fixture embeddings have no heat maps; the column shows only when some hit has one.
   const showsAttention = hits.some((hit) => hit.attention !== null);
+  const querySrc = uploadToken ? uploadCropPath(uploadToken) : photographPath(values.imageId, 'crop');
+  const compared = values.compare ? (hits.find((hit) => hit.case.id === values.compare) ?? null) : null;
   return (
     <section aria-labelledby="results-heading" className="results">
       <h2 id="results-heading">
         {hits.length === 0 ? 'No similar cases' : `${hits.length} similar case${hits.length === 1 ? '' : 's'}`}
       </h2>
       <p className="hint">Model version {modelVersion}</p>
-      {uploadToken && <QueryHeatMap uploadToken={uploadToken} attention={queryAttention} />}
+      {uploadToken && query && (
+        <div className="notice" role="status" data-testid="stored-query">
+          This photograph is already stored: <a href={casePath(query.id)}>case <code>{query.id}</code></a> (patient{' '}
+          <code>{query.patient.mrn}</code>, {formatEnum(query.image.eye).toLowerCase()} eye, {formatDate(query.visit.date)}). It is
+          never its own hit; the patient&apos;s other photographs are left out too.
+        </div>
+      )}
+      <div className="query-panel">
+        <QueryHeatMap src={querySrc} attention={queryAttention} byUpload={uploadToken !== null} />
+        {hits.length > 0 && <FacetCounts facets={countFacets(hits)} />}
+      </div>
+      {values.compare && (
+        <section aria-labelledby="compare-heading" className="compare" id="compare">
+          <h2 id="compare-heading">Compare with case {compared ? compared.rank : ''}</h2>
+          {compared ? (
+            <>
+              <CompareView
+                query={{
+                  src: querySrc,
+                  title: 'Query photograph',
+                  alt: uploadToken ? "The model's crop of the uploaded photograph" : "The model's crop of the query photograph",
+                  attention: queryAttention,
+                  details: [uploadToken ? 'Uploaded' : `Case ${values.imageId}`],
+                }}
+                hit={{
+                  src: photographPath(compared.case.id, 'crop'),
+                  title: `Hit ${compared.rank}`,
+                  alt: `The model's crop of case ${compared.case.id}`,
+                  attention: compared.attention,
+                  details: [
+                    `Similarity ${compared.similarity.toFixed(3)}`,
+                    compared.case.referenceGrading ? `DR grade ${describeDrGrade(compared.case.referenceGrading.drGrade)}` : 'Not graded',
+                    `${formatEnum(compared.case.image.eye)} eye, patient ${compared.case.patient.mrn}`,
+                  ],
+                }}
+              />
+              <p>
+                <a href={casePath(compared.case.id)}>Open the case timeline</a> ·{' '}
+                <a href={comparePath(params, null)}>Close the comparison</a>
+              </p>
+            </>
+          ) : (
+            <p className="alert" role="alert">
+              Case <code>{values.compare}</code> is not among these hits: choose Compare on one of them.
+            </p>
+          )}
+        </section>
+      )}
       {hits.length === 0 ? (
         <p>No earlier case matched these filters. Widen the DR grades or eye, or raise the number of cases.</p>
       ) : (
@@ -216,21 +291,22 @@ function SearchResults({ outcome, uploadToken }: { outcome: SearchOutcome; uploa
             <thead>
               <tr>
                 <th scope="col">Rank</th>
+                <th scope="col">
+                  Photograph<span className="visually-hidden">{showsAttention && ' and heat map'}</span>
+                </th>
                 <th scope="col">Similarity</th>
                 <th scope="col">Case</th>
-                <th scope="col">Patient MRN</th>
-                <th scope="col">Sex</th>
-                <th scope="col">Birth year</th>
+                <th scope="col">Patient</th>
                 <th scope="col">Eye</th>
                 <th scope="col">DR grade</th>
                 <th scope="col">Diagnoses</th>
                 <th scope="col">Treatments</th>
-                {showsAttention && <th scope="col">Heat map</th>}
+                <th scope="col">What happened next</th>
               </tr>
             </thead>
             <tbody>
               {hits.map((hit) => (
-                <HitRow key={hit.case.id} hit={hit} showsAttention={showsAttention} />
+                <HitRow key={hit.case.id} hit={hit} showsAttention={showsAttention} compareHref={comparePath(params, hit.case.id)} compared={hit.case.id === values.compare} />
               ))}
             </tbody>
           </table>
@@ -240,14 +316,27 @@ function SearchResults({ outcome, uploadToken }: { outcome: SearchOutcome; uploa
   );
 }
 
-function HitRow({ hit, showsAttention }: { hit: SimilarCaseHit; showsAttention: boolean }) {
+function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCaseHit; showsAttention: boolean; compareHref: string; compared: boolean }) {
   const { case: similarCase } = hit;
   const grading = similarCase.referenceGrading;
   return (
-    <tr>
+    <tr aria-current={compared ? 'true' : undefined}>
       <td className="numeric">{hit.rank}</td>
+      <td className="hit-photograph">
+        <div className="hit-images">
+          <span className="hit-thumbnail">
+            {/* Thumbnails come through this site from the API as the signed-in user. */}
+            <img src={photographPath(similarCase.id, 'thumbnail')} alt={`Photograph of case ${hit.rank}`} width={96} height={72} loading="lazy" />
+          </span>
+          {showsAttention && (
+            <span className="hit-attention">
+              <AttentionGrid map={hit.attention} label={`Heat map of case ${hit.rank}`} size={48} />
+            </span>
+          )}
+        </div>
+      </td>
       <td className="numeric">{hit.similarity.toFixed(3)}</td>
-      <td>
+      <td className="hit-case">
         <a href={casePath(similarCase.id)}>
           <code>{similarCase.id}</code>
         </a>
@@ -259,12 +348,16 @@ function HitRow({ hit, showsAttention }: { hit: SimilarCaseHit; showsAttention: 
             </span>
           </>
         )}
+        <br />
+        <a href={compareHref} className="compare-link" aria-label={`Compare case ${hit.rank} with the query`}>
+          Compare
+        </a>
       </td>
       <td>
-        <code>{similarCase.patient.mrn}</code>
+        <code className="nowrap">{similarCase.patient.mrn}</code>
+        <br />
+        {formatEnum(similarCase.patient.sex)}, {similarCase.patient.birthYear ? `born ${similarCase.patient.birthYear}` : 'birth year unknown'}
       </td>
-      <td>{formatEnum(similarCase.patient.sex)}</td>
-      <td className="numeric">{similarCase.patient.birthYear ?? NONE}</td>
       <td>{formatEnum(similarCase.image.eye)}</td>
       <td>{grading ? describeDrGrade(grading.drGrade) : 'Not graded'}</td>
       <td>
@@ -272,8 +365,8 @@ function HitRow({ hit, showsAttention }: { hit: SimilarCaseHit; showsAttention: 
           NONE
         ) : (
           <ul className="plain">
-            {similarCase.diagnoses.map((diagnosis) => (
-              <li key={diagnosis.id}>
+            {[...new Map(similarCase.diagnoses.map((diagnosis) => [diagnosis.code, diagnosis])).values()].map((diagnosis) => (
+              <li key={diagnosis.code}>
                 <code title={diagnosis.text}>{diagnosis.code}</code>
                 <span className="visually-hidden">: {diagnosis.text}</span>
               </li>
@@ -282,26 +375,55 @@ function HitRow({ hit, showsAttention }: { hit: SimilarCaseHit; showsAttention: 
         )}
       </td>
       <td>
-        {similarCase.treatments.length === 0 ? (
-          NONE
-        ) : (
-          <ul className="plain">
-            {similarCase.treatments.map((treatment) => (
-              <li key={treatment.id}>
-                {formatTreatmentType(treatment.type)}
-                {treatment.agent && ` (${formatEnum(treatment.agent).toLowerCase()})`},{' '}
-                <span className="nowrap">{formatDate(treatment.date)}</span>
-                {formatLaterality(treatment.eye) && `, ${formatLaterality(treatment.eye)}`}
-              </li>
-            ))}
-          </ul>
-        )}
+        <TreatmentList treatments={similarCase.treatments} />
       </td>
-      {showsAttention && (
-        <td className="hit-attention">
-          <AttentionGrid map={hit.attention} label={`Heat map of case ${similarCase.id}`} size={48} />
-        </td>
-      )}
+      <td>
+        <FollowUp followUp={similarCase.followUp} />
+      </td>
     </tr>
+  );
+}
+
+function TreatmentList({ treatments }: { treatments: readonly { type: string; agent?: string | null; eye?: string | null; date: string }[] }) {
+  if (treatments.length === 0) return <>{NONE}</>;
+  return (
+    <ul className="plain">
+      {summariseTreatments(treatments).map((group) => (
+        <li key={group.key}>
+          {formatTreatmentType(group.type)}
+          {group.agent && ` (${formatEnum(group.agent).toLowerCase()})`}
+          {group.count > 1 ? ` ×${group.count}, ` : ', '}
+          <span className="nowrap">{formatDate(group.first)}</span>
+          {group.count > 1 && (
+            <>
+              {' to '}
+              <span className="nowrap">{formatDate(group.last)}</span>
+            </>
+          )}
+          {formatLaterality(group.eye) && `, ${formatLaterality(group.eye)}`}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function FollowUp({ followUp }: { followUp: SimilarCaseHit['case']['followUp'] }) {
+  if (followUp.gradings.length === 0 && followUp.treatments.length === 0) return <>{NONE}</>;
+  const course = summariseGradeCourse(followUp.gradings);
+  return (
+    <div className="follow-up">
+      {course.length > 0 && (
+        <p>
+          Grade{' '}
+          {course.map((change, index) => (
+            <span key={change.visitDate} className="nowrap">
+              {index > 0 && ' → '}
+              {change.drGrade} ({formatDate(change.visitDate).slice(0, 7)})
+            </span>
+          ))}
+        </p>
+      )}
+      <TreatmentList treatments={followUp.treatments} />
+    </div>
   );
 }

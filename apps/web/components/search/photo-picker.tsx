@@ -3,7 +3,6 @@
 // search form with the upload token in the address (?upload=upl_...), so filters can change without
 // uploading again.
 import { useId, useState, type DragEvent } from 'react';
-import { storeUploadPreview } from '../../lib/upload-preview';
 
 type UploadState = { kind: 'idle' } | { kind: 'uploading'; name: string } | { kind: 'refused'; code: string; message: string };
 
@@ -42,7 +41,6 @@ export function PhotoPicker({ formId }: { formId: string }) {
       setState({ kind: 'refused', code: answer.code ?? 'UNKNOWN', message: answer.message ?? 'The photograph could not be uploaded.' });
       return;
     }
-    await storeUploadPreview(answer.uploadToken, file);
     const form = document.getElementById(formId);
     const params = new URLSearchParams();
     if (form instanceof HTMLFormElement) {
@@ -87,8 +85,8 @@ export function PhotoPicker({ formId }: { formId: string }) {
         }}
       />
       <p id={`${inputId}-hint`} className="hint">
-        Choose a fundus photograph or drop it here (JPEG, PNG, TIFF, WebP, GIF or AVIF). Nothing is stored: it is
-        kept for 10 minutes to search with.
+        Choose a fundus photograph or drop it here (JPEG, PNG, TIFF, WebP, GIF or AVIF). Nothing is stored until you
+        save it as a case: it is kept for 10 minutes to search with.
       </p>
       {state.kind === 'uploading' && (
         <p role="status" className="upload-status">

@@ -1,57 +1,28 @@
 'use client';
-// The uploaded photograph's heat map over its preview, with a toggle and an opacity slider. The API does not
-// serve the cropped photograph, so the grid lies over the photograph as uploaded, fitted square (cover):
-// close to the model's fundus crop for a centred fundus, not exact.
-import { useEffect, useId, useState } from 'react';
+// The query photograph as the model saw it (its crop) with its attention heat map: toggle and opacity.
 import type { AttentionMap } from '../../lib/similar-cases';
-import { readUploadPreview } from '../../lib/upload-preview';
-import { AttentionGrid } from './attention-grid';
+import { CropWithHeatMap, HeatMapControls, useHeatMapSettings } from './crop-heat-map';
 
-export function QueryHeatMap({ uploadToken, attention }: { uploadToken: string; attention: AttentionMap | null }) {
-  const id = useId();
-  const [preview, setPreview] = useState<string | null>(null);
-  const [shown, setShown] = useState(true);
-  const [opacity, setOpacity] = useState(50);
-  useEffect(() => setPreview(readUploadPreview(uploadToken)), [uploadToken]);
-
+export function QueryHeatMap({ src, attention, byUpload }: { src: string; attention: AttentionMap | null; byUpload: boolean }) {
+  const settings = useHeatMapSettings();
+  const subject = byUpload ? 'the uploaded photograph' : 'the query photograph';
   return (
-    <figure className="query-heat-map" aria-labelledby={`${id}-caption`}>
-      <div className="heat-map-frame" data-testid="query-overlay">
-        {preview ? (
-          // A data: URL from this tab's storage; next/image has nothing to optimise.
-          <img src={preview} alt="The uploaded photograph" />
-        ) : (
-          <div className="heat-map-no-preview">Photograph preview not available in this tab</div>
-        )}
-        {shown && (
-          <div className="heat-map-layer" data-testid="query-heat-map">
-            <AttentionGrid map={attention} label="Heat map of the uploaded photograph" opacity={opacity / 100} />
-          </div>
-        )}
-      </div>
-      <figcaption id={`${id}-caption`} className="hint">
-        Where the model looked: heat map over the photograph as uploaded, cropped square by the model (red: most
-        attention).
+    <figure className="query-heat-map" aria-label={`The model's crop of ${subject}`}>
+      <CropWithHeatMap
+        src={src}
+        alt={`The model's crop of ${subject}`}
+        attention={attention}
+        heatMapLabel={`Heat map of ${subject}`}
+        shown={settings.shown}
+        opacity={settings.opacity}
+        testId="query-overlay"
+      />
+      <figcaption className="hint">
+        {attention
+          ? 'Where the model looked: its attention over the square it saw (red: most attention).'
+          : 'This photograph has no heat map (its embedding was not made by the model).'}
       </figcaption>
-      <div className="heat-map-controls">
-        <label className="checkbox">
-          <input type="checkbox" checked={shown} onChange={(event) => setShown(event.currentTarget.checked)} />
-          <span>Show heat map</span>
-        </label>
-        <label htmlFor={`${id}-opacity`}>Heat-map opacity</label>
-        <input
-          id={`${id}-opacity`}
-          type="range"
-          min={0}
-          max={100}
-          step={5}
-          value={opacity}
-          disabled={!shown}
-          onChange={(event) => setOpacity(Number(event.currentTarget.value))}
-          aria-valuetext={`${opacity}%`}
-        />
-        <output htmlFor={`${id}-opacity`}>{opacity}%</output>
-      </div>
+      <HeatMapControls {...settings} disabled={!attention} />
     </figure>
   );
 }

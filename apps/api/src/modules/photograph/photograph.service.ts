@@ -32,8 +32,11 @@ export async function getPhotograph({ prisma, imageId, size }: { prisma: PrismaC
     const thumbnail = await sharp(bytes, { autoOrient: true }).resize({ width: THUMBNAIL_SIDE, height: THUMBNAIL_SIDE, fit: 'inside' }).jpeg({ quality: 85 }).toBuffer();
     return { case: found, bytes: thumbnail, mimeType: 'image/jpeg' };
   }
-  // The product's own preprocessing: the same square the model embedded, at a size for display.
+  return { case: found, bytes: await renderModelCrop(bytes), mimeType: 'image/png' };
+}
+
+/** The product's own preprocessing: the same square the model embedded (the heat map's frame), as a PNG for display. */
+export async function renderModelCrop(bytes: Buffer): Promise<Buffer> {
   const crop = await preprocessFundusImage(bytes, { size: CROP_SIDE });
-  const png = await sharp(Buffer.from(crop.pixels), { raw: { width: crop.size, height: crop.size, channels: 3 } }).png().toBuffer();
-  return { case: found, bytes: png, mimeType: 'image/png' };
+  return sharp(Buffer.from(crop.pixels), { raw: { width: crop.size, height: crop.size, channels: 3 } }).png().toBuffer();
 }

@@ -165,6 +165,10 @@ export async function findSimilarCases({
       regionVector = await computeRegionQueryVector(regionModel, features, searchRegion);
       searchQuery = { vector: regionVector, contentHash: upload.contentHash };
     }
+    // The same bytes stored already (saved earlier): that case is the query, as if searched by its id, so the
+    // clinician is told the photograph is on file (it is never its own hit).
+    const stored = await prisma.fundusImage.findUnique({ where: { contentHash: upload.contentHash }, select: { id: true } });
+    if (stored) query = (await loadCases(prisma, [stored.id])).get(stored.id) ?? null;
   }
 
   const excludePatientId = excludeSamePatient && query ? query.patient.id : null;

@@ -19,7 +19,7 @@ export class SimilarCaseHit {
 
 @ObjectType()
 export class SimilarCasesResult {
-  @Field(() => Case, { nullable: true, description: 'The stored query case; null when searching by an upload.' }) query!: Case | null;
+  @Field(() => Case, { nullable: true, description: 'The stored query case: the searched case, or the stored case with the uploaded bytes (a photograph already saved); null for an upload not on file.' }) query!: Case | null;
   @Field(() => AttentionMap, { nullable: true }) queryAttention!: AttentionMap | null;
   @Field(() => String, { description: 'The embedding model version both query and hits were compared with.' }) modelVersion!: string;
   @Field(() => [SimilarCaseHit]) hits!: SimilarCaseHit[];

@@ -1,9 +1,10 @@
 // Accepting a new photograph: size and type checks, the product's preprocessing and the ONNX embedder, then a
 // short-lived token. A rejected image gets BAD_USER_INPUT with the preprocessing reason; nothing is stored.
-import { AppError, badInput } from '../../errors.js';
+import { AppError, badInput, notFound } from '../../errors.js';
 import { Embedder } from '../../embedding/embedder.js';
 import { PreprocessError } from '../../embedding/preprocess.js';
 import { sha256Hex } from '../common/content-hash.js';
+import { renderModelCrop } from '../photograph/photograph.service.js';
 import type { StoredUpload, UploadStore } from './upload.store.js';
 
 /**
@@ -58,4 +59,14 @@ export async function acceptUpload({
     attention: embedded.attention,
     ...(embedded.featureMap && embedded.fundusShare ? { featureMap: embedded.featureMap, fundusShare: embedded.fundusShare } : {}),
   });
+}
+
+/**
+ * An upload's model crop (the square its heat map covers), for the uploader only: the store is the caller's view
+ * (viewUploadsAs), so another subject's token is NOT_FOUND like an expired one.
+ */
+export async function renderUploadCrop({ store, token }: { store: UploadStore; token: string }): Promise<{ bytes: Buffer; contentHash: string }> {
+  const upload = store.get(token);
+  if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
+  return { bytes: await renderModelCrop(upload.bytes), contentHash: upload.contentHash };
 }
