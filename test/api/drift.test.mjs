@@ -40,8 +40,8 @@ async function describeCatalog(sql) {
   return lines.sort();
 }
 
-/** The constraints added by hand below the generated SQL (Prisma cannot express them). */
-const HAND_WRITTEN = /^constraint \S+\.(grading_dr_grade_icdr|grading_macular_edema_risk_range|fundus_image_dr_grade_icdr|fundus_image_size_positive|fundus_image_content_hash_hex|image_blob_byte_size_matches|patient_birth_year_plausible|treatment_agent_only_for_anti_vegf|external_link_has_target|image_embedding_attention_shape|api_key_role_known|api_key_ehr_bound_to_system|api_key_secret_hash_hex|audit_event_hashes_hex|audit_chain_head_single_row) /;
+/** The constraints and approximate vector indexes added by hand below the generated SQL (Prisma cannot express them). */
+const HAND_WRITTEN = /^index image_embedding_hnsw_(grade_[0-4]|ungraded) |^constraint \S+\.(grading_dr_grade_icdr|grading_macular_edema_risk_range|fundus_image_dr_grade_icdr|fundus_image_size_positive|fundus_image_content_hash_hex|image_blob_byte_size_matches|patient_birth_year_plausible|treatment_agent_only_for_anti_vegf|external_link_has_target|image_embedding_attention_shape|api_key_role_known|api_key_ehr_bound_to_system|api_key_secret_hash_hex|audit_event_hashes_hex|audit_chain_head_single_row) /;
 
 for (const backend of BACKENDS) {
   describe(`migrations on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
@@ -68,7 +68,7 @@ for (const backend of BACKENDS) {
       const expected = await describeCatalog(fromSchema.db.sql);
       const generatedPart = fromMigrations.filter((line) => !HAND_WRITTEN.test(line));
       assert.deepEqual(generatedPart, expected, 'schema.prisma and prisma/migrations disagree: run `npm run migration:create -- <name>`');
-      assert.equal(fromMigrations.length - generatedPart.length, 15, 'every hand-written constraint exists');
+      assert.equal(fromMigrations.length - generatedPart.length, 15 + 6, 'every hand-written constraint and HNSW index exists');
     });
 
     test('re-applying migrations is a no-op, and an edited migration is refused', async () => {

@@ -1,11 +1,18 @@
 // Every pgvector query of the application lives in this module.
 //
-// Exact search: the filtered ORDER BY <=> LIMIT k scans every embedding of the model version that passes the
-// filter, so the hits are the true top-k and never fewer than k when k rows match. No approximate index exists
-// yet, on purpose: a shared HNSW index under a selective WHERE returns too few rows and loses recall
-// (../shared/TOOLCHAIN.md). At 10k-100k cases an exact scan costs milliseconds to tens of milliseconds; the
-// approximate path (per-grade partial HNSW indexes, iterative scans, recall measured against this exact search
-// for every grade filter) comes with the million-case work and must keep this function's contract.
+// Two paths, one contract (the k most cosine-similar photographs of one model version under the filters, best
+// first, never fewer than k when k rows match):
+// - approximate (the default): one HNSW graph per reference grade (partial indexes of migration 0005 over
+//   image_embedding.dr_grade, a trigger-kept copy of fundus_image.dr_grade). A grade filter walks only the graphs
+//   of its grades; no grade filter merges the top k of every grade's graph and of the ungraded one. The other
+//   filters (eye, sex, age, treatments, the excluded patient) are checked on the rows the walk returns, with
+//   pgvector's iterative scan going on past ef_search until k rows pass or max_scan_tuples were visited. If the
+//   walk still returns fewer than k, the filtered set is small (under k in max_scan_tuples candidates) and the
+//   exact path answers instead. What holds is measured recall@10 against the exact path (bench/README.md), not
+//   exact top-k: a shared graph under a selective WHERE lost most of it (../shared/TOOLCHAIN.md).
+// - exact: the filtered ORDER BY <=>, id LIMIT k; two sort keys keep the planner off the HNSW indexes, so every
+//   matching row is ranked. For evaluation, and as the small-set fallback.
+import pgvector from 'pgvector';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../generated/prisma/enums.js';
 
@@ -18,6 +25,8 @@ export type SimilarImageFilters = {
   treatmentTypes: TreatmentType[];
 };
 
+export type SearchMode = 'APPROXIMATE' | 'EXACT';
+
 export type SimilarImageSearch = {
   modelVersion: string;
   /** A stored photograph's embedding of modelVersion, or a vector computed from an upload by that model. */
@@ -26,9 +35,26 @@ export type SimilarImageSearch = {
   filters: SimilarImageFilters;
   /** Leave out every photograph of this patient (the query's own, usually). */
   excludePatientId: string | null;
+  /** APPROXIMATE unless asked: EXACT ranks every matching row (evaluation, recall measurement). */
+  mode?: SearchMode;
 };
 
 export type SimilarImageHit = { imageId: string; similarity: number };
+
+/**
+ * pgvector settings of the approximate path, set per search (SET LOCAL). Chosen by bench/search-filtered.mjs at
+ * 100k and 1M cases (bench/README.md): the lowest ef_search that kept recall@10 >= 0.95 for every grade filter.
+ */
+export type ApproximateSearchTuning = {
+  /** Candidates the walk of one graph keeps (hnsw.ef_search); at least k. */
+  efSearch: number;
+  /** Rows one graph's iterative scan may visit before it gives up (hnsw.max_scan_tuples). */
+  maxScanTuples: number;
+};
+export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, maxScanTuples: 20_000 };
+
+/** The ICDR grades the partial HNSW indexes are per; null is the graph of ungraded photographs. */
+const INDEXED_GRADES = [0, 1, 2, 3, 4] as const;
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   const { filters } = search;
@@ -37,7 +63,6 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   if ('imageId' in search.query) clauses.push(Prisma.sql`fi.id <> ${search.query.imageId}::uuid`);
   else clauses.push(Prisma.sql`fi.content_hash <> ${search.query.contentHash}`);
   if (search.excludePatientId) clauses.push(Prisma.sql`fi.patient_id <> ${search.excludePatientId}::uuid`);
-  if (filters.drGrades.length > 0) clauses.push(Prisma.sql`fi.dr_grade IN (${Prisma.join(filters.drGrades)})`);
   if (filters.eye) clauses.push(Prisma.sql`fi.eye = ${filters.eye}::"eye"`);
   if (filters.sex) clauses.push(Prisma.sql`p.sex = ${filters.sex}::"sex"`);
   // Age at the visit from the birth year; patients without a birth year never match an age filter.
@@ -53,6 +78,15 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   return clauses;
 }
 
+/**
+ * A grade as an SQL literal, not a parameter: the planner proves `dr_grade = 4` implies a partial index's
+ * predicate only from a constant.
+ */
+function gradeLiteral(grade: number): Prisma.Sql {
+  if (!Number.isInteger(grade) || grade < 0 || grade > 4) throw new Error(`ICDR grade ${grade} is not an integer 0-4`);
+  return Prisma.raw(String(grade));
+}
+
 /** Patient and visit rows are joined only when a filter reads them: every row the scan ranks pays for a join. */
 function joinsFor(filters: SimilarImageFilters): Prisma.Sql {
   const needsAge = filters.ageMin !== null || filters.ageMax !== null;
@@ -61,23 +95,100 @@ function joinsFor(filters: SimilarImageFilters): Prisma.Sql {
     ${needsAge ? Prisma.sql`JOIN visit v ON v.id = fi.visit_id` : Prisma.empty}`;
 }
 
-/** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
-export async function searchSimilarImages(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
-  const queryEmbedding =
-    'imageId' in search.query
-      ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
-      : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
-  const rows = await prisma.$queryRaw<{ image_id: string; similarity: number }[]>`
-    WITH query AS (${queryEmbedding})
+/** An embedding as the `vector` parameter pgvector's text form reads; refuses empty and non-finite vectors. */
+export function toVectorParameter(embedding: ArrayLike<number>, what: string): Prisma.Sql {
+  const values = Array.from(embedding);
+  if (values.length === 0 || !values.every(Number.isFinite)) throw new Error(`Embedding of ${what} is empty or contains a non-finite value`);
+  return Prisma.sql`${pgvector.toSql(values)}::vector`;
+}
+
+/** A vector read from the database as text (`embedding::text`). */
+export function fromVectorText(text: string): number[] {
+  return pgvector.fromSql(text) as number[];
+}
+
+function queryEmbeddingSql(search: SimilarImageSearch): Prisma.Sql {
+  return 'imageId' in search.query
+    ? Prisma.sql`(SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion})`
+    : toVectorParameter(search.query.vector, 'the query');
+}
+
+type HitRow = { image_id: string; similarity: number };
+
+function toHits(rows: HitRow[]): SimilarImageHit[] {
+  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity) }));
+}
+
+async function searchExactly(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
+  const clauses = filterClauses(search);
+  if (search.filters.drGrades.length > 0) clauses.push(Prisma.sql`e.dr_grade IN (${Prisma.join(search.filters.drGrades.map(gradeLiteral))})`);
+  const rows = await prisma.$queryRaw<HitRow[]>`
+    WITH query AS (SELECT ${queryEmbeddingSql(search)} AS embedding)
     SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity
     FROM image_embedding e
     CROSS JOIN query
     JOIN fundus_image fi ON fi.id = e.image_id
     ${joinsFor(search.filters)}
-    WHERE ${Prisma.join(filterClauses(search), ' AND ')}
+    WHERE ${Prisma.join(clauses, ' AND ')}
     ORDER BY e.embedding <=> query.embedding, fi.id
     LIMIT ${search.k}`;
-  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity) }));
+  return toHits(rows);
+}
+
+/** The approximate statement: the top k of each grade's graph under the filters, merged and re-ranked. */
+export function approximateSearchSql(search: SimilarImageSearch): Prisma.Sql {
+  const query = queryEmbeddingSql(search);
+  const clauses = filterClauses(search);
+  const grades: (number | null)[] = search.filters.drGrades.length > 0 ? search.filters.drGrades : [...INDEXED_GRADES, null];
+  const branches = grades.map((grade) => {
+    const gradeClause = grade === null ? Prisma.sql`e.dr_grade IS NULL` : Prisma.sql`e.dr_grade = ${gradeLiteral(grade)}`;
+    return Prisma.sql`(SELECT e.image_id, e.embedding <=> ${query} AS distance
+      FROM image_embedding e
+      JOIN fundus_image fi ON fi.id = e.image_id
+      ${joinsFor(search.filters)}
+      WHERE ${gradeClause} AND ${Prisma.join(clauses, ' AND ')}
+      ORDER BY e.embedding <=> ${query}
+      LIMIT ${search.k})`;
+  });
+  // relaxed_order returns a graph's rows nearly in order; the outer ORDER BY puts the merged candidates in order.
+  return Prisma.sql`
+    SELECT image_id::text AS image_id, (1 - distance)::float8 AS similarity
+    FROM (${Prisma.join(branches, ' UNION ALL ')}) candidates
+    ORDER BY distance, image_id
+    LIMIT ${search.k}`;
+}
+
+/**
+ * The approximate path's settings as session settings: every connection the API opens starts with them
+ * (db/database.ts), so a search with the default tuning is one statement, without a transaction around it.
+ */
+export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING): Record<string, string> {
+  return { 'hnsw.ef_search': String(tuning.efSearch), 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.max_scan_tuples': String(tuning.maxScanTuples) };
+}
+
+async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
+  if (tuning === APPROXIMATE_SEARCH_TUNING && search.k <= tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
+  // Other settings (a benchmark's sweep, k above ef_search): SET LOCAL in the search's own transaction, so the
+  // pooled connection goes back with the session's.
+  const settings = Object.entries(vectorSessionSettings({ ...tuning, efSearch: Math.max(tuning.efSearch, search.k) }));
+  const [, rows] = await prisma.$transaction([
+    prisma.$queryRaw`SELECT ${Prisma.join(settings.map(([name, value]) => Prisma.sql`set_config(${name}, ${value}, true)`))}`,
+    prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)),
+  ]);
+  return toHits(rows);
+}
+
+/** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
+export async function searchSimilarImages(
+  prisma: PrismaClient,
+  search: SimilarImageSearch,
+  tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING,
+): Promise<SimilarImageHit[]> {
+  if (search.mode === 'EXACT') return searchExactly(prisma, search);
+  const hits = await searchApproximately(prisma, search, tuning);
+  // Fewer than k: either fewer than k rows match (the exact path says so too, cheaply: the set is small) or the
+  // iterative scans stopped at max_scan_tuples under very selective filters.
+  return hits.length < search.k ? searchExactly(prisma, search) : hits;
 }
 
 /** The newest model version that has embeddings, or null when nothing is embedded yet. */
@@ -111,12 +222,6 @@ export function decodeAttentionMap(bytes: Uint8Array, width: number, height: num
   return { width, height, values };
 }
 
-export function toVectorLiteral(embedding: ArrayLike<number>, what: string): string {
-  const values = Array.from(embedding);
-  if (values.length === 0 || !values.every(Number.isFinite)) throw new Error(`Embedding of ${what} is empty or contains a non-finite value`);
-  return `[${values.join(',')}]`;
-}
-
 export type ImageEmbeddingRow = { modelVersion: string; embedding: ArrayLike<number>; attention?: AttentionMap | null };
 
 /**
@@ -124,11 +229,11 @@ export type ImageEmbeddingRow = { modelVersion: string; embedding: ArrayLike<num
  * expression, so ingestion can embed it in the statement that inserts the image (`(SELECT id FROM image)`).
  */
 export function imageEmbeddingUpsertSql(imageId: Prisma.Sql, { modelVersion, embedding, attention }: ImageEmbeddingRow, what: string): Prisma.Sql {
-  const literal = toVectorLiteral(embedding, what);
+  const vector = toVectorParameter(embedding, what);
   const map = attention ? encodeAttentionMap(attention.values) : null;
   return Prisma.sql`
     INSERT INTO image_embedding (image_id, model_version, embedding, attention_map, attention_width, attention_height)
-    VALUES (${imageId}, ${modelVersion}, ${literal}::vector, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
+    VALUES (${imageId}, ${modelVersion}, ${vector}, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
     ON CONFLICT (image_id, model_version) DO UPDATE
       SET embedding = EXCLUDED.embedding, attention_map = EXCLUDED.attention_map,
           attention_width = EXCLUDED.attention_width, attention_height = EXCLUDED.attention_height, created_at = now()`;
