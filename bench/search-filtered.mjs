@@ -2,7 +2,7 @@
 // iterative scans) against the exact path, through searchSimilarImages (apps/api/src/search/similar-images.ts).
 //
 //   npm run build && nice -n 10 npm run bench:search -- [--cases 100000] [--queries 100] [--ef 40,100,200]
-//       [--embeddings DIR] [--max-scan-tuples 20000] [--data ../shared/data] [--keep]
+//       [--embeddings DIR] [--max-scan-tuples 20000] [--upkeep-rows 200] [--data ../shared/data] [--keep]
 //   PostgreSQL: source .ci/env && DATABASE_URL=$TEST_DATABASE_URL nice -n 10 npm run bench:search -- --cases 1000000
 //
 // Cases cluster like real ones: each is a real photograph's embedding by the shipped model (../shared/data, the
@@ -268,6 +268,25 @@ for (const [name, filters] of scenarios) {
   process.stderr.write(`${name}: ${JSON.stringify(results[name])}\n`);
 }
 
+// ---- index upkeep: what one ingested case and one re-embedded photograph pay at this size, through the same
+// statement ingestion and `npm run reembed` use (upsertImageEmbedding: grade copy trigger + one HNSW insert).
+const upkeepRows = Number(option('upkeep-rows', 200));
+await db.sql.exec(`
+  INSERT INTO image_blob (sha256, mime_type, byte_size, bytes) SELECT lpad(to_hex(g), 64, '0'), 'image/jpeg', 1, '\\x00'::bytea FROM generate_series(${caseCount}, ${caseCount + upkeepRows - 1}) g;
+  INSERT INTO fundus_image (id, visit_id, patient_id, eye, content_hash, width, height, dr_grade)
+    SELECT ('30000000-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, '${uuid(2, 0)}', '${uuid(1, 0)}', 'LEFT', lpad(to_hex(g), 64, '0'), 1024, 768, (ARRAY[0,0,0,0,0,0,0,1,2,2,3,4])[1 + g % 12]
+    FROM generate_series(${caseCount}, ${caseCount + upkeepRows - 1}) g;`);
+const upkeep = { ingestMs: [], reembedMs: [] };
+for (let i = 0; i < upkeepRows; i += 1) {
+  const id = uuid(3, caseCount + i);
+  const [ingestMs] = await timed(() => search.upsertImageEmbedding(db.prisma, { imageId: id, modelVersion, embedding: sampleEmbedding(grades[i]) }));
+  upkeep.ingestMs.push(ingestMs);
+  const [reembedMs] = await timed(() => search.upsertImageEmbedding(db.prisma, { imageId: uuid(3, i), modelVersion: `${modelVersion}-next`, embedding: sampleEmbedding(grades[i]) }));
+  upkeep.reembedMs.push(reembedMs);
+}
+const [copied] = await db.sql.query(`SELECT count(*)::int AS n FROM image_embedding e JOIN fundus_image fi ON fi.id = e.image_id WHERE e.dr_grade IS NOT DISTINCT FROM fi.dr_grade AND (e.model_version = '${modelVersion}-next' OR e.image_id >= '${uuid(3, caseCount)}')`);
+if (copied.n !== 2 * upkeepRows) throw new Error(`grade copied on ${copied.n} of ${2 * upkeepRows} upserted embeddings`);
+
 const report = {
   date: new Date().toISOString().slice(0, 10),
   database: db.kind,
@@ -285,6 +304,7 @@ const report = {
   indexBuildSeconds: round(Object.values(indexBuild).reduce((sum, index) => sum + index.seconds, 0), 1),
   indexMegabytes: round(Object.values(indexBuild).reduce((sum, index) => sum + index.megabytes, 0), 1),
   milliseconds: results,
+  upkeepMsPerRow: Object.fromEntries(Object.entries(upkeep).map(([name, values]) => [name, { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)) }])),
 };
 console.log(JSON.stringify(report, null, 2));
 await db.close();

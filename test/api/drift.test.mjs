@@ -24,7 +24,7 @@ async function describeCatalog(sql) {
   const vectorTypes = await sql.query(`
     SELECT c.relname AS table_name, a.attname AS column_name, format_type(a.atttypid, a.atttypmod) AS type
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'public' AND format_type(a.atttypid, a.atttypmod) LIKE 'vector%'`);
+    WHERE n.nspname = 'public' AND c.relkind = 'r' AND format_type(a.atttypid, a.atttypmod) LIKE 'vector%'`);
   for (const v of vectorTypes) lines.push(`vector ${v.table_name}.${v.column_name} ${v.type}`);
   const indexes = await sql.query(`SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'fundus_migrations'`);
   for (const i of indexes) lines.push(`index ${i.indexname} ${i.indexdef}`);

@@ -39,4 +39,11 @@ export class SimilarCasesInput {
 
   @Field(() => Boolean, { defaultValue: true, description: "Leave out the query patient's own photographs (both eyes, all visits)." })
   excludeSamePatient!: boolean;
+
+  @Field(() => Boolean, {
+    defaultValue: false,
+    description:
+      'Rank every matching case (the exact top-k) instead of the approximate index search. For evaluation: at a million cases it takes hundreds of milliseconds where the default takes a few.',
+  })
+  exact!: boolean;
 }

@@ -10,11 +10,12 @@ import { SimilarCasesResult } from './similar-case.type.js';
 @Resolver()
 export class SimilarCaseResolver {
   @Query(() => SimilarCasesResult, {
-    description: 'The k cases most similar to a photograph, filtered, best first (exact cosine search).',
+    description:
+      'The k cases most similar to a photograph by cosine similarity, filtered, best first. By default an approximate search (HNSW indexes, one per reference grade): every hit matches the filters and k hits come back whenever k cases match, but the hits are not guaranteed to be the exact top k; measured recall@10 against exact search is at least 0.95 for every grade filter at up to a million cases (bench/README.md). Set input.exact for the exact top k.',
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
   async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput) {
-    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient };
+    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient, exact: input.exact };
     const result = await audited(
       context,
       { operation: 'search', details },
@@ -26,6 +27,7 @@ export class SimilarCaseResolver {
         k: input.k,
         filters: input.filters,
         excludeSamePatient: input.excludeSamePatient,
+        exact: input.exact,
         modelVersion: await resolveSearchModelVersion(context.db.prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
       }),
       (found) => ({

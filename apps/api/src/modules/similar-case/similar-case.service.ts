@@ -62,6 +62,7 @@ export async function findSimilarCases({
   k,
   filters,
   excludeSamePatient,
+  exact = false,
   modelVersion,
 }: {
   prisma: PrismaClient;
@@ -71,6 +72,8 @@ export async function findSimilarCases({
   k: number;
   filters?: CaseFilters | null;
   excludeSamePatient: boolean;
+  /** The exact top k (every matching row ranked) instead of the approximate index search. */
+  exact?: boolean;
   modelVersion: string | null;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
@@ -111,6 +114,7 @@ export async function findSimilarCases({
     k,
     filters: normalised,
     excludePatientId: excludeSamePatient && query ? query.patient.id : null,
+    mode: exact ? 'EXACT' : 'APPROXIMATE',
   });
   const hitIds = hits.map((hit) => hit.imageId);
   const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
