@@ -102,11 +102,6 @@ export function toVectorParameter(embedding: ArrayLike<number>, what: string): P
   return Prisma.sql`${pgvector.toSql(values)}::vector`;
 }
 
-/** A vector read from the database as text (`embedding::text`). */
-export function fromVectorText(text: string): number[] {
-  return pgvector.fromSql(text) as number[];
-}
-
 function queryEmbeddingSql(search: SimilarImageSearch): Prisma.Sql {
   return 'imageId' in search.query
     ? Prisma.sql`(SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion})`
