@@ -4,7 +4,13 @@
 // with its true similarity, in order, and the recall against the brute force is measured.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BACKENDS, POSTGRES_SKIP_REASON, startApi } from '../support/backends.mjs';
+
+const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const search = await import(path.join(repositoryRoot, 'apps/api/dist/search/similar-images.js'));
+const { Prisma } = await import(path.join(repositoryRoot, 'apps/api/dist/generated/prisma/client.js'));
 
 const SIMILAR = `query Similar($input: SimilarCasesInput!) {
   similarCases(input: $input) {
@@ -149,6 +155,28 @@ for (const backend of BACKENDS) {
         if (relevant > 0) assert.ok(found / relevant >= 0.95, `recall ${found}/${relevant} against the brute force`);
       });
     }
+
+    test('the exact statement never walks an HNSW index, the approximate one walks the grade\'s partial index', async () => {
+      const query = universe.find((row) => row.dr_grade === 0);
+      const explain = async (sql, settings = []) => {
+        const set = settings.map((name) => Prisma.sql`set_config(${name}, 'off', true)`);
+        const [, plan] = await api.db.prisma.$transaction([
+          api.db.prisma.$queryRaw`SELECT ${set.length > 0 ? Prisma.join(set) : Prisma.sql`1`}`,
+          api.db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${sql}`),
+        ]);
+        return plan.map((row) => row['QUERY PLAN']).join('\n');
+      };
+      for (const drGrades of [[], [1], [4], [3, 4]]) {
+        // A vector query, as from an upload: a constant the planner could match to an index's ordering.
+        const input = { modelVersion: query.model_version, query: { vector: query.vector, contentHash: 'f'.repeat(64) }, k: 10, filters: { drGrades, eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] }, excludePatientId: null };
+        // With sequential scans and full sorts priced out, any index ordering the statement allows is taken: a
+        // bare `ORDER BY <=>, id` then became an incremental sort over the grade's HNSW walk (approximate).
+        assert.doesNotMatch(await explain(search.exactSearchSql(input), ['enable_seqscan', 'enable_sort']), /hnsw/, `exact, grades ${drGrades}`);
+        // The same pricing shows that the grade's partial index can serve the approximate branch (at this size the
+        // planner would rather sort a few hundred rows, which is exact).
+        if (drGrades.length === 1) assert.match(await explain(search.approximateSearchSql(input), ['enable_seqscan', 'enable_sort']), new RegExp(`image_embedding_hnsw_grade_${drGrades[0]}`));
+      }
+    });
 
     test('a regraded photograph is searched under its new grade (the grade copy follows fundus_image.dr_grade)', async () => {
       const query = universe.find((row) => row.dr_grade === 0);

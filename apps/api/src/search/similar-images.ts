@@ -10,8 +10,10 @@
 //   walk still returns fewer than k, the filtered set is small (under k in max_scan_tuples candidates) and the
 //   exact path answers instead. What holds is measured recall@10 against the exact path (bench/README.md), not
 //   exact top-k: a shared graph under a selective WHERE lost most of it (../shared/TOOLCHAIN.md).
-// - exact: the filtered ORDER BY <=>, id LIMIT k; two sort keys keep the planner off the HNSW indexes, so every
-//   matching row is ranked. For evaluation, and as the small-set fallback.
+// - exact: the filtered ORDER BY distance + 0, id LIMIT k. The `+ 0` is what keeps the planner off the HNSW
+//   indexes: with a bare `<=>` as the first sort key, PGlite's planner (PostgreSQL 18) walked a grade's partial
+//   index and sorted its output by id (an incremental sort), an approximate answer. So every matching row is
+//   ranked. For evaluation, and as the small-set fallback.
 import pgvector from 'pgvector';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../generated/prisma/enums.js';
@@ -114,10 +116,11 @@ function toHits(rows: HitRow[]): SimilarImageHit[] {
   return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity) }));
 }
 
-async function searchExactly(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
+/** The exact statement: every row that passes the filters ranked, ties broken by id. */
+export function exactSearchSql(search: SimilarImageSearch): Prisma.Sql {
   const clauses = filterClauses(search);
   if (search.filters.drGrades.length > 0) clauses.push(Prisma.sql`e.dr_grade IN (${Prisma.join(search.filters.drGrades.map(gradeLiteral))})`);
-  const rows = await prisma.$queryRaw<HitRow[]>`
+  return Prisma.sql`
     WITH query AS (SELECT ${queryEmbeddingSql(search)} AS embedding)
     SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity
     FROM image_embedding e
@@ -125,9 +128,12 @@ async function searchExactly(prisma: PrismaClient, search: SimilarImageSearch): 
     JOIN fundus_image fi ON fi.id = e.image_id
     ${joinsFor(search.filters)}
     WHERE ${Prisma.join(clauses, ' AND ')}
-    ORDER BY e.embedding <=> query.embedding, fi.id
+    ORDER BY (e.embedding <=> query.embedding) + 0, fi.id
     LIMIT ${search.k}`;
-  return toHits(rows);
+}
+
+async function searchExactly(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
+  return toHits(await prisma.$queryRaw<HitRow[]>(exactSearchSql(search)));
 }
 
 /** The approximate statement: the top k of each grade's graph under the filters, merged and re-ranked. */
