@@ -44,16 +44,22 @@ export type SimilarImageSearch = {
 export type SimilarImageHit = { imageId: string; similarity: number };
 
 /**
- * pgvector settings of the approximate path, set per search (SET LOCAL). Chosen by bench/search-filtered.mjs at
- * 100k and 1M cases (bench/README.md): the lowest ef_search that kept recall@10 >= 0.95 for every grade filter.
+ * pgvector settings of the approximate path, chosen by bench/search-filtered.mjs at 100k and 1M cases
+ * (bench/README.md). Without a grade filter a query's neighbours sit in its own grade's graph, where the walk
+ * starts out towards them: ef_search 100 gave recall@10 1.0 at 1M. Under a grade filter most queries come from
+ * another grade's region of the space and the walk of the filtered graph can end in a wrong cluster: at 1M,
+ * ef_search 100 gave 0.73-0.92 per grade, 400 gave 0.94-1.0 and 800 0.99-1.0, so grade-filtered searches walk
+ * with 800 (the database's own time stays a few milliseconds; wall p95 under load in bench/README.md).
  */
 export type ApproximateSearchTuning = {
-  /** Candidates the walk of one graph keeps (hnsw.ef_search); at least k. */
+  /** Candidates each graph's walk keeps without a grade filter (hnsw.ef_search, the session's setting). */
   efSearch: number;
+  /** hnsw.ef_search under a grade filter (SET LOCAL in the search's transaction). */
+  efSearchGradeFiltered: number;
   /** Rows one graph's iterative scan may visit before it gives up (hnsw.max_scan_tuples). */
   maxScanTuples: number;
 };
-export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, maxScanTuples: 20_000 };
+export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, efSearchGradeFiltered: 800, maxScanTuples: 20_000 };
 
 /** The ICDR grades the partial HNSW indexes are per; null is the graph of ungraded photographs. */
 const INDEXED_GRADES = [0, 1, 2, 3, 4] as const;
@@ -161,17 +167,18 @@ export function approximateSearchSql(search: SimilarImageSearch): Prisma.Sql {
 
 /**
  * The approximate path's settings as session settings: every connection the API opens starts with them
- * (db/database.ts), so a search with the default tuning is one statement, without a transaction around it.
+ * (db/database.ts), so a search without a grade filter is one statement, without a transaction around it.
  */
-export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING): Record<string, string> {
-  return { 'hnsw.ef_search': String(tuning.efSearch), 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.max_scan_tuples': String(tuning.maxScanTuples) };
+export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING, efSearch = tuning.efSearch): Record<string, string> {
+  return { 'hnsw.ef_search': String(efSearch), 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.max_scan_tuples': String(tuning.maxScanTuples) };
 }
 
 async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
-  if (tuning === APPROXIMATE_SEARCH_TUNING && search.k <= tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
-  // Other settings (a benchmark's sweep, k above ef_search): SET LOCAL in the search's own transaction, so the
-  // pooled connection goes back with the session's.
-  const settings = Object.entries(vectorSessionSettings({ ...tuning, efSearch: Math.max(tuning.efSearch, search.k) }));
+  const efSearch = Math.max(search.filters.drGrades.length > 0 ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
+  if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
+  // Other settings (grade filters, a benchmark's sweep, k above ef_search): SET LOCAL in the search's own
+  // transaction, so the pooled connection goes back with the session's.
+  const settings = Object.entries(vectorSessionSettings(tuning, efSearch));
   const [, rows] = await prisma.$transaction([
     prisma.$queryRaw`SELECT ${Prisma.join(settings.map(([name, value]) => Prisma.sql`set_config(${name}, ${value}, true)`))}`,
     prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)),
