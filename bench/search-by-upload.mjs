@@ -2,7 +2,7 @@
 // API: POST /uploads (decode, preprocessing, ONNX embedding) + similarCases (exact pgvector search, case joins).
 // Target (issue 4): p95 <= 150 ms on the 2-core development machine.
 //
-//   npm run build && node bench/search-by-upload.mjs [--cases 10000] [--requests 60] [--model models/fundus-cbr.onnx]
+//   npm run build && npm run bench:search-by-upload -- [--cases 10000] [--requests 60] [--model models/fundus-cbr.onnx]
 //
 // Uses a fresh embedded PGlite database, or a scratch copy of DATABASE_URL's database (bench/scratch-database.mjs). The cases are synthetic rows
 // with random unit embeddings written in bulk by SQL: the search cost depends on the row count and dimension, not

@@ -1,8 +1,16 @@
-// similarCases returns the true top-k under every filter: compared with a brute-force cosine ranking computed
-// here from the stored embeddings and records, on PGlite and on PostgreSQL + pgvector.
+// similarCases under every filter, on PGlite and on PostgreSQL + pgvector, against a brute-force cosine ranking
+// computed here from the stored embeddings and records: with `exact: true` the hits are the brute-force top-k;
+// by default (the approximate per-grade HNSW path) every hit matches the filters, as many hits come back, each
+// with its true similarity, in order, and the recall against the brute force is measured.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BACKENDS, POSTGRES_SKIP_REASON, startApi } from '../support/backends.mjs';
+
+const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const search = await import(path.join(repositoryRoot, 'apps/api/dist/search/similar-images.js'));
+const { Prisma } = await import(path.join(repositoryRoot, 'apps/api/dist/generated/prisma/client.js'));
 
 const SIMILAR = `query Similar($input: SimilarCasesInput!) {
   similarCases(input: $input) {
@@ -33,17 +41,23 @@ function cosine(a, b) {
   return dot / Math.sqrt(na * nb);
 }
 
+/** Whether a row passes the filters (and is not the query or, unless asked, its patient's). */
+function matches(row, query, filters = {}, excludeSamePatient = true) {
+  const age = row.birth_year == null ? null : row.visit_year - row.birth_year;
+  return row.id !== query.id && row.model_version === query.model_version
+    && (!excludeSamePatient || row.patient_id !== query.patient_id)
+    && (!filters.drGrades || filters.drGrades.includes(row.dr_grade))
+    && (!filters.eye || row.eye === filters.eye)
+    && (!filters.sex || row.sex === filters.sex)
+    && (filters.ageMin == null || (age !== null && age >= filters.ageMin))
+    && (filters.ageMax == null || (age !== null && age <= filters.ageMax))
+    && (!filters.treatmentTypes || row.treatments.some((type) => filters.treatmentTypes.includes(type)));
+}
+
 function bruteForce(universe, queryId, { k, filters = {}, excludeSamePatient = true }) {
   const query = universe.find((row) => row.id === queryId);
   return universe
-    .filter((row) => row.id !== queryId && row.model_version === query.model_version)
-    .filter((row) => !excludeSamePatient || row.patient_id !== query.patient_id)
-    .filter((row) => !filters.drGrades || filters.drGrades.includes(row.dr_grade))
-    .filter((row) => !filters.eye || row.eye === filters.eye)
-    .filter((row) => !filters.sex || row.sex === filters.sex)
-    .filter((row) => filters.ageMin == null || (row.birth_year != null && row.visit_year - row.birth_year >= filters.ageMin))
-    .filter((row) => filters.ageMax == null || (row.birth_year != null && row.visit_year - row.birth_year <= filters.ageMax))
-    .filter((row) => !filters.treatmentTypes || row.treatments.some((type) => filters.treatmentTypes.includes(type)))
+    .filter((row) => matches(row, query, filters, excludeSamePatient))
     .map((row) => ({ id: row.id, similarity: cosine(query.vector, row.vector) }))
     .sort((a, b) => b.similarity - a.similarity || (a.id < b.id ? -1 : 1))
     .slice(0, k);
@@ -83,12 +97,13 @@ for (const backend of BACKENDS) {
       for (const type of ['ANTI_VEGF', 'PRP_LASER', 'OBSERVATION']) assert.ok(universe.some((row) => row.treatments.includes(type)), `${type} missing`);
     });
 
+    // Three different queries per scenario: grade 0, a middle grade and a PDR photograph.
+    const queriesOf = () => [0, 2, 4].map((grade) => universe.filter((row) => row.dr_grade === grade).sort((a, b) => (a.id < b.id ? -1 : 1))[0]);
+
     for (const scenario of CASES) {
-      test(`returns the brute-force top-k: ${scenario.name}`, async () => {
-        // Three different queries per scenario: grade 0, a middle grade and a PDR photograph.
-        const queries = [0, 2, 4].map((grade) => universe.filter((row) => row.dr_grade === grade).sort((a, b) => (a.id < b.id ? -1 : 1))[0]);
-        for (const query of queries) {
-          const input = { imageId: query.id, k: scenario.k, filters: scenario.filters ?? null };
+      test(`exact: returns the brute-force top-k: ${scenario.name}`, async () => {
+        for (const query of queriesOf()) {
+          const input = { imageId: query.id, k: scenario.k, filters: scenario.filters ?? null, exact: true };
           if (scenario.excludeSamePatient !== undefined) input.excludeSamePatient = scenario.excludeSamePatient;
           const { body } = await api.graphql(SIMILAR, { input });
           assert.equal(body.errors, undefined, JSON.stringify(body.errors));
@@ -112,6 +127,75 @@ for (const backend of BACKENDS) {
         }
       });
     }
+
+    for (const scenario of CASES) {
+      test(`approximate: only matching rows, as many as the brute force, true similarities in order: ${scenario.name}`, async () => {
+        let found = 0;
+        let relevant = 0;
+        for (const query of queriesOf()) {
+          const input = { imageId: query.id, k: scenario.k, filters: scenario.filters ?? null };
+          if (scenario.excludeSamePatient !== undefined) input.excludeSamePatient = scenario.excludeSamePatient;
+          const { body } = await api.graphql(SIMILAR, { input });
+          assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+          const expected = bruteForce(universe, query.id, { k: scenario.k, filters: scenario.filters, excludeSamePatient: scenario.excludeSamePatient ?? true });
+          const hits = body.data.similarCases.hits;
+          assert.equal(hits.length, expected.length, 'never fewer than k when k rows match, never more than match');
+          for (const [index, hit] of hits.entries()) {
+            const row = universe.find((candidate) => candidate.id === hit.case.id);
+            assert.ok(matches(row, query, scenario.filters, scenario.excludeSamePatient ?? true), `hit ${hit.case.id} does not match the filters`);
+            assert.ok(Math.abs(hit.similarity - cosine(query.vector, row.vector)) < 1e-5, `similarity of ${hit.case.id}`);
+            assert.equal(hit.rank, index + 1);
+            if (index > 0) assert.ok(hit.similarity <= hits[index - 1].similarity + 1e-9, `rank ${index + 1} is more similar than rank ${index}`);
+          }
+          const truth = new Set(expected.map((row) => row.id));
+          found += hits.filter((hit) => truth.has(hit.case.id)).length;
+          relevant += truth.size;
+        }
+        // At this size (a few hundred rows, ef_search 100) the graphs are searched nearly exhaustively.
+        if (relevant > 0) assert.ok(found / relevant >= 0.95, `recall ${found}/${relevant} against the brute force`);
+      });
+    }
+
+    test('the exact statement never walks an HNSW index, the approximate one walks the grade\'s partial index', async () => {
+      const query = universe.find((row) => row.dr_grade === 0);
+      const explain = async (sql, settings = []) => {
+        const set = settings.map((name) => Prisma.sql`set_config(${name}, 'off', true)`);
+        const [, plan] = await api.db.prisma.$transaction([
+          api.db.prisma.$queryRaw`SELECT ${set.length > 0 ? Prisma.join(set) : Prisma.sql`1`}`,
+          api.db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${sql}`),
+        ]);
+        return plan.map((row) => row['QUERY PLAN']).join('\n');
+      };
+      for (const drGrades of [[], [1], [4], [3, 4]]) {
+        // A vector query, as from an upload: a constant the planner could match to an index's ordering.
+        const input = { modelVersion: query.model_version, query: { vector: query.vector, contentHash: 'f'.repeat(64) }, k: 10, filters: { drGrades, eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] }, excludePatientId: null };
+        // With sequential scans and full sorts priced out, any index ordering the statement allows is taken: a
+        // bare `ORDER BY <=>, id` then became an incremental sort over the grade's HNSW walk (approximate).
+        assert.doesNotMatch(await explain(search.exactSearchSql(input), ['enable_seqscan', 'enable_sort']), /hnsw/, `exact, grades ${drGrades}`);
+        // The same pricing shows that the grade's partial index can serve the approximate branch (at this size the
+        // planner would rather sort a few hundred rows, which is exact).
+        if (drGrades.length === 1) assert.match(await explain(search.approximateSearchSql(input), ['enable_seqscan', 'enable_sort']), new RegExp(`image_embedding_hnsw_grade_${drGrades[0]}`));
+      }
+    });
+
+    test('a regraded photograph is searched under its new grade (the grade copy follows fundus_image.dr_grade)', async () => {
+      const query = universe.find((row) => row.dr_grade === 0);
+      const moved = bruteForce(universe, query.id, { k: 1, filters: { drGrades: [1] } })[0];
+      assert.ok(universe.filter((row) => row.dr_grade === 3).length < 99, 'k = 100 returns every grade-3 photograph');
+      const gradeOf = async () => (await api.db.sql.query(`SELECT dr_grade FROM image_embedding WHERE image_id = '${moved.id}'`))[0].dr_grade;
+      const search = async (grade) => (await api.graphql(SIMILAR, { input: { imageId: query.id, k: 100, filters: { drGrades: [grade] } } })).body.data.similarCases.hits.map((hit) => hit.case.id);
+      assert.equal(await gradeOf(), 1);
+      assert.ok((await search(1)).includes(moved.id));
+      await api.db.sql.exec(`UPDATE fundus_image SET dr_grade = 3 WHERE id = '${moved.id}'`);
+      try {
+        assert.equal(await gradeOf(), 3);
+        assert.ok(!(await search(1)).includes(moved.id), 'gone from its old grade');
+        assert.ok((await search(3)).includes(moved.id), 'found under its new grade');
+      } finally {
+        await api.db.sql.exec(`UPDATE fundus_image SET dr_grade = 1 WHERE id = '${moved.id}'`);
+      }
+      assert.equal(await gradeOf(), 1);
+    });
 
     test('hits carry their patient, grading and treatments for the matching eye (at the visit or after it)', async () => {
       const query = universe.find((row) => row.dr_grade === 4);

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { AppConfig } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { vectorSessionSettings } from '../search/similar-images.js';
 import { applyMigrations } from './migrate.js';
 import type { SqlRunner } from './sql-runner.js';
 
@@ -139,6 +140,8 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     }
     const sql = pgliteRunner(pglite, count);
     await applyMigrations(sql, config.migrationsDir);
+    // One connection, one session: the approximate search's pgvector settings hold for every later query.
+    await pglite.exec(Object.entries(vectorSessionSettings()).map(([name, value]) => `SET ${name} = '${value}';`).join('\n'));
     countCalls(pglite, ['query', 'exec'], count);
     const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
     return {
@@ -154,7 +157,9 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     };
   }
 
-  const pool = new pg.Pool({ connectionString: config.database.url, max: 10 });
+  // Every connection starts with the approximate search's pgvector settings (startup options, no extra round trip).
+  const options = Object.entries(vectorSessionSettings()).map(([name, value]) => `-c ${name}=${value}`).join(' ');
+  const pool = new pg.Pool({ connectionString: config.database.url, max: 10, options });
   // An idle connection ended by the server (a restart, an administrator) emits 'error' on the pool; unhandled, it
   // would crash the process. The pool drops that client and the next query opens a new one.
   pool.on('error', () => {});

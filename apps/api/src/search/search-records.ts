@@ -1,7 +1,8 @@
 // The vector SQL of relevance feedback and search by region (issue 13): searches as answered, with the vector
 // they searched with, and the stored embeddings a refinement moves the query towards or away from.
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
-import { toVectorLiteral } from './similar-images.js';
+import pgvector from 'pgvector';
+import { toVectorParameter } from './similar-images.js';
 
 export type SearchRecordInput = {
   subject: string;
@@ -38,7 +39,7 @@ export type SearchRecord = {
 /** Writes one search as answered; returns its id. */
 export async function insertSearchRecord(prisma: Pick<PrismaClient, '$queryRaw'>, record: SearchRecordInput): Promise<string> {
   const vector = record.queryVector
-    ? Prisma.sql`${toVectorLiteral(record.queryVector, 'the query')}::vector`
+    ? toVectorParameter(record.queryVector, 'the query')
     : Prisma.sql`(SELECT embedding FROM image_embedding WHERE image_id = ${record.queryImageId}::uuid AND model_version = ${record.modelVersion})`;
   const hits = record.hitImageIds.length > 0 ? Prisma.sql`ARRAY[${Prisma.join(record.hitImageIds.map((id) => Prisma.sql`${id}::uuid`))}]` : Prisma.sql`ARRAY[]::uuid[]`;
   const rows = await prisma.$queryRaw<{ id: string }[]>`
@@ -87,7 +88,7 @@ export async function findEmbeddings(prisma: PrismaClient, imageIds: string[], m
   return new Map(rows.map((row) => [row.image_id, parseVector(row.embedding)]));
 }
 
-/** pgvector's text form '[0.1,0.2,...]'. */
+/** A vector read back as text (`::text`), through the pgvector package's parser. */
 export function parseVector(text: string): Float32Array {
-  return Float32Array.from(text.replace(/^\[|\]$/g, '').split(',').map(Number));
+  return Float32Array.from(pgvector.fromSql(text) as number[]);
 }

@@ -1,11 +1,20 @@
 // Every pgvector query of the application lives in this module.
 //
-// Exact search: the filtered ORDER BY <=> LIMIT k scans every embedding of the model version that passes the
-// filter, so the hits are the true top-k and never fewer than k when k rows match. No approximate index exists
-// yet, on purpose: a shared HNSW index under a selective WHERE returns too few rows and loses recall
-// (../shared/TOOLCHAIN.md). At 10k-100k cases an exact scan costs milliseconds to tens of milliseconds; the
-// approximate path (per-grade partial HNSW indexes, iterative scans, recall measured against this exact search
-// for every grade filter) comes with the million-case work and must keep this function's contract.
+// Two paths, one contract (the k most cosine-similar photographs of one model version under the filters, best
+// first, never fewer than k when k rows match):
+// - approximate (the default): one HNSW graph per reference grade (partial indexes of migration 0007 over
+//   image_embedding.dr_grade, a trigger-kept copy of fundus_image.dr_grade). A grade filter walks only the graphs
+//   of its grades; no grade filter merges the top k of every grade's graph and of the ungraded one. The other
+//   filters (eye, sex, age, treatments, the excluded patient) are checked on the rows the walk returns, with
+//   pgvector's iterative scan going on past ef_search until k rows pass or max_scan_tuples were visited. If the
+//   walk still returns fewer than k, the filtered set is small (under k in max_scan_tuples candidates) and the
+//   exact path answers instead. What holds is measured recall@10 against the exact path (bench/README.md), not
+//   exact top-k: a shared graph under a selective WHERE lost most of it (../shared/TOOLCHAIN.md).
+// - exact: the filtered ORDER BY distance + 0, id LIMIT k. The `+ 0` is what keeps the planner off the HNSW
+//   indexes: with a bare `<=>` as the first sort key, PGlite's planner (PostgreSQL 18) walked a grade's partial
+//   index and sorted its output by id (an incremental sort), an approximate answer. So every matching row is
+//   ranked. For evaluation, and as the small-set fallback.
+import pgvector from 'pgvector';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../generated/prisma/enums.js';
 
@@ -18,6 +27,8 @@ export type SimilarImageFilters = {
   treatmentTypes: TreatmentType[];
 };
 
+export type SearchMode = 'APPROXIMATE' | 'EXACT';
+
 export type SimilarImageSearch = {
   modelVersion: string;
   /** A stored photograph's embedding of modelVersion, or a vector computed from an upload by that model. */
@@ -26,10 +37,33 @@ export type SimilarImageSearch = {
   filters: SimilarImageFilters;
   /** Leave out every photograph of this patient (the query's own, usually). */
   excludePatientId: string | null;
+  /** APPROXIMATE unless asked: EXACT ranks every matching row (evaluation, recall measurement). */
+  mode?: SearchMode;
 };
 
 /** `grade`: the hit's reference grade (fundus_image.dr_grade), null while ungraded; the reuse step votes with it. */
 export type SimilarImageHit = { imageId: string; similarity: number; grade: number | null };
+
+/**
+ * pgvector settings of the approximate path, chosen by bench/search-filtered.mjs at 100k and 1M cases
+ * (bench/README.md). Without a grade filter a query's neighbours sit in its own grade's graph, where the walk
+ * starts out towards them: ef_search 100 gave recall@10 1.0 at 1M. Under a grade filter most queries come from
+ * another grade's region of the space and the walk of the filtered graph can end in a wrong cluster: at 1M,
+ * ef_search 100 gave 0.73-0.92 per grade, 400 gave 0.94-1.0 and 800 0.99-1.0, so grade-filtered searches walk
+ * with 800 (the database's own time stays a few milliseconds; wall p95 under load in bench/README.md).
+ */
+export type ApproximateSearchTuning = {
+  /** Candidates each graph's walk keeps without a grade filter (hnsw.ef_search, the session's setting). */
+  efSearch: number;
+  /** hnsw.ef_search under a grade filter (SET LOCAL in the search's transaction). */
+  efSearchGradeFiltered: number;
+  /** Rows one graph's iterative scan may visit before it gives up (hnsw.max_scan_tuples). */
+  maxScanTuples: number;
+};
+export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, efSearchGradeFiltered: 800, maxScanTuples: 20_000 };
+
+/** The ICDR grades the partial HNSW indexes are per; null is the graph of ungraded photographs. */
+const INDEXED_GRADES = [0, 1, 2, 3, 4] as const;
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   const { filters } = search;
@@ -38,7 +72,6 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   if ('imageId' in search.query) clauses.push(Prisma.sql`fi.id <> ${search.query.imageId}::uuid`);
   else clauses.push(Prisma.sql`fi.content_hash <> ${search.query.contentHash}`);
   if (search.excludePatientId) clauses.push(Prisma.sql`fi.patient_id <> ${search.excludePatientId}::uuid`);
-  if (filters.drGrades.length > 0) clauses.push(Prisma.sql`fi.dr_grade IN (${Prisma.join(filters.drGrades)})`);
   if (filters.eye) clauses.push(Prisma.sql`fi.eye = ${filters.eye}::"eye"`);
   if (filters.sex) clauses.push(Prisma.sql`p.sex = ${filters.sex}::"sex"`);
   // Age at the visit from the birth year; patients without a birth year never match an age filter.
@@ -54,6 +87,15 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   return clauses;
 }
 
+/**
+ * A grade as an SQL literal, not a parameter: the planner proves `dr_grade = 4` implies a partial index's
+ * predicate only from a constant.
+ */
+function gradeLiteral(grade: number): Prisma.Sql {
+  if (!Number.isInteger(grade) || grade < 0 || grade > 4) throw new Error(`ICDR grade ${grade} is not an integer 0-4`);
+  return Prisma.raw(String(grade));
+}
+
 /** Patient and visit rows are joined only when a filter reads them: every row the scan ranks pays for a join. */
 function joinsFor(filters: SimilarImageFilters): Prisma.Sql {
   const needsAge = filters.ageMin !== null || filters.ageMax !== null;
@@ -62,30 +104,112 @@ function joinsFor(filters: SimilarImageFilters): Prisma.Sql {
     ${needsAge ? Prisma.sql`JOIN visit v ON v.id = fi.visit_id` : Prisma.empty}`;
 }
 
-/** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
-export async function searchSimilarImages(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
-  const queryEmbedding =
-    'imageId' in search.query
-      ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
-      : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
-  const rows = await prisma.$queryRaw<{ image_id: string; similarity: number; grade: number | null }[]>`
-    WITH query AS (${queryEmbedding})
-    SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity, fi.dr_grade AS grade
+/** An embedding as the `vector` parameter pgvector's text form reads; refuses empty and non-finite vectors. */
+export function toVectorParameter(embedding: ArrayLike<number>, what: string): Prisma.Sql {
+  const values = Array.from(embedding);
+  if (values.length === 0 || !values.every(Number.isFinite)) throw new Error(`Embedding of ${what} is empty or contains a non-finite value`);
+  return Prisma.sql`${pgvector.toSql(values)}::vector`;
+}
+
+function queryEmbeddingSql(search: SimilarImageSearch): Prisma.Sql {
+  return 'imageId' in search.query
+    ? Prisma.sql`(SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion})`
+    : toVectorParameter(search.query.vector, 'the query');
+}
+
+type HitRow = { image_id: string; similarity: number; grade: number | null };
+
+function toHits(rows: HitRow[]): SimilarImageHit[] {
+  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) }));
+}
+
+/** The exact statement: every row that passes the filters ranked, ties broken by id. */
+export function exactSearchSql(search: SimilarImageSearch): Prisma.Sql {
+  const clauses = filterClauses(search);
+  if (search.filters.drGrades.length > 0) clauses.push(Prisma.sql`e.dr_grade IN (${Prisma.join(search.filters.drGrades.map(gradeLiteral))})`);
+  return Prisma.sql`
+    WITH query AS (SELECT ${queryEmbeddingSql(search)} AS embedding)
+    SELECT fi.id::text AS image_id, (1 - (e.embedding <=> query.embedding))::float8 AS similarity, e.dr_grade AS grade
     FROM image_embedding e
     CROSS JOIN query
     JOIN fundus_image fi ON fi.id = e.image_id
     ${joinsFor(search.filters)}
-    WHERE ${Prisma.join(filterClauses(search), ' AND ')}
-    ORDER BY e.embedding <=> query.embedding, fi.id
+    WHERE ${Prisma.join(clauses, ' AND ')}
+    ORDER BY (e.embedding <=> query.embedding) + 0, fi.id
     LIMIT ${search.k}`;
-  return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) }));
+}
+
+async function searchExactly(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
+  return toHits(await prisma.$queryRaw<HitRow[]>(exactSearchSql(search)));
+}
+
+/** The approximate statement: the top k of each grade's graph under the filters, merged and re-ranked. */
+export function approximateSearchSql(search: SimilarImageSearch): Prisma.Sql {
+  const query = queryEmbeddingSql(search);
+  const clauses = filterClauses(search);
+  const grades: (number | null)[] = search.filters.drGrades.length > 0 ? search.filters.drGrades : [...INDEXED_GRADES, null];
+  const branches = grades.map((grade) => {
+    const gradeClause = grade === null ? Prisma.sql`e.dr_grade IS NULL` : Prisma.sql`e.dr_grade = ${gradeLiteral(grade)}`;
+    return Prisma.sql`(SELECT e.image_id, e.dr_grade, e.embedding <=> ${query} AS distance
+      FROM image_embedding e
+      JOIN fundus_image fi ON fi.id = e.image_id
+      ${joinsFor(search.filters)}
+      WHERE ${gradeClause} AND ${Prisma.join(clauses, ' AND ')}
+      ORDER BY e.embedding <=> ${query}
+      LIMIT ${search.k})`;
+  });
+  // relaxed_order returns a graph's rows nearly in order; the outer ORDER BY puts the merged candidates in order.
+  return Prisma.sql`
+    SELECT image_id::text AS image_id, (1 - distance)::float8 AS similarity, dr_grade AS grade
+    FROM (${Prisma.join(branches, ' UNION ALL ')}) candidates
+    ORDER BY distance, image_id
+    LIMIT ${search.k}`;
 }
 
 /**
- * A filtered search and the reuse step's voters in one scan: the hits under the filters, and the `voterCount`
- * nearest GRADED photographs of any patient but `voterExcludePatientId`, unfiltered (the neighbourhood the vote
- * was calibrated on). The distances are computed once (a materialised CTE) and ranked twice, instead of two
- * exact scans. Both lists keep the exact search's order and tie-break.
+ * The approximate path's settings as session settings: every connection the API opens starts with them
+ * (db/database.ts), so a search without a grade filter is one statement, without a transaction around it.
+ */
+export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING, efSearch = tuning.efSearch): Record<string, string> {
+  return { 'hnsw.ef_search': String(efSearch), 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.max_scan_tuples': String(tuning.maxScanTuples) };
+}
+
+async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
+  // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
+  const gradeFiltered = search.filters.drGrades.length > 0 && search.filters.drGrades.length < INDEXED_GRADES.length;
+  const efSearch = Math.max(gradeFiltered ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
+  if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
+  // Other settings (grade filters, a benchmark's sweep, k above ef_search): SET LOCAL in the search's own
+  // transaction, so the pooled connection goes back with the session's.
+  const settings = Object.entries(vectorSessionSettings(tuning, efSearch));
+  const [, rows] = await prisma.$transaction([
+    prisma.$queryRaw`SELECT ${Prisma.join(settings.map(([name, value]) => Prisma.sql`set_config(${name}, ${value}, true)`))}`,
+    prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)),
+  ]);
+  return toHits(rows);
+}
+
+/** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
+export async function searchSimilarImages(
+  prisma: PrismaClient,
+  search: SimilarImageSearch,
+  tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING,
+): Promise<SimilarImageHit[]> {
+  if (search.mode === 'EXACT') return searchExactly(prisma, search);
+  const hits = await searchApproximately(prisma, search, tuning);
+  // Fewer than k: either fewer than k rows match (the exact path says so too, cheaply: the set is small) or the
+  // iterative scans stopped at max_scan_tuples under very selective filters.
+  return hits.length < search.k ? searchExactly(prisma, search) : hits;
+}
+
+/** Every ICDR grade and nothing else: the graded photographs, who alone can vote. */
+export const EVERY_GRADE_FILTERS: SimilarImageFilters = { drGrades: [...INDEXED_GRADES], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] };
+
+/**
+ * A filtered search and the reuse step's voters: the hits under the filters, and the `voterCount` nearest GRADED
+ * photographs of any patient but `voterExcludePatientId`, unfiltered (the neighbourhood the vote was calibrated
+ * on). Two searches on the same path (approximate: two index walks; EXACT: two scans), so the voters are as
+ * exact as the hits.
  */
 export async function searchSimilarImagesWithVoters(
   prisma: PrismaClient,
@@ -93,31 +217,9 @@ export async function searchSimilarImagesWithVoters(
   voterCount: number,
   voterExcludePatientId: string | null,
 ): Promise<{ hits: SimilarImageHit[]; voters: SimilarImageHit[] }> {
-  const queryEmbedding =
-    'imageId' in search.query
-      ? Prisma.sql`SELECT embedding FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion}`
-      : Prisma.sql`SELECT ${toVectorLiteral(search.query.vector, 'the query')}::vector AS embedding`;
-  const self = 'imageId' in search.query ? Prisma.sql`fi.id <> ${search.query.imageId}::uuid` : Prisma.sql`fi.content_hash <> ${search.query.contentHash}`;
-  const rows = await prisma.$queryRaw<{ kind: string; image_id: string; similarity: number; grade: number | null }[]>`
-    WITH query AS (${queryEmbedding}),
-    scored AS MATERIALIZED (
-      SELECT fi.id, fi.patient_id, fi.dr_grade, (e.embedding <=> query.embedding) AS distance,
-             (${Prisma.join(filterClauses(search), ' AND ')}) AS matches
-      FROM image_embedding e
-      CROSS JOIN query
-      JOIN fundus_image fi ON fi.id = e.image_id
-      ${joinsFor(search.filters)}
-      WHERE e.model_version = ${search.modelVersion} AND ${self})
-    (SELECT 'hit' AS kind, id::text AS image_id, (1 - distance)::float8 AS similarity, dr_grade AS grade
-       FROM scored WHERE matches ORDER BY distance, id LIMIT ${search.k})
-    UNION ALL
-    (SELECT 'voter', id::text, (1 - distance)::float8, dr_grade
-       FROM scored WHERE dr_grade IS NOT NULL ${voterExcludePatientId ? Prisma.sql`AND patient_id <> ${voterExcludePatientId}::uuid` : Prisma.empty}
-       ORDER BY distance, id LIMIT ${voterCount})`;
-  const toHit = (row: (typeof rows)[number]) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) });
-  // UNION ALL does not promise to keep each branch's order: restore it (uuid order is lower-case hex order).
-  const ranked = (kind: string) => rows.filter((row) => row.kind === kind).map(toHit).sort((a, b) => b.similarity - a.similarity || (a.imageId < b.imageId ? -1 : a.imageId > b.imageId ? 1 : 0));
-  return { hits: ranked('hit'), voters: ranked('voter') };
+  const hits = await searchSimilarImages(prisma, search);
+  const voters = await searchSimilarImages(prisma, { ...search, k: voterCount, filters: EVERY_GRADE_FILTERS, excludePatientId: voterExcludePatientId });
+  return { hits, voters };
 }
 
 /** The newest model version that has embeddings, or null when nothing is embedded yet. */
@@ -151,12 +253,6 @@ export function decodeAttentionMap(bytes: Uint8Array, width: number, height: num
   return { width, height, values };
 }
 
-export function toVectorLiteral(embedding: ArrayLike<number>, what: string): string {
-  const values = Array.from(embedding);
-  if (values.length === 0 || !values.every(Number.isFinite)) throw new Error(`Embedding of ${what} is empty or contains a non-finite value`);
-  return `[${values.join(',')}]`;
-}
-
 export type ImageEmbeddingRow = { modelVersion: string; embedding: ArrayLike<number>; attention?: AttentionMap | null };
 
 /**
@@ -164,11 +260,11 @@ export type ImageEmbeddingRow = { modelVersion: string; embedding: ArrayLike<num
  * expression, so ingestion can embed it in the statement that inserts the image (`(SELECT id FROM image)`).
  */
 export function imageEmbeddingUpsertSql(imageId: Prisma.Sql, { modelVersion, embedding, attention }: ImageEmbeddingRow, what: string): Prisma.Sql {
-  const literal = toVectorLiteral(embedding, what);
+  const vector = toVectorParameter(embedding, what);
   const map = attention ? encodeAttentionMap(attention.values) : null;
   return Prisma.sql`
     INSERT INTO image_embedding (image_id, model_version, embedding, attention_map, attention_width, attention_height)
-    VALUES (${imageId}, ${modelVersion}, ${literal}::vector, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
+    VALUES (${imageId}, ${modelVersion}, ${vector}, ${map}, ${attention?.width ?? null}::int, ${attention?.height ?? null}::int)
     ON CONFLICT (image_id, model_version) DO UPDATE
       SET embedding = EXCLUDED.embedding, attention_map = EXCLUDED.attention_map,
           attention_width = EXCLUDED.attention_width, attention_height = EXCLUDED.attention_height, created_at = now()`;

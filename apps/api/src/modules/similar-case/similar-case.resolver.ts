@@ -14,11 +14,12 @@ import { voteDepthFor } from './suggest-grade.service.js';
 @Resolver()
 export class SimilarCaseResolver {
   @Query(() => SimilarCasesResult, {
-    description: 'The k cases most similar to a photograph, filtered, best first (exact cosine search).',
+    description:
+      'The k cases most similar to a photograph by cosine similarity, filtered, best first. By default an approximate search (HNSW indexes, one per reference grade): every hit matches the filters and k hits come back whenever k cases match, but the hits are not guaranteed to be the exact top k; recall@10 against exact search is measured, not guaranteed: at least 0.97 for every filter benchmarked at 100k cases and 0.98 at a million, with single queries as low as 0.6 (bench/README.md). Set input.exact for the exact top k.',
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
   async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput, @Info() info: GraphQLResolveInfo) {
-    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient, region: input.region ?? null };
+    const details = { by: input.imageId ? 'case' : 'upload', imageId: input.imageId ?? null, k: input.k, filters: input.filters ?? null, excludeSamePatient: input.excludeSamePatient, region: input.region ?? null, exact: input.exact };
     const result = await audited(
       context,
       { operation: 'search', details },
@@ -33,6 +34,7 @@ export class SimilarCaseResolver {
           k: input.k,
           filters: input.filters,
           excludeSamePatient: input.excludeSamePatient,
+          exact: input.exact,
           modelVersion: await resolveSearchModelVersion(prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
           voteDepth: selectsField(info, 'suggestion') ? voteDepthFor(context.reuseCalibration) : 0,
           region: input.region ?? null,

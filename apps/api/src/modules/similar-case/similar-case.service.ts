@@ -94,6 +94,7 @@ export async function findSimilarCases({
   k,
   filters,
   excludeSamePatient,
+  exact = false,
   modelVersion,
   voteDepth = 0,
   region,
@@ -106,6 +107,8 @@ export async function findSimilarCases({
   k: number;
   filters?: CaseFilters | null;
   excludeSamePatient: boolean;
+  /** The exact top k (every matching row ranked) instead of the approximate index search. */
+  exact?: boolean;
   modelVersion: string | null;
   /** When the reuse step will vote: find this many graded neighbours of the plain neighbourhood in the same scan. */
   voteDepth?: number;
@@ -172,13 +175,13 @@ export async function findSimilarCases({
   }
 
   const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
-  const search = { modelVersion: version, query: searchQuery, k, filters: normalised, excludePatientId };
+  const search: SimilarImageSearch = { modelVersion: version, query: searchQuery, k, filters: normalised, excludePatientId, mode: exact ? 'EXACT' : 'APPROXIMATE' };
   const isPlainNeighbourhood = !isFiltered(normalised) && (query === null || excludePatientId !== null);
   let hits: SimilarImageHit[];
   let voters: SimilarImageHit[] | null = null;
   if (voteDepth > 0 && isPlainNeighbourhood) {
-    // The vote's neighbourhood is the hits' own: one search deep enough for both (a larger LIMIT costs nothing
-    // in an exact scan's top-N sort).
+    // The vote's neighbourhood is the hits' own: one search deep enough for both (a larger LIMIT: a deeper top-N
+    // sort in an exact scan, k = 15 instead of 10 from each grade's graph in the approximate one).
     const deeper = await searchSimilarImages(prisma, { ...search, k: Math.max(k, voteDepth) });
     const graded = deeper.filter((hit) => hit.grade !== null);
     voters = graded.length >= voteDepth ? graded.slice(0, voteDepth) : null;
