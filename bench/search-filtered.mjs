@@ -14,7 +14,7 @@
 // (`--dump-embeddings`) into a cache outside the repository (--embeddings, default <tmp>/fundus-cbr-bench-
 // embeddings/<model version>). Queries are fresh samples of the same mixture (an upload: not stored).
 //
-// Loading: COPY (pg-copy-streams on PostgreSQL, /dev/blob on PGlite), with the HNSW indexes of migration 0005
+// Loading: COPY (pg-copy-streams on PostgreSQL, /dev/blob on PGlite), with the HNSW indexes of migration 0007
 // dropped first and then rebuilt from their own definitions, timed: that is the index build time. For each filter
 // and each ef_search, every query runs the exact path (the ground truth, also timed) and the approximate path;
 // recall@10 = |approximate ∩ exact| / |exact|; latencies are wall time around searchSimilarImages (Prisma, one
@@ -124,7 +124,7 @@ const hash = (index) => index.toString(16).padStart(64, '0');
 // ---- database
 const scratch = await createScratchEnvironment();
 const config = loadConfig({ ...process.env, ...scratch.env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
-const migrated = await openDatabase(config); // applies the migrations, 0005's indexes included
+const migrated = await openDatabase(config); // applies the migrations, 0007's indexes included
 const indexDefinitions = await migrated.sql.query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'image_embedding' AND indexdef LIKE '%USING hnsw%' ORDER BY indexname");
 await migrated.close();
 if (indexDefinitions.length === 0) throw new Error('no HNSW index in the migrations');
