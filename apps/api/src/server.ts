@@ -21,6 +21,8 @@ import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/see
 import { complexityLimitPlugin, depthLimitRule, hitsLimitPlugin } from './graphql/limits.js';
 import { auditedRoute } from './http/audited-route.js';
 import { createAuthMiddleware, sendError, type RequestLocals } from './http/auth-middleware.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import { createReadinessRoute } from './http/readiness.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
@@ -95,7 +97,8 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = options.database ?? (await openDatabase(config));
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
-  const uploads = createUploadStore({ ttlMs: config.upload.tokenTtlSeconds * 1000 });
+  const uploads = createUploadStore({ sql: db.sql, ttlMs: config.upload.tokenTtlSeconds * 1000 });
+  const rateLimiter = createRateLimiter({ db, requestsPerMinute: config.rateLimitPerMinute });
   if (config.seedDemoCohort) {
     const seeded = await seedDemoCohortIfEmpty(db, {
       renderImage: renderSyntheticPhotograph,
@@ -194,6 +197,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok', database: db.kind });
   });
+  app.get('/readyz', createReadinessRoute({ db, embedder, migrationsDir: config.migrationsDir }));
   if (localIssuer) {
     // The embedded demo's sign-in: a token for one of the demo users. Exists only while the local issuer is on.
     app.get('/auth/local/users', (_request, response) => {
@@ -220,7 +224,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
         (response.locals as RequestLocals).viewer = { ...BENCHMARK_VIEWER };
         next();
       }
-    : createAuthMiddleware({ db, settings: authSettings, logger, requestsPerMinute: config.rateLimitPerMinute });
+    : createAuthMiddleware({ db, settings: authSettings, logger, limiter: rateLimiter.limiter, requestsPerMinute: config.rateLimitPerMinute });
   app.use(
     '/graphql',
     requireViewer,
@@ -338,6 +342,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
             db,
             async close() {
               await apollo.stop();
+              await rateLimiter.close();
               await db.close();
               await embedder?.release();
             },

@@ -13,6 +13,8 @@ import type { SqlRunner } from './sql-runner.js';
 
 export type Database = {
   kind: 'pglite' | 'postgres';
+  /** PostgreSQL's connection string (for a pool of another purpose, such as the rate limit's); null on PGlite. */
+  connectionUrl: string | null;
   prisma: PrismaClient;
   sql: SqlRunner;
   /** Statements sent to the database since open; lets tests prove a request costs O(1) queries. */
@@ -143,6 +145,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
     return {
       kind: 'pglite',
+      connectionUrl: null,
       prisma,
       sql,
       statementCount: () => statements,
@@ -164,6 +167,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     kind: 'postgres',
+    connectionUrl: config.database.url,
     prisma,
     sql,
     statementCount: () => statements,

@@ -2,7 +2,7 @@
 // rate limit, and answers a refusal itself (401 UNAUTHENTICATED, 403 FORBIDDEN, 429 RATE_LIMITED) with an audit
 // row for it. What passes carries res.locals.viewer.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { writeAuditEvents, type AuditTrail } from '../audit/audit.service.js';
 import { outcomeOf } from '../audit/audited.js';
 import { authenticate, readCredential, type AuthSettings } from '../auth/authenticate.js';
@@ -25,9 +25,20 @@ export function sendError(response: Response, error: AppError, headers: Record<s
   response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] });
 }
 
-export function createAuthMiddleware({ db, settings, logger, requestsPerMinute }: { db: Database; settings: AuthSettings; logger: Logger; requestsPerMinute: number }): RequestHandler {
-  // In process memory: one API instance per database today (issue 15 moves this state out for replicas).
-  const limiter = new RateLimiterMemory({ points: requestsPerMinute, duration: 60 });
+export function createAuthMiddleware({
+  db,
+  settings,
+  logger,
+  limiter,
+  requestsPerMinute,
+}: {
+  db: Database;
+  settings: AuthSettings;
+  logger: Logger;
+  /** http/rate-limit.ts: shared by every API process on PostgreSQL. */
+  limiter: RateLimiterAbstract;
+  requestsPerMinute: number;
+}): RequestHandler {
   return async (request: Request, response: Response, next: NextFunction) => {
     const locals = response.locals as RequestLocals;
     let viewer: Viewer | undefined;

@@ -5,7 +5,7 @@ import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbeddin
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
-import type { UploadStore } from '../upload/upload.store.js';
+import type { OwnUploads } from '../upload/upload.store.js';
 
 export const MAX_K = 100;
 
@@ -65,7 +65,7 @@ export async function findSimilarCases({
   modelVersion,
 }: {
   prisma: PrismaClient;
-  uploads: UploadStore;
+  uploads: OwnUploads;
   imageId?: string | null;
   uploadToken?: string | null;
   k: number;
@@ -92,7 +92,7 @@ export async function findSimilarCases({
     queryAttention = (await findAttentionMaps(prisma, [queryImageId], version)).get(queryImageId) ?? null;
     searchQuery = { imageId: queryImageId };
   } else {
-    const upload = uploads.get(uploadToken!);
+    const upload = await uploads.get(uploadToken!);
     if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
     if (modelVersion && upload.modelVersion !== modelVersion) {
       throw new AppError('EMBEDDING_UNAVAILABLE', `The upload was embedded by model ${upload.modelVersion} but searches use ${modelVersion}`, { field: 'uploadToken' });

@@ -4,7 +4,7 @@ import { AppError, badInput } from '../../errors.js';
 import { Embedder } from '../../embedding/embedder.js';
 import { PreprocessError } from '../../embedding/preprocess.js';
 import { sha256Hex } from '../common/content-hash.js';
-import type { StoredUpload, UploadStore } from './upload.store.js';
+import type { OwnUploads, StoredUpload } from './upload.store.js';
 
 /**
  * Media types accepted for upload. None is CORS-safelisted, so a browser must preflight: CSRF-safe. The declared
@@ -30,7 +30,7 @@ export async function acceptUpload({
   bytes: Buffer;
   contentType: string | undefined;
   embedder: Embedder | null;
-  store: UploadStore;
+  store: OwnUploads;
   maxBytes: number;
   maxPixels: number;
 }): Promise<StoredUpload> {
