@@ -16,7 +16,7 @@ import type { AppConfig } from './config.js';
 import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
 import { Embedder } from './embedding/embedder.js';
-import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
+import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE, toAppError } from './errors.js';
 import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/seed.js';
 import { complexityLimitPlugin, depthLimitRule, hitsLimitPlugin } from './graphql/limits.js';
 import { auditedRoute } from './http/audited-route.js';
@@ -146,12 +146,16 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
                 const codes = [...new Set(body.singleResult.errors.map((error) => String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR')))];
                 for (const code of codes) trail.add({ operation: 'graphql', outcome: code, details: { operationName: request.operationName ?? null } });
               }
+              // No answer because the database is unreachable: 503, so a balancer or client retries elsewhere or later.
+              if (body.kind === 'single' && body.singleResult.data == null && body.singleResult.errors?.some((error) => error.extensions?.code === 'SERVICE_UNAVAILABLE')) {
+                response.http.status = HTTP_STATUS_BY_CODE.SERVICE_UNAVAILABLE;
+              }
               const { viewer } = contextValue;
               try {
                 await writeAuditEvents(db.sql, { requestId: contextValue.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId }, trail.entries);
               } catch (error) {
                 logger.error('could not write the audit log; the response was withheld', { requestId: contextValue.requestId, error: String((error as Error)?.stack ?? error) });
-                response.body = { kind: 'single', singleResult: { errors: [{ message: 'The access could not be recorded in the audit log, so nothing is returned; try again', extensions: { code: 'AUDIT_UNAVAILABLE' } }] } };
+                response.body = { kind: 'single', singleResult: { errors: [{ message: 'The access could not be recorded in the audit log, so nothing is returned; try again', extensions: { code: 'AUDIT_UNAVAILABLE', retryable: true } }] } };
                 response.http.status = HTTP_STATUS_BY_CODE.AUDIT_UNAVAILABLE;
               }
             },
@@ -321,6 +325,8 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
       response.status(400).json({ errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
       return;
     }
+    const known = toAppError(error);
+    if (known) return sendError(response, known);
     logger.error('unexpected HTTP error', { error: String((error as Error)?.stack ?? error) });
     response.status(500).json({ errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
   };

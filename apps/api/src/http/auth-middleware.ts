@@ -8,7 +8,7 @@ import { outcomeOf } from '../audit/audited.js';
 import { authenticate, readCredential, type AuthSettings } from '../auth/authenticate.js';
 import type { Viewer } from '../auth/policy.js';
 import type { Database } from '../db/database.js';
-import { AppError, HTTP_STATUS_BY_CODE } from '../errors.js';
+import { AppError, errorExtensions, HTTP_STATUS_BY_CODE, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 export type RequestLocals = {
@@ -22,7 +22,8 @@ export type RequestLocals = {
 
 export function sendError(response: Response, error: AppError, headers: Record<string, string> = {}): void {
   for (const [name, value] of Object.entries(headers)) response.setHeader(name, value);
-  response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] });
+  if (error.code === 'SERVICE_UNAVAILABLE' && !response.hasHeader('Retry-After')) response.setHeader('Retry-After', '1');
+  response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: errorExtensions(error) }] });
 }
 
 export function createAuthMiddleware({
@@ -55,8 +56,9 @@ export function createAuthMiddleware({
       locals.viewer = viewer;
       next();
     } catch (error) {
-      const appError = error instanceof AppError ? error : new AppError('INTERNAL_SERVER_ERROR', 'Internal server error');
-      if (!(error instanceof AppError)) logger.error('authentication failed unexpectedly', { requestId: locals.requestId, error: String((error as Error)?.stack ?? error) });
+      const known = toAppError(error);
+      const appError = known ?? new AppError('INTERNAL_SERVER_ERROR', 'Internal server error');
+      if (!known) logger.error('authentication failed unexpectedly', { requestId: locals.requestId, error: String((error as Error)?.stack ?? error) });
       try {
         await writeAuditEvents(db.sql, { requestId: locals.requestId, subject: viewer?.subject ?? null, role: viewer?.role ?? null, keyId: viewer?.keyId ?? (appError.details.keyId as string | undefined) ?? null }, [
           { operation: 'authenticate', outcome: outcomeOf(appError), details: { reason: appError.details.reason ?? null, path: request.originalUrl.split('?')[0] } },
