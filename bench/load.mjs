@@ -4,18 +4,19 @@
 // (HTTP status >= 400, GraphQL errors, socket errors and timeouts: must be none), throughput, p50/p95/p99 of each
 // HTTP request; and the API process's resident memory (idle, peak, end). The load generator is autocannon.
 //
-//   npm run build && npm run bench:load [-- --duration 120] [--connections 32] [--backends postgres,pglite]
-//        [--mix 20,8,4] [--model models/fundus-cbr.onnx] [--json out.json]
+//   npm run build && npm run bench:load [-- --duration 120] [--connections 32] [--backends postgres,pglite,postgres+pool32,postgres+production]
+//        [--mix 20,8,4] [--model models/fundus-cbr.onnx] [--json out.json] [--profile DIR]
 //
 // PostgreSQL: a scratch copy of DATABASE_URL's (else TEST_DATABASE_URL's) database (bench/scratch-database.mjs);
-// without either the PostgreSQL half is skipped and says so. Each database gets the demo cohort (the synthetic
-// demo-clinic, embedded by the model), seeded before the API starts. The API runs as its own process (node
+// without either the PostgreSQL half is skipped and says so. Each database gets the demo cohort's rows (the
+// synthetic demo-clinic) before the API starts; see seed() for its embeddings. The API runs as its own process (node
 // apps/api/dist/index.js), so its memory is its own and the load generator does not share its event loop; both
 // share this machine's cores, which the figures include.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import pg from 'pg';
 import { startApiProcess } from '../test/support/processes.mjs';
 import { api, option, root } from './cli.mjs';
 import { syntheticJpeg, withComment } from './photographs.mjs';
@@ -29,13 +30,15 @@ const defaultModel = fs.existsSync(path.join(root, 'models/fundus-cbr.onnx')) ? 
 const modelPath = path.resolve(option('model', defaultModel));
 const jsonOut = option('json', null);
 const extraEnv = JSON.parse(option('env', '{}'));
+/** --profile DIR: the API runs under node --cpu-prof, writing its profile there when it stops. */
+const profileDir = option('profile', null);
 
 // Of 32 clients: 20 search by case, 8 by photograph, 4 ingest (scaled to --connections when --mix is not given).
 const mix = searchCaseClients
   ? { searchByCase: searchCaseClients, searchByPhotograph: searchPhotoClients ?? 0, ingest: ingestClients ?? 0 }
   : { searchByCase: Math.round((connections * 20) / 32), searchByPhotograph: Math.round((connections * 8) / 32), ingest: connections - Math.round((connections * 20) / 32) - Math.round((connections * 8) / 32) };
 
-const [{ loadConfig }, { openDatabase }, { buildCohort }, { loadCohort, renderSyntheticPhotograph }, { Embedder }] = await Promise.all([
+const [{ loadConfig }, { openDatabase }, { buildCohort }, { loadCohort }, { Embedder }] = await Promise.all([
   api('config.js'), api('db/database.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('embedding/embedder.js'),
 ]);
 
@@ -103,14 +106,26 @@ function runOperation({ baseUrl, tally, clients, requests, onStart }) {
   return new Promise((resolve) => instance.on('done', resolve));
 }
 
+/**
+ * The demo cohort's rows (patients, visits, gradings, treatments; placeholder images) with the fixture's synthetic
+ * embeddings relabelled as the loaded model's version: searches then cost what they cost over the demo cohort
+ * (row count, dimension, filters, case loading) without rendering and embedding two thousand photographs first
+ * (about 20 minutes on the shared 2-core machine). Hits' similarities are meaningless; uploads and ingests still
+ * run the real preprocessing and model at request time.
+ */
 async function seed(env) {
   const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
   const db = await openDatabase(config);
   const embedder = await Embedder.load({ modelPath, device: 'cpu' });
   const started = Date.now();
-  await loadCohort(db, buildCohort('demo-clinic'), { renderImage: renderSyntheticPhotograph, embedder });
+  const cohort = buildCohort('demo-clinic');
+  await loadCohort(db, cohort);
+  const version = embedder.metadata.modelVersion;
+  const [{ dimension }] = await db.sql.query('SELECT vector_dims(embedding) AS dimension FROM image_embedding LIMIT 1');
+  if (dimension !== embedder.metadata.embeddingDim) throw new Error(`the fixture's embeddings have ${dimension} dimensions, the model ${embedder.metadata.embeddingDim}`);
+  await db.sql.query('UPDATE image_embedding SET model_version = $1', [version]);
   const seconds = (Date.now() - started) / 1000;
-  const rows = await db.sql.query('SELECT i.id::text AS id, i.dr_grade AS grade FROM fundus_image i JOIN image_embedding e ON e.image_id = i.id WHERE e.model_version = $1', [embedder.metadata.modelVersion]);
+  const rows = await db.sql.query('SELECT i.id::text AS id, i.dr_grade AS grade FROM fundus_image i JOIN image_embedding e ON e.image_id = i.id WHERE e.model_version = $1', [version]);
   await embedder.release();
   await db.close();
   return { rows, seconds };
@@ -127,7 +142,56 @@ async function countIngested(env) {
   }
 }
 
-async function runBackend(kind) {
+/** Resident memory and CPU seconds (user + system) of a process, from /proc. */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What PostgreSQL's backends of the scratch database are doing, sampled every 250 ms: active and running (CPU),
+ * or waiting on a lock (Lock/transactionid, tuple: a row lock, such as the audit chain's head), on the WAL flush
+ * (IO/WALSync, LWLock/WALWrite), or idle inside a transaction (the client is working between statements).
+ */
+async function sampleDatabase(url) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const counts = {};
+  let samples = 0;
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const { rows } = await client.query(`SELECT CASE WHEN state = 'idle in transaction' THEN 'idle in transaction' ELSE coalesce(wait_event_type || '/' || wait_event, 'running') END AS what, count(*)::int AS n
+        FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction') GROUP BY 1`);
+      samples += 1;
+      for (const row of rows) counts[row.what] = (counts[row.what] ?? 0) + row.n;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+    await client.end();
+    // Mean number of backends in each state over the run.
+    return Object.fromEntries(Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([what, n]) => [what, Number((n / Math.max(samples, 1)).toFixed(2))]));
+  };
+}
+
+async function runBackend(variant) {
+  const [kind, ...tweaks] = variant.split('+');
+  const variantEnv = {};
+  for (const tweak of tweaks) {
+    const pool = /^pool(\d+)$/.exec(tweak);
+    if (pool) variantEnv.DATABASE_POOL_SIZE = pool[1];
+    // graphql-js checks every failed instanceof for a second copy of itself unless NODE_ENV is production.
+    else if (tweak === 'production') variantEnv.NODE_ENV = 'production';
+    else throw new Error(`unknown variant ${tweak} (known: poolN, production)`);
+  }
   if (kind === 'postgres') {
     const url = process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL;
     if (!url) return { database: kind, skipped: 'set DATABASE_URL (or TEST_DATABASE_URL) to a PostgreSQL with pgvector' };
@@ -143,9 +207,10 @@ async function runBackend(kind) {
     const seeded = await seed(scratch.env);
     const output = [];
     server = await startApiProcess({
-      env: { ...env, MODEL_PATH: modelPath, AUTH_LOCAL_KEY_DIR: keyDir, RATE_LIMIT_PER_MINUTE: '10000000', LOG_LEVEL: 'warn', ...extraEnv },
+      env: { ...env, MODEL_PATH: modelPath, AUTH_LOCAL_KEY_DIR: keyDir, RATE_LIMIT_PER_MINUTE: '10000000', LOG_LEVEL: 'warn', ...extraEnv, ...variantEnv },
       output,
       timeoutMs: 300_000,
+      nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [],
     });
     const authorization = `Bearer ${await server.tokenFor('demo-clinician')}`;
     const json = { 'content-type': 'application/json', authorization };
@@ -177,6 +242,8 @@ async function runBackend(kind) {
       return error;
     };
     const idleRss = rssMiB(server.pid);
+    const cpuBefore = cpuSeconds(server.pid);
+    const stopSampling = kind === 'postgres' ? await sampleDatabase(env.DATABASE_URL) : null;
     const rss = [];
     const sampler = setInterval(() => {
       const value = rssMiB(server.pid);
@@ -245,6 +312,8 @@ async function runBackend(kind) {
     const elapsed = (Date.now() - started) / 1000;
     clearInterval(sampler);
     const endRss = rssMiB(server.pid);
+    const apiCpuSeconds = cpuSeconds(server.pid) - cpuBefore;
+    const databaseBackends = stopSampling ? await stopSampling() : null;
     for (const [key, result] of Object.entries({ searchByCase: results[0], searchByPhotograph: results[1], ingest: results[2] })) {
       if (!result) continue;
       // autocannon's own counts: timeouts and non-2xx, besides what onResponse saw in the bodies.
@@ -265,13 +334,16 @@ async function runBackend(kind) {
         return [step, { requests: sorted.length, p50: percentile(sorted, 50), p95: percentile(sorted, 95), p99: percentile(sorted, 99) }];
       })),
     }));
+    const requests = Object.values(tallies).reduce((sum, tally) => sum + Object.values(tally.latencies).reduce((n, values) => n + values.length, 0), 0);
     return {
-      database: kind,
+      database: variant,
       cases: caseIds.length,
       seedSeconds: Number(seeded.seconds.toFixed(1)),
       seconds: Number(elapsed.toFixed(1)),
       operations,
       ingest: { acknowledged: tallies.ingest.acknowledged, stored, lost: tallies.ingest.acknowledged - Math.min(stored, tallies.ingest.acknowledged) },
+      apiCpu: { seconds: Number(apiCpuSeconds.toFixed(1)), msPerRequest: Number(((apiCpuSeconds * 1000) / Math.max(requests, 1)).toFixed(1)), utilisation: Number((apiCpuSeconds / elapsed).toFixed(2)) },
+      databaseBackends,
       apiRssMiB: { idle: idleRss && Math.round(idleRss), peak: rss.length ? Math.round(Math.max(...rss)) : null, end: endRss && Math.round(endRss) },
       apiWarnings: output.filter((line) => /"level":(40|50|60)/.test(line)).slice(0, 5),
     };
@@ -305,6 +377,7 @@ for (const result of report.results) {
 }
 console.error(['| database | operation | request | clients | operations | errors | operations/s | p50 ms | p95 ms | p99 ms |', '|---|---|---|---|---|---|---|---|---|---|', ...rows].join('\n'));
 for (const result of report.results.filter((r) => !r.skipped)) {
+  console.error(`${result.database}: API CPU ${result.apiCpu.msPerRequest} ms a request (${result.apiCpu.utilisation} of a core); PostgreSQL backends on average: ${JSON.stringify(result.databaseBackends)}`);
   console.error(`${result.database}: API RSS idle ${result.apiRssMiB.idle} MiB, peak ${result.apiRssMiB.peak} MiB, end ${result.apiRssMiB.end} MiB; ingest acknowledged ${result.ingest.acknowledged}, stored ${result.ingest.stored}, lost ${result.ingest.lost}`);
 }
 if (report.results.some((result) => result.operations?.some((operation) => operation.errors > 0) || result.ingest?.lost > 0)) process.exitCode = 1;

@@ -34,11 +34,11 @@ export async function waitFor(url, { status = 200, timeoutMs = 60_000, isAlive =
 /**
  * Starts an API process with `env` over the defaults below (add DATABASE_URL or PGLITE_DATA_DIR, a shared
  * AUTH_LOCAL_KEY_DIR so every process accepts the same demo tokens) and waits until it is `waitUntil`
- * (readyz: ready to serve; healthz: live). Its stderr/stdout lines go to `output`.
+ * (readyz: ready to serve; healthz: live). Its stderr/stdout lines go to `output`; `nodeArgs` go to node (--cpu-prof).
  */
-export async function startApiProcess({ env = {}, waitUntil = 'readyz', timeoutMs = 120_000, output = [] } = {}) {
+export async function startApiProcess({ env = {}, waitUntil = 'readyz', timeoutMs = 120_000, output = [], nodeArgs = [] } = {}) {
   const port = env.PORT ?? String(await freePort());
-  const child = spawn(process.execPath, [path.join(repositoryRoot, 'apps', 'api', 'dist', 'index.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(repositoryRoot, 'apps', 'api', 'dist', 'index.js')], {
     cwd: repositoryRoot,
     env: { ...process.env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', AUTH_LOCAL_ISSUER: 'true', EMBEDDING_DEVICE: 'cpu', ...env, HOST: '127.0.0.1', PORT: port },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -14,6 +14,8 @@ const environmentSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   /** PostgreSQL 15+ with pgvector. When unset, the embedded PGlite database in PGLITE_DATA_DIR is used. */
   DATABASE_URL: z.string().url().optional(),
+  /** Connections of the API's PostgreSQL pool (Prisma and the audit writer share it; bench/README.md, load). */
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
   PGLITE_DATA_DIR: z.string().default(path.join(repositoryRoot, '.data', 'pglite')),
   MIGRATIONS_DIR: z.string().default(path.join(repositoryRoot, 'prisma', 'migrations')),
   /** Seed the named demo cohort into an empty database at start-up. */
@@ -59,6 +61,7 @@ export type AppConfig = {
   host: string;
   port: number;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dataDir: string };
+  databasePoolSize: number;
   migrationsDir: string;
   seedDemoCohort: boolean;
   searchModelVersion: string | undefined;
@@ -99,6 +102,7 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     host: env.HOST,
     port: env.PORT,
     database: env.DATABASE_URL ? { kind: 'postgres', url: env.DATABASE_URL } : { kind: 'pglite', dataDir: env.PGLITE_DATA_DIR },
+    databasePoolSize: env.DATABASE_POOL_SIZE,
     migrationsDir: env.MIGRATIONS_DIR,
     seedDemoCohort: env.SEED_DEMO_COHORT,
     searchModelVersion: env.SEARCH_MODEL_VERSION,

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { AppConfig } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { acquireLockFile } from './lock-file.js';
 import { applyMigrations } from './migrate.js';
 import type { SqlRunner } from './sql-runner.js';
 
@@ -86,35 +87,12 @@ function countCalls<T extends object>(target: T, methods: string[], count: () =>
 
 /**
  * PGlite is one process's database: a second process opening the same directory would corrupt it. A lock file
- * beside the directory holds the owner's pid; a lock whose process is gone is taken over.
+ * beside the directory holds the owner's pid and process identity; a lock whose process is gone, or whose pid now
+ * names another process, is taken over (db/lock-file.ts), so a killed API reopens with no manual step.
  */
-async function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
+function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
   const lockPath = `${dataDir.replace(/[\\/]+$/, '')}.lock`;
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      await fs.writeFile(lockPath, String(process.pid), { flag: 'wx' });
-      return async () => {
-        await fs.rm(lockPath, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number((await fs.readFile(lockPath, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner)) {
-        throw new Error(`The embedded database ${dataDir} is in use by process ${owner} (lock ${lockPath}); stop it first, or set DATABASE_URL`);
-      }
-      await fs.rm(lockPath, { force: true });
-    }
-  }
-  throw new Error(`Could not lock the embedded database ${dataDir}`);
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return acquireLockFile(lockPath, (owner) => new Error(`The embedded database ${dataDir} is in use by process ${owner} (lock ${lockPath}); stop it first, or set DATABASE_URL`));
 }
 
 /** Closing twice (server shutdown, then a test's cleanup) must not fail. */
@@ -123,7 +101,7 @@ function once(close: () => Promise<void>): () => Promise<void> {
   return () => (closing ??= close());
 }
 
-export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'>): Promise<Database> {
+export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'> & { databasePoolSize?: number }): Promise<Database> {
   let statements = 0;
   const count = () => {
     statements += 1;
@@ -157,7 +135,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     };
   }
 
-  const pool = new pg.Pool({ connectionString: config.database.url, max: 10 });
+  const pool = new pg.Pool({ connectionString: config.database.url, max: config.databasePoolSize ?? 10 });
   // An idle connection ended by the server (a restart, an administrator) emits 'error' on the pool; unhandled, it
   // would crash the process. The pool drops that client and the next query opens a new one.
   pool.on('error', () => {});
