@@ -28,7 +28,7 @@ describe('faults', () => {
 
   for (const kind of ['pglite', 'postgres']) {
     test(`the ingest CLI killed with SIGKILL mid-run on ${kind}: a rerun completes, every photograph stored once`, { skip: kind === 'postgres' && POSTGRES_SKIP_REASON, timeout: 600_000 }, async () => {
-      const report = await runIngestKillFault({ kind, images: 80, killAfterMs: 800, log: quiet });
+      const report = await runIngestKillFault({ kind, images: 80, killAfterMs: 2000, log: quiet });
       const shown = JSON.stringify(report, null, 2);
       assert.equal(report.firstRun.signal, 'SIGKILL', `the first run was killed before it finished\n${shown}`);
       assert.ok(report.firstRun.stored < 80, `killed mid-run\n${shown}`);
