@@ -6,6 +6,7 @@
 #   - role `fundus` / database `fundus_test` with the vector extension
 #   - PyTorch, torchvision, onnx, pytest for the Python model tests (Debian packages, run with /usr/bin/python3)
 #   - Chromium for the browser tests
+#   - a PostgreSQL primary with streaming replicas on 5442-5444 (scripts/cluster/start.sh --databases-only)
 # Idempotent: when everything is there it only checks (about a second). apt-get update runs at most once, and
 # only when something has to be installed. Needs root (or sudo) for apt and for the postgres superuser.
 # Recipes and their caveats: /work/shared/TOOLCHAIN.md.
@@ -175,3 +176,11 @@ url="postgresql://${DB_ROLE}:${DB_PASSWORD}@127.0.0.1:${port}/${DB_NAME}"
 mkdir -p "$(dirname "${ENV_FILE}")"
 printf 'export TEST_DATABASE_URL=%s\nexport TEST_SUPERUSER_DATABASE_URL=%s\n' "${url}" "postgresql://${DB_SUPER_ROLE}:${DB_PASSWORD}@127.0.0.1:${port}/${DB_NAME}" > "${ENV_FILE}"
 log "TEST_DATABASE_URL=${url} (source ${ENV_FILE#"${REPO_ROOT}"/})"
+
+# --- 6. A streaming replica for the read-routing suite ------------------------------------------------------
+# scripts/cluster/start.sh --databases-only: a primary (5442) and replicas (5443, 5444) beside the shared
+# cluster, about 15-35 s on first start, a second on later ones. test/api/read-replicas.test.mjs runs against
+# them (and skips, saying why, where they are absent).
+as_root bash "${REPO_ROOT}/scripts/cluster/start.sh" --databases-only
+cat "${FUNDUS_CLUSTER_DIR:-/var/lib/fundus-cluster}/test-env" >> "${ENV_FILE}"
+log "read replicas for test/api/read-replicas.test.mjs: $(grep TEST_REPLICA_URL= "${ENV_FILE}" | cut -d= -f2)"

@@ -18,7 +18,7 @@ export const POSTGRES_SKIP_REASON = process.env.TEST_DATABASE_URL
   : 'TEST_DATABASE_URL is not set: run `bash .ci/run` (or scripts/ci-setup.sh) to install PostgreSQL + pgvector and run this suite against it';
 
 /** A fresh, empty, migrated database of the given kind; `drop()` removes it. */
-export async function createTestDatabase(kind) {
+export async function createTestDatabase(kind, { templateUrl: templateUrlText = process.env.TEST_DATABASE_URL } = {}) {
   const { openDatabase } = await api('db/database.js');
   if (kind === 'pglite') {
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-test-pglite-'));
@@ -27,7 +27,7 @@ export async function createTestDatabase(kind) {
   }
   // TEST_DATABASE_URL names an empty database in which a superuser created the vector extension (as a DBA
   // would in production); each suite's database is a copy of it, so the test role needs only CREATEDB.
-  const templateUrl = new URL(process.env.TEST_DATABASE_URL);
+  const templateUrl = new URL(templateUrlText);
   const template = templateUrl.pathname.slice(1);
   const adminUrl = new URL(templateUrl);
   adminUrl.pathname = '/postgres';
@@ -61,13 +61,15 @@ export const TINY_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models'
  * `graphql`/`fetch` sign as `as` (a demo user's subject: demo-clinician by default, demo-researcher, demo-ehr,
  * demo-admin), or send exactly the headers given with `as: null`.
  */
-export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null } = {}) {
+export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null, templateUrl } = {}) {
   const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort }, { createLogger }] = await Promise.all([
     api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
   ]);
-  const database = await createTestDatabase(kind);
+  const database = await createTestDatabase(kind, templateUrl ? { templateUrl } : {});
   if (cohort) await loadCohort(database.db, buildCohort(cohort));
   const keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-test-keys-'));
+  // `env` may be a function of the suite's database ({ kind, url } or { kind, dataDir }), for settings that name it.
+  if (typeof env === 'function') env = env(database.config);
   const config = loadConfig({ SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'silent', PGLITE_DATA_DIR: '/nonexistent-unused', AUTH_LOCAL_ISSUER: 'true', AUTH_LOCAL_KEY_DIR: keyDir, ...env });
   const { Embedder } = await api('embedding/embedder.js');
   const embedder = modelPath ? await Embedder.load({ modelPath, device: 'cpu' }) : null;

@@ -26,3 +26,12 @@ test('an OIDC issuer needs exactly one key source', () => {
   assert.throws(() => loadConfig({ AUTH_ISSUER: 'https://id.example.org', AUTH_JWKS_FILE: '/k.json', AUTH_JWKS_URL: 'https://id.example.org/jwks' }), /not both/);
   assert.deepEqual(loadConfig({ AUTH_ISSUER: 'https://id.example.org', AUTH_JWKS_FILE: '/k.json' }).auth.oidc?.jwks, { kind: 'file', path: '/k.json' });
 });
+
+test('read replicas are a comma-separated list beside DATABASE_URL, never without it', () => {
+  const primary = 'postgresql://u:p@localhost:5442/db';
+  assert.deepEqual(loadConfig({ DATABASE_URL: primary }).readReplicas.urls, []);
+  const config = loadConfig({ DATABASE_URL: primary, DATABASE_REPLICA_URLS: 'postgresql://u:p@localhost:5443/db, postgresql://u:p@localhost:5444/db', REPLICA_MAX_LAG_MS: '250' });
+  assert.deepEqual(config.readReplicas, { urls: ['postgresql://u:p@localhost:5443/db', 'postgresql://u:p@localhost:5444/db'], maxLagMs: 250, pollIntervalMs: 500 });
+  assert.throws(() => loadConfig({ DATABASE_REPLICA_URLS: 'postgresql://u:p@localhost:5443/db' }), /DATABASE_REPLICA_URLS needs DATABASE_URL/);
+  assert.throws(() => loadConfig({ DATABASE_URL: primary, DATABASE_REPLICA_URLS: 'not a url' }), /each entry must be a postgresql:\/\/ URL/);
+});

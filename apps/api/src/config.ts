@@ -16,6 +16,13 @@ const environmentSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   /** Connections of the API's PostgreSQL pool (Prisma and the audit writer share it; bench/README.md, load). */
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
+  /** Streaming replicas of DATABASE_URL (comma-separated URLs): searches and case reads go there, writes stay on
+   *  DATABASE_URL; a credential that just wrote reads from the primary until a replica has replayed its write. */
+  DATABASE_REPLICA_URLS: z.string().optional(),
+  /** A replica further behind the primary than this is left out of reads until it catches up. */
+  REPLICA_MAX_LAG_MS: z.coerce.number().int().positive().default(5000),
+  /** How often each replica's replay position (and the primary's WAL position) is polled. */
+  REPLICA_POLL_INTERVAL_MS: z.coerce.number().int().positive().default(500),
   PGLITE_DATA_DIR: z.string().default(path.join(repositoryRoot, '.data', 'pglite')),
   MIGRATIONS_DIR: z.string().default(path.join(repositoryRoot, 'prisma', 'migrations')),
   /** Seed the named demo cohort into an empty database at start-up. */
@@ -62,6 +69,8 @@ export type AppConfig = {
   port: number;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dataDir: string };
   databasePoolSize: number;
+  /** Read replicas of the PostgreSQL primary (db/read-routing.ts); empty: every read on the primary. */
+  readReplicas: { urls: string[]; maxLagMs: number; pollIntervalMs: number };
   migrationsDir: string;
   seedDemoCohort: boolean;
   searchModelVersion: string | undefined;
@@ -97,12 +106,18 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
   if (env.AUTH_JWKS_FILE && env.AUTH_JWKS_URL) throw new Error('Invalid configuration: set one of AUTH_JWKS_FILE and AUTH_JWKS_URL, not both');
   if (!env.AUTH_ISSUER && (env.AUTH_JWKS_FILE || env.AUTH_JWKS_URL)) throw new Error('Invalid configuration: AUTH_JWKS_FILE/AUTH_JWKS_URL need AUTH_ISSUER');
   const embedded = !env.DATABASE_URL;
+  const replicaUrls = (env.DATABASE_REPLICA_URLS ?? '').split(',').map((url) => url.trim()).filter((url) => url.length > 0);
+  if (replicaUrls.length > 0 && embedded) throw new Error('Invalid configuration: DATABASE_REPLICA_URLS needs DATABASE_URL (replicas are of a PostgreSQL primary)');
+  for (const url of replicaUrls) {
+    if (!z.string().url().safeParse(url).success) throw new Error('Invalid configuration: DATABASE_REPLICA_URLS: each entry must be a postgresql:// URL');
+  }
   const localIssuer = env.AUTH_LOCAL_ISSUER === 'true' || (env.AUTH_LOCAL_ISSUER === 'auto' && embedded && !env.AUTH_ISSUER);
   return {
     host: env.HOST,
     port: env.PORT,
     database: env.DATABASE_URL ? { kind: 'postgres', url: env.DATABASE_URL } : { kind: 'pglite', dataDir: env.PGLITE_DATA_DIR },
     databasePoolSize: env.DATABASE_POOL_SIZE,
+    readReplicas: { urls: replicaUrls, maxLagMs: env.REPLICA_MAX_LAG_MS, pollIntervalMs: env.REPLICA_POLL_INTERVAL_MS },
     migrationsDir: env.MIGRATIONS_DIR,
     seedDemoCohort: env.SEED_DEMO_COHORT,
     searchModelVersion: env.SEARCH_MODEL_VERSION,

@@ -4,6 +4,7 @@ import type { AuditTrail } from './audit/audit.service.js';
 import type { Viewer } from './auth/policy.js';
 import type { Database } from './db/database.js';
 import type { Embedder } from './embedding/embedder.js';
+import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
 import type { OwnUploads } from './modules/upload/upload.store.js';
 
@@ -12,6 +13,9 @@ export type RequestContext = {
   viewer: Viewer;
   audit: AuditTrail;
   db: Database;
+  /** Reads that may run on a streaming replica (searches, case and patient reads), where this viewer's own writes
+   *  are visible (db/read-routing.ts); the primary without replicas. Writes always use `db`. */
+  read<T>(work: (prisma: PrismaClient) => Promise<T>): Promise<T>;
   logger: Logger;
   /** Pinned model version for searches, when configured; else the newest in the database. */
   searchModelVersion: string | undefined;

@@ -15,6 +15,7 @@ import { authorizePatientAccess } from './auth/policy.js';
 import type { AppConfig } from './config.js';
 import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
+import { openReadRouting, type ReadRouting } from './db/read-routing.js';
 import { Embedder } from './embedding/embedder.js';
 import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE, toAppError } from './errors.js';
 import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/seed.js';
@@ -38,6 +39,8 @@ export type RunningServer = {
 
 export type ApiServer = {
   db: Database;
+  /** Where reads run: replicas when DATABASE_REPLICA_URLS is set, else the primary (db/read-routing.ts). */
+  reads: ReadRouting;
   /** The demo's local token issuer, when on (config.auth.localIssuerKeyDir). */
   localIssuer: LocalIssuer | null;
   embedder: Embedder | null;
@@ -99,6 +102,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
   const uploads = createUploadStore({ sql: db.sql, ttlMs: config.upload.tokenTtlSeconds * 1000 });
   const rateLimiter = createRateLimiter({ db, requestsPerMinute: config.rateLimitPerMinute });
+  const reads = await openReadRouting({ primary: db, replicaUrls: config.readReplicas.urls, maxLagMs: config.readReplicas.maxLagMs, pollIntervalMs: config.readReplicas.pollIntervalMs, logger });
   if (config.seedDemoCohort) {
     const seeded = await seedDemoCohortIfEmpty(db, {
       renderImage: renderSyntheticPhotograph,
@@ -138,7 +142,12 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
         // audited but that failed (parse, validation, limits) are recorded by their error codes.
         async requestDidStart() {
           return {
-            async willSendResponse({ contextValue, response, request }) {
+            async willSendResponse({ contextValue, response, request, operation }) {
+              // Read-your-writes: after a mutation, this credential reads from the primary until a replica has
+              // replayed it. Recorded before the response leaves, so the client's next request already knows.
+              if (operation?.operation === 'mutation') {
+                await reads.recordWrite(contextValue.viewer.subject).catch((error) => logger.warn('could not read the WAL position after a write', { error: String(error) }));
+              }
               if (options.insecureBaselineForBenchmarks) return;
               const trail = contextValue.audit;
               const body = response.body;
@@ -243,6 +252,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
           viewer,
           audit: locals.audit,
           db,
+          read: (work) => reads.read(viewer.subject, work),
           logger,
           searchModelVersion: config.searchModelVersion,
           embedder,
@@ -334,6 +344,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
 
   return {
     db,
+    reads,
     localIssuer,
     embedder,
     logger,
@@ -349,6 +360,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
             async close() {
               await apollo.stop();
               await rateLimiter.close();
+              await reads.close();
               await db.close();
               await embedder?.release();
             },

@@ -14,7 +14,7 @@ export class CaseResolver {
       context,
       { operation: 'read-case', details: { caseId: id } },
       async () => {
-        const found = await getCaseOrThrow({ prisma: context.db.prisma, caseId: id });
+        const found = await context.read((prisma) => getCaseOrThrow({ prisma, caseId: id }));
         authorizePatientAccess(context.viewer, found.patient);
         return found;
       },

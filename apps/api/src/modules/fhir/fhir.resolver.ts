@@ -20,7 +20,7 @@ export class FhirResolver {
       context,
       { operation: 'read-case', details: { caseId: id, format: 'fhir-r4-bundle' } },
       async () => {
-        const found = await getCaseOrThrow({ prisma: context.db.prisma, caseId: id });
+        const found = await context.read((prisma) => getCaseOrThrow({ prisma, caseId: id }));
         authorizePatientAccess(context.viewer, found.patient);
         return { found, bundle: caseToFhirBundle(found, { exportedAt: new Date() }) };
       },

@@ -22,7 +22,7 @@ export class PatientResolver {
       context,
       { operation: 'read-patient', identifierSystems: system ? [system] : [], details: { mrn, system: system ?? null } },
       async () => {
-        const patient = await getPatientByMrnOrThrow({ prisma: context.db.prisma, mrn, system });
+        const patient = await context.read((prisma) => getPatientByMrnOrThrow({ prisma, mrn, system }));
         authorizePatientAccess(context.viewer, patient);
         return patient;
       },
@@ -43,7 +43,7 @@ export class PatientResolver {
     return audited(
       context,
       { operation: 'list-patients', details: { first, after: after ?? null, dataset: dataset ?? null } },
-      () => listPatients({ prisma: context.db.prisma, first, after, datasetName: dataset }),
+      () => context.read((prisma) => listPatients({ prisma, first, after, datasetName: dataset })),
       (page) => ({ patientIds: page.nodes.map((patient) => patient.id) }),
     );
   }
@@ -57,7 +57,7 @@ export class PatientResolver {
     return audited(
       context,
       { operation: 'read-case', details: { patientId: patient.id, first } },
-      () => listPatientCases({ prisma: context.db.prisma, patientId: patient.id, first, after }),
+      () => context.read((prisma) => listPatientCases({ prisma, patientId: patient.id, first, after })),
       (page) => ({ patientIds: [patient.id], imageIds: page.nodes.map((found) => found.id) }),
     );
   }

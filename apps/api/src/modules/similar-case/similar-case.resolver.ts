@@ -18,16 +18,17 @@ export class SimilarCaseResolver {
     const result = await audited(
       context,
       { operation: 'search', details },
-      async () => findSimilarCases({
-        prisma: context.db.prisma,
+      // On a read replica when there is one (db/read-routing.ts); the viewer's own saved cases are always found.
+      () => context.read(async (prisma) => findSimilarCases({
+        prisma,
         uploads: context.uploads,
         imageId: input.imageId,
         uploadToken: input.uploadToken,
         k: input.k,
         filters: input.filters,
         excludeSamePatient: input.excludeSamePatient,
-        modelVersion: await resolveSearchModelVersion(context.db.prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
-      }),
+        modelVersion: await resolveSearchModelVersion(prisma, context.searchModelVersion, context.embedder?.metadata.modelVersion),
+      })),
       (found) => ({
         patientIds: [...(found.query ? [found.query.patient.id] : []), ...found.hits.map((hit) => hit.case.patient.id)],
         imageIds: [...(found.query ? [found.query.id] : []), ...found.hits.map((hit) => hit.case.id)],
