@@ -58,10 +58,10 @@ for (const backend of BACKENDS) {
 
     test('a search compares only embeddings of the version it was asked for', async () => {
       const { findSimilarCases } = await dist('modules/similar-case/similar-case.service.js');
-      const { createUploadStore } = await dist('modules/upload/upload.store.js');
+      const { createUploadStore, viewUploadsAs } = await dist('modules/upload/upload.store.js');
       const [{ id }] = await database.db.sql.query('SELECT id::text AS id FROM fundus_image ORDER BY id LIMIT 1');
       for (const version of [embedder.metadata.modelVersion, 'fixture-clustered-v1']) {
-        const result = await findSimilarCases({ prisma: database.db.prisma, uploads: createUploadStore({ ttlMs: 1000 }), imageId: id, k: 5, excludeSamePatient: false, modelVersion: version });
+        const result = await findSimilarCases({ prisma: database.db.prisma, uploads: viewUploadsAs(createUploadStore({ sql: database.db.sql, ttlMs: 1000 }), 'test'), imageId: id, k: 5, excludeSamePatient: false, modelVersion: version });
         assert.equal(result.modelVersion, version);
         const [{ expected }] = await database.db.sql.query(
           `SELECT (1 - (e.embedding <=> q.embedding))::float8 AS expected FROM image_embedding e, image_embedding q

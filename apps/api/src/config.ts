@@ -14,6 +14,8 @@ const environmentSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   /** PostgreSQL 15+ with pgvector. When unset, the embedded PGlite database in PGLITE_DATA_DIR is used. */
   DATABASE_URL: z.string().url().optional(),
+  /** Connections of the API's PostgreSQL pool (Prisma and the audit writer share it; bench/README.md, load). */
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
   /** Streaming replicas of DATABASE_URL (comma-separated URLs): searches and case reads go there, writes stay on
    *  DATABASE_URL; a credential that just wrote reads from the primary until a replica has replayed its write. */
   DATABASE_REPLICA_URLS: z.string().optional(),
@@ -69,6 +71,7 @@ export type AppConfig = {
   host: string;
   port: number;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dataDir: string };
+  databasePoolSize: number;
   /** Read replicas of the PostgreSQL primary (db/read-routing.ts); empty: every read on the primary. */
   readReplicas: { urls: string[]; maxLagMs: number; pollIntervalMs: number };
   migrationsDir: string;
@@ -117,6 +120,7 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     host: env.HOST,
     port: env.PORT,
     database: env.DATABASE_URL ? { kind: 'postgres', url: env.DATABASE_URL } : { kind: 'pglite', dataDir: env.PGLITE_DATA_DIR },
+    databasePoolSize: env.DATABASE_POOL_SIZE,
     readReplicas: { urls: replicaUrls, maxLagMs: env.REPLICA_MAX_LAG_MS, pollIntervalMs: env.REPLICA_POLL_INTERVAL_MS },
     migrationsDir: env.MIGRATIONS_DIR,
     seedDemoCohort: env.SEED_DEMO_COHORT,

@@ -7,7 +7,7 @@ import type { Embedder } from './embedding/embedder.js';
 import type { PrismaClient } from './generated/prisma/client.js';
 import type { Logger } from './logger.js';
 import type { LoadedReuseCalibration } from './modules/similar-case/reuse-calibration.js';
-import type { UploadStore } from './modules/upload/upload.store.js';
+import type { OwnUploads } from './modules/upload/upload.store.js';
 
 export type RequestContext = {
   requestId: string;
@@ -22,7 +22,8 @@ export type RequestContext = {
   searchModelVersion: string | undefined;
   /** The ONNX embedder, or null when no model file is present (upload search then answers MODEL_UNAVAILABLE). */
   embedder: Embedder | null;
-  uploads: UploadStore;
+  /** The viewer's own uploads (POST /uploads tokens), in the database. */
+  uploads: OwnUploads;
   /** Disclosure control settings of cohort statistics (config.cohort). */
   cohortSettings: { minimumCellSize: number; memoryDays: number };
   /** The reuse step's fitted calibration (config.reuseCalibrationPath), or why there is none. */

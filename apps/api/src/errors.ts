@@ -1,6 +1,7 @@
 // The closed set of error codes clients can rely on. A new code must be added to ERROR_CODES, and the
 // Record below makes the compiler insist on its HTTP status, so no code is ever left unmapped.
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { isDatabaseUnavailable } from './db/unavailable.js';
 
 export type ErrorCode =
   | 'BAD_USER_INPUT'
@@ -18,6 +19,7 @@ export type ErrorCode =
   | 'COHORT_TOO_SMALL'
   | 'COHORT_OVERLAP'
   | 'EMPTY_COHORT'
+  | 'SERVICE_UNAVAILABLE'
   | 'INTERNAL_SERVER_ERROR';
 
 export const HTTP_STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -36,8 +38,21 @@ export const HTTP_STATUS_BY_CODE: Record<ErrorCode, number> = {
   COHORT_TOO_SMALL: 422,
   COHORT_OVERLAP: 422,
   EMPTY_COHORT: 422,
+  SERVICE_UNAVAILABLE: 503,
   INTERNAL_SERVER_ERROR: 500,
 };
+
+/**
+ * Codes a client may retry unchanged, sent as extensions.retryable: the request failed because a dependency (the
+ * database, the audit log in it) could not be reached, not because of what it asked. A write answered so may or
+ * may not have been committed; ingestion dedupes by content hash, so a retried ingest answers DUPLICATE at worst.
+ */
+export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set(['SERVICE_UNAVAILABLE', 'AUDIT_UNAVAILABLE']);
+
+/** The extensions of an error response: its code, its details, and retryable where the code is. */
+export function errorExtensions(error: AppError): Record<string, unknown> {
+  return { code: error.code, ...error.details, ...(RETRYABLE_CODES.has(error.code) ? { retryable: true } : {}) };
+}
 
 export class AppError extends Error {
   constructor(
@@ -49,6 +64,8 @@ export class AppError extends Error {
     this.name = 'AppError';
   }
 }
+
+export const databaseUnavailable = () => new AppError('SERVICE_UNAVAILABLE', 'The database cannot be reached right now; retry shortly');
 
 export const badInput = (message: string, details?: Record<string, unknown>) => new AppError('BAD_USER_INPUT', message, details);
 export const notFound = (message: string, details?: Record<string, unknown>) => new AppError('NOT_FOUND', message, details);
@@ -75,15 +92,20 @@ function findOwnCode(error: unknown): ErrorCode | undefined {
   return undefined;
 }
 
+/** The AppError an error is or wraps; a lost database connection becomes SERVICE_UNAVAILABLE; else undefined. */
+export function toAppError(error: unknown): AppError | undefined {
+  return findAppError(error) ?? (isDatabaseUnavailable(error) ? databaseUnavailable() : undefined);
+}
+
 /**
  * Apollo's formatError: AppErrors keep their code and message, framework validation errors keep theirs, and
  * anything else is logged and shown as INTERNAL_SERVER_ERROR without internals (no stack, no SQL).
  */
 export function createErrorFormatter(logError: (error: unknown) => void) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const appError = findAppError(error);
+    const appError = toAppError(error);
     if (appError) {
-      return { message: appError.message, locations: formatted.locations, path: formatted.path, extensions: { code: appError.code, ...appError.details } };
+      return { message: appError.message, locations: formatted.locations, path: formatted.path, extensions: errorExtensions(appError) };
     }
     // Apollo relabels every validation-rule error GRAPHQL_VALIDATION_FAILED; our own rules (query limits) keep
     // the code they were raised with, which the wrapped original still carries.
@@ -99,5 +121,5 @@ export function createErrorFormatter(logError: (error: unknown) => void) {
 }
 
 export function toGraphQLError(error: AppError): GraphQLError {
-  return new GraphQLError(error.message, { extensions: { code: error.code, ...error.details }, originalError: error });
+  return new GraphQLError(error.message, { extensions: errorExtensions(error), originalError: error });
 }

@@ -17,11 +17,13 @@ import type { RequestContext } from './context.js';
 import { openDatabase, type Database } from './db/database.js';
 import { openReadRouting, type ReadRouting } from './db/read-routing.js';
 import { Embedder } from './embedding/embedder.js';
-import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE } from './errors.js';
+import { AppError, createErrorFormatter, HTTP_STATUS_BY_CODE, toAppError } from './errors.js';
 import { renderSyntheticPhotograph, seedDemoCohortIfEmpty } from './fixtures/seed.js';
 import { complexityLimitPlugin, depthLimitRule, hitsLimitPlugin } from './graphql/limits.js';
 import { auditedRoute } from './http/audited-route.js';
 import { createAuthMiddleware, sendError, type RequestLocals } from './http/auth-middleware.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import { createReadinessRoute } from './http/readiness.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
@@ -99,7 +101,8 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = options.database ?? (await openDatabase(config));
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
-  const uploads = createUploadStore({ ttlMs: config.upload.tokenTtlSeconds * 1000 });
+  const uploads = createUploadStore({ sql: db.sql, ttlMs: config.upload.tokenTtlSeconds * 1000 });
+  const rateLimiter = createRateLimiter({ db, requestsPerMinute: config.rateLimitPerMinute });
   const reads = await openReadRouting({ primary: db, replicaUrls: config.readReplicas.urls, maxLagMs: config.readReplicas.maxLagMs, pollIntervalMs: config.readReplicas.pollIntervalMs, logger });
   const reuseCalibration = loadReuseCalibration(config.reuseCalibrationPath);
   if (reuseCalibration.calibration === null) logger.warn('grade suggestions will be uncalibrated', { problem: reuseCalibration.problem });
@@ -158,12 +161,16 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
                 const codes = [...new Set(body.singleResult.errors.map((error) => String(error.extensions?.code ?? 'INTERNAL_SERVER_ERROR')))];
                 for (const code of codes) trail.add({ operation: 'graphql', outcome: code, details: { operationName: request.operationName ?? null } });
               }
+              // No answer because the database is unreachable: 503, so a balancer or client retries elsewhere or later.
+              if (body.kind === 'single' && body.singleResult.data == null && body.singleResult.errors?.some((error) => error.extensions?.code === 'SERVICE_UNAVAILABLE')) {
+                response.http.status = HTTP_STATUS_BY_CODE.SERVICE_UNAVAILABLE;
+              }
               const { viewer } = contextValue;
               try {
                 await writeAuditEvents(db.sql, { requestId: contextValue.requestId, subject: viewer.subject, role: viewer.role, keyId: viewer.keyId }, trail.entries);
               } catch (error) {
                 logger.error('could not write the audit log; the response was withheld', { requestId: contextValue.requestId, error: String((error as Error)?.stack ?? error) });
-                response.body = { kind: 'single', singleResult: { errors: [{ message: 'The access could not be recorded in the audit log, so nothing is returned; try again', extensions: { code: 'AUDIT_UNAVAILABLE' } }] } };
+                response.body = { kind: 'single', singleResult: { errors: [{ message: 'The access could not be recorded in the audit log, so nothing is returned; try again', extensions: { code: 'AUDIT_UNAVAILABLE', retryable: true } }] } };
                 response.http.status = HTTP_STATUS_BY_CODE.AUDIT_UNAVAILABLE;
               }
             },
@@ -209,6 +216,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok', database: db.kind });
   });
+  app.get('/readyz', createReadinessRoute({ db, embedder, migrationsDir: config.migrationsDir }));
   if (localIssuer) {
     // The embedded demo's sign-in: a token for one of the demo users. Exists only while the local issuer is on.
     app.get('/auth/local/users', (_request, response) => {
@@ -235,7 +243,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
         (response.locals as RequestLocals).viewer = { ...BENCHMARK_VIEWER };
         next();
       }
-    : createAuthMiddleware({ db, settings: authSettings, logger, requestsPerMinute: config.rateLimitPerMinute });
+    : createAuthMiddleware({ db, settings: authSettings, logger, limiter: rateLimiter.limiter, requestsPerMinute: config.rateLimitPerMinute });
   app.use(
     '/graphql',
     requireViewer,
@@ -355,6 +363,8 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
       response.status(400).json({ errors: [{ message: 'Request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
       return;
     }
+    const known = toAppError(error);
+    if (known) return sendError(response, known);
     logger.error('unexpected HTTP error', { error: String((error as Error)?.stack ?? error) });
     response.status(500).json({ errors: [{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });
   };
@@ -377,6 +387,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
             db,
             async close() {
               await apollo.stop();
+              await rateLimiter.close();
               await reads.close();
               await db.close();
               await embedder?.release();

@@ -2,7 +2,7 @@
 // the request's audit trail, whichever way it ends (allowed, refused, failed).
 import { GraphQLError } from 'graphql';
 import type { RequestContext } from '../context.js';
-import { AppError } from '../errors.js';
+import { toAppError } from '../errors.js';
 import { authorize, type Operation } from '../auth/policy.js';
 import { AUDIT_OUTCOME_OK, type AuditEntry } from './audit.service.js';
 
@@ -10,7 +10,8 @@ export type AuditSummary = Pick<AuditEntry, 'patientIds' | 'imageIds' | 'details
 
 /** The stable code an error is answered with (INTERNAL_SERVER_ERROR for anything unexpected). */
 export function outcomeOf(error: unknown): string {
-  if (error instanceof AppError) return error.code;
+  const known = toAppError(error);
+  if (known) return known.code;
   if (error instanceof GraphQLError && typeof error.extensions?.code === 'string') return error.extensions.code;
   return 'INTERNAL_SERVER_ERROR';
 }

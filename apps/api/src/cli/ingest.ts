@@ -9,10 +9,10 @@
 // PGlite is single-process and takes no lock of its own: two processes on one directory corrupt it. So for
 // the embedded database this command refuses to run while the API answers on its configured address, and
 // holds a lock file beside the directory while it runs. Stop the API first, or ingest through the API.
-import { open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, type AppConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
+import { acquireLockFile } from '../db/lock-file.js';
 import { Embedder, EmbedderError } from '../embedding/embedder.js';
 import { openImport, parseImportFormat } from '../importers/detect-format.js';
 import { ImportFileError, isIsoDate, type ImportItem } from '../importers/import-record.js';
@@ -61,34 +61,13 @@ async function isApiRunning(config: AppConfig): Promise<boolean> {
   }
 }
 
-const isProcessAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
-
-/** An exclusive lock file beside the PGlite directory; a stale one (dead process) is taken over. */
-async function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
+/** An exclusive lock file beside the PGlite directory; a stale one (dead process, or a reused pid) is taken over. */
+function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
   const lockFile = `${path.resolve(dataDir)}.ingest-lock`;
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      const handle = await open(lockFile, 'wx');
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      return () => rm(lockFile, { force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const holder = Number((await readFile(lockFile, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(holder) && holder > 0 && isProcessAlive(holder)) {
-        throw new UsageError(`the embedded database ${dataDir} is locked by process ${holder} (another ingest). PGlite is single-process: wait for it, or remove ${lockFile} if that process is not an ingest.`);
-      }
-      await rm(lockFile, { force: true });
-    }
-  }
-  throw new UsageError(`could not lock ${dataDir}`);
+  return acquireLockFile(
+    lockFile,
+    (holder) => new UsageError(`the embedded database ${dataDir} is locked by process ${holder} (another ingest). PGlite is single-process: wait for it, or remove ${lockFile} if that process is not an ingest.`),
+  );
 }
 
 function createProgressReporter(stream: NodeJS.WriteStream) {

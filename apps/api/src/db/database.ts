@@ -8,12 +8,15 @@ import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { AppConfig } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
-import { vectorSessionSettings } from '../search/similar-images.js';
+import { vectorSessionOptions, vectorSessionSettings } from '../search/similar-images.js';
+import { acquireLockFile } from './lock-file.js';
 import { applyMigrations } from './migrate.js';
 import type { SqlRunner } from './sql-runner.js';
 
 export type Database = {
   kind: 'pglite' | 'postgres';
+  /** PostgreSQL's connection string (for a pool of another purpose, such as the rate limit's); null on PGlite. */
+  connectionUrl: string | null;
   prisma: PrismaClient;
   sql: SqlRunner;
   /** Statements sent to the database since open; lets tests prove a request costs O(1) queries. */
@@ -85,35 +88,12 @@ function countCalls<T extends object>(target: T, methods: string[], count: () =>
 
 /**
  * PGlite is one process's database: a second process opening the same directory would corrupt it. A lock file
- * beside the directory holds the owner's pid; a lock whose process is gone is taken over.
+ * beside the directory holds the owner's pid and process identity; a lock whose process is gone, or whose pid now
+ * names another process, is taken over (db/lock-file.ts), so a killed API reopens with no manual step.
  */
-async function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
+function lockDataDirectory(dataDir: string): Promise<() => Promise<void>> {
   const lockPath = `${dataDir.replace(/[\\/]+$/, '')}.lock`;
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      await fs.writeFile(lockPath, String(process.pid), { flag: 'wx' });
-      return async () => {
-        await fs.rm(lockPath, { force: true });
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number((await fs.readFile(lockPath, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner)) {
-        throw new Error(`The embedded database ${dataDir} is in use by process ${owner} (lock ${lockPath}); stop it first, or set DATABASE_URL`);
-      }
-      await fs.rm(lockPath, { force: true });
-    }
-  }
-  throw new Error(`Could not lock the embedded database ${dataDir}`);
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return acquireLockFile(lockPath, (owner) => new Error(`The embedded database ${dataDir} is in use by process ${owner} (lock ${lockPath}); stop it first, or set DATABASE_URL`));
 }
 
 /** Closing twice (server shutdown, then a test's cleanup) must not fail. */
@@ -122,7 +102,7 @@ function once(close: () => Promise<void>): () => Promise<void> {
   return () => (closing ??= close());
 }
 
-export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'>): Promise<Database> {
+export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'> & { databasePoolSize?: number }): Promise<Database> {
   let statements = 0;
   const count = () => {
     statements += 1;
@@ -146,6 +126,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) });
     return {
       kind: 'pglite',
+      connectionUrl: null,
       prisma,
       sql,
       statementCount: () => statements,
@@ -158,8 +139,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   }
 
   // Every connection starts with the approximate search's pgvector settings (startup options, no extra round trip).
-  const options = Object.entries(vectorSessionSettings()).map(([name, value]) => `-c ${name}=${value}`).join(' ');
-  const pool = new pg.Pool({ connectionString: config.database.url, max: 10, options });
+  const pool = new pg.Pool({ connectionString: config.database.url, max: config.databasePoolSize ?? 10, options: vectorSessionOptions() });
   // An idle connection ended by the server (a restart, an administrator) emits 'error' on the pool; unhandled, it
   // would crash the process. The pool drops that client and the next query opens a new one.
   pool.on('error', () => {});
@@ -169,6 +149,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     kind: 'postgres',
+    connectionUrl: config.database.url,
     prisma,
     sql,
     statementCount: () => statements,

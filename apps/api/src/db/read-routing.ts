@@ -12,6 +12,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { AppError } from '../errors.js';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { vectorSessionOptions } from '../search/similar-images.js';
 import type { Logger } from '../logger.js';
 import type { Database } from './database.js';
 
@@ -104,7 +105,8 @@ export async function openReadRouting(options: ReadRoutingOptions): Promise<Read
   const replicas: Replica[] = options.replicaUrls.map((url) => {
     const parsed = new URL(url);
     // A dead replica must fail fast (then the read is rerun on the primary), not hang the request.
-    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2000 });
+    // The same pgvector session settings as the primary's pool (db/database.ts): searches run here.
+    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2000, options: vectorSessionOptions() });
     pool.on('error', () => {});
     return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool) }), healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
   });

@@ -6,7 +6,7 @@ import { AUDIT_OUTCOME_OK, writeAuditEvents } from '../audit/audit.service.js';
 import { outcomeOf, type AuditSummary } from '../audit/audited.js';
 import { authorize, type Operation, type Viewer } from '../auth/policy.js';
 import type { Database } from '../db/database.js';
-import { AppError } from '../errors.js';
+import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { sendError, type RequestLocals } from './auth-middleware.js';
 
@@ -35,7 +35,8 @@ export function auditedRoute({
     try {
       authorize(viewer, operation);
       result = await handle(request, viewer);
-    } catch (error) {
+    } catch (thrown) {
+      const error = toAppError(thrown) ?? thrown;
       locals.outcome = outcomeOf(error);
       const reason = error instanceof AppError ? (error.details.reason ?? null) : null;
       await writeAuditEvents(db.sql, actor, [{ operation, outcome: outcomeOf(error), details: { ...details, reason } }]).catch((auditError: unknown) =>

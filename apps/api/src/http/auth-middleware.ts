@@ -2,13 +2,13 @@
 // rate limit, and answers a refusal itself (401 UNAUTHENTICATED, 403 FORBIDDEN, 429 RATE_LIMITED) with an audit
 // row for it. What passes carries res.locals.viewer.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { writeAuditEvents, type AuditTrail } from '../audit/audit.service.js';
 import { outcomeOf } from '../audit/audited.js';
 import { authenticate, readCredential, type AuthSettings } from '../auth/authenticate.js';
 import type { Viewer } from '../auth/policy.js';
 import type { Database } from '../db/database.js';
-import { AppError, HTTP_STATUS_BY_CODE } from '../errors.js';
+import { AppError, errorExtensions, HTTP_STATUS_BY_CODE, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 export type RequestLocals = {
@@ -22,12 +22,24 @@ export type RequestLocals = {
 
 export function sendError(response: Response, error: AppError, headers: Record<string, string> = {}): void {
   for (const [name, value] of Object.entries(headers)) response.setHeader(name, value);
-  response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: { code: error.code, ...error.details } }] });
+  if (error.code === 'SERVICE_UNAVAILABLE' && !response.hasHeader('Retry-After')) response.setHeader('Retry-After', '1');
+  response.status(HTTP_STATUS_BY_CODE[error.code]).json({ errors: [{ message: error.message, extensions: errorExtensions(error) }] });
 }
 
-export function createAuthMiddleware({ db, settings, logger, requestsPerMinute }: { db: Database; settings: AuthSettings; logger: Logger; requestsPerMinute: number }): RequestHandler {
-  // In process memory: one API instance per database today (issue 15 moves this state out for replicas).
-  const limiter = new RateLimiterMemory({ points: requestsPerMinute, duration: 60 });
+export function createAuthMiddleware({
+  db,
+  settings,
+  logger,
+  limiter,
+  requestsPerMinute,
+}: {
+  db: Database;
+  settings: AuthSettings;
+  logger: Logger;
+  /** http/rate-limit.ts: shared by every API process on PostgreSQL. */
+  limiter: RateLimiterAbstract;
+  requestsPerMinute: number;
+}): RequestHandler {
   return async (request: Request, response: Response, next: NextFunction) => {
     const locals = response.locals as RequestLocals;
     let viewer: Viewer | undefined;
@@ -44,8 +56,9 @@ export function createAuthMiddleware({ db, settings, logger, requestsPerMinute }
       locals.viewer = viewer;
       next();
     } catch (error) {
-      const appError = error instanceof AppError ? error : new AppError('INTERNAL_SERVER_ERROR', 'Internal server error');
-      if (!(error instanceof AppError)) logger.error('authentication failed unexpectedly', { requestId: locals.requestId, error: String((error as Error)?.stack ?? error) });
+      const known = toAppError(error);
+      const appError = known ?? new AppError('INTERNAL_SERVER_ERROR', 'Internal server error');
+      if (!known) logger.error('authentication failed unexpectedly', { requestId: locals.requestId, error: String((error as Error)?.stack ?? error) });
       try {
         await writeAuditEvents(db.sql, { requestId: locals.requestId, subject: viewer?.subject ?? null, role: viewer?.role ?? null, keyId: viewer?.keyId ?? (appError.details.keyId as string | undefined) ?? null }, [
           { operation: 'authenticate', outcome: outcomeOf(appError), details: { reason: appError.details.reason ?? null, path: request.originalUrl.split('?')[0] } },

@@ -174,6 +174,11 @@ export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIM
   return { 'hnsw.ef_search': String(efSearch), 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.max_scan_tuples': String(tuning.maxScanTuples) };
 }
 
+/** The same settings as libpq startup options (`-c name=value ...`), for every pool that runs searches. */
+export function vectorSessionOptions(): string {
+  return Object.entries(vectorSessionSettings()).map(([name, value]) => `-c ${name}=${value}`).join(' ');
+}
+
 async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
   // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
   const gradeFiltered = search.filters.drGrades.length > 0 && search.filters.drGrades.length < INDEXED_GRADES.length;

@@ -10,7 +10,7 @@ import type { ImportRecord } from '../../importers/import-record.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireEmbedder } from '../upload/upload.service.js';
-import type { UploadStore } from '../upload/upload.store.js';
+import type { OwnUploads } from '../upload/upload.store.js';
 import { requireIdentifierSystem, requireIdentifierValue } from '../../auth/identifiers.js';
 import { requireGraderName } from '../common/validation.js';
 import { requireIdentifier } from '../ehr-link/ehr-link.service.js';
@@ -51,11 +51,11 @@ export async function ingestUploadedCase({
 }: {
   prisma: PrismaClient;
   embedder: Embedder | null;
-  uploads: UploadStore;
+  uploads: OwnUploads;
   input: IngestUploadInput;
 }): Promise<{ status: 'ADDED' | 'DUPLICATE'; case: Case }> {
   const model = requireEmbedder(embedder);
-  const upload = uploads.get(input.uploadToken);
+  const upload = await uploads.getWithBytes(input.uploadToken);
   if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
   const birthYear = input.patient.birthYear;
   if (birthYear != null && (!Number.isInteger(birthYear) || birthYear < 1900 || birthYear > new Date().getUTCFullYear())) {

@@ -7,7 +7,7 @@ import { PreprocessError } from '../../embedding/preprocess.js';
 import { computeCorrespondence, findRegionProblem, regionCellMask, singleCellMasks, type Region } from '../../embedding/regions.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import { requireUuid } from '../common/validation.js';
-import type { UploadStore } from '../upload/upload.store.js';
+import type { OwnUploads } from '../upload/upload.store.js';
 
 export type PhotographFeatures = { featureMap: FeatureMap; fundusShare: Float32Array; modelVersion: string };
 
@@ -49,8 +49,8 @@ export async function featuresOfStoredPhotograph(prisma: PrismaClient, embedder:
 }
 
 /** Feature map of an upload (kept with the token at upload time). */
-export function featuresOfUpload(uploads: UploadStore, uploadToken: string): PhotographFeatures & { contentHash: string } {
-  const upload = uploads.get(uploadToken);
+export async function featuresOfUpload(uploads: OwnUploads, uploadToken: string): Promise<PhotographFeatures & { contentHash: string }> {
+  const upload = await uploads.get(uploadToken);
   if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
   if (!upload.featureMap || !upload.fundusShare) {
     throw new AppError('MODEL_UNAVAILABLE', `The upload was embedded by model ${upload.modelVersion}, which has no feature map; upload it again`, { field: 'uploadToken' });
@@ -94,7 +94,7 @@ export async function explainSimilarity({
 }: {
   prisma: PrismaClient;
   embedder: Embedder | null;
-  uploads: UploadStore;
+  uploads: OwnUploads;
   imageId?: string | null;
   uploadToken?: string | null;
   caseId: string;
@@ -104,7 +104,7 @@ export async function explainSimilarity({
   const queryId = imageId ? requireUuid(imageId, 'imageId') : null;
   if (queryId !== null && queryId === hitId) throw badInput('caseId is the query itself; explain a hit against another photograph', { field: 'caseId' });
   const model = requireRegionModel(embedder);
-  const query = queryId ? await featuresOfStoredPhotograph(prisma, model, queryId).catch(renameField('imageId')) : featuresOfUpload(uploads, uploadToken!);
+  const query = queryId ? await featuresOfStoredPhotograph(prisma, model, queryId).catch(renameField('imageId')) : await featuresOfUpload(uploads, uploadToken!);
   if (query.modelVersion !== model.metadata.modelVersion) {
     throw new AppError('EMBEDDING_UNAVAILABLE', `The upload was embedded by model ${query.modelVersion} but the loaded model is ${model.metadata.modelVersion}; upload it again`, { field: 'uploadToken' });
   }

@@ -5,7 +5,7 @@ import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbeddin
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
-import type { UploadStore } from '../upload/upload.store.js';
+import type { OwnUploads } from '../upload/upload.store.js';
 import type { Embedder } from '../../embedding/embedder.js';
 import type { Region } from '../../embedding/regions.js';
 import { computeRegionQueryVector, featuresOfStoredPhotograph, featuresOfUpload, requireRegion, requireRegionModel } from './region.service.js';
@@ -101,7 +101,7 @@ export async function findSimilarCases({
   embedder,
 }: {
   prisma: PrismaClient;
-  uploads: UploadStore;
+  uploads: OwnUploads;
   imageId?: string | null;
   uploadToken?: string | null;
   k: number;
@@ -150,7 +150,7 @@ export async function findSimilarCases({
       searchQuery = { vector: regionVector, contentHash: queryContentHash };
     }
   } else {
-    const upload = uploads.get(uploadToken!);
+    const upload = await uploads.get(uploadToken!);
     if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
     if (modelVersion && upload.modelVersion !== modelVersion) {
       throw new AppError('EMBEDDING_UNAVAILABLE', `The upload was embedded by model ${upload.modelVersion} but searches use ${modelVersion}`, { field: 'uploadToken' });
@@ -164,7 +164,7 @@ export async function findSimilarCases({
     queryContentHash = upload.contentHash;
     uploadVector = upload.embedding;
     if (regionModel && searchRegion) {
-      const features = featuresOfUpload(uploads, uploadToken!);
+      const features = await featuresOfUpload(uploads, uploadToken!);
       regionVector = await computeRegionQueryVector(regionModel, features, searchRegion);
       searchQuery = { vector: regionVector, contentHash: upload.contentHash };
     }

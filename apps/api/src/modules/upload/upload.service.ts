@@ -5,7 +5,7 @@ import { Embedder } from '../../embedding/embedder.js';
 import { PreprocessError } from '../../embedding/preprocess.js';
 import { sha256Hex } from '../common/content-hash.js';
 import { renderModelCrop } from '../photograph/photograph.service.js';
-import type { StoredUpload, UploadStore } from './upload.store.js';
+import type { OwnUploads, StoredUpload } from './upload.store.js';
 
 /**
  * Media types accepted for upload. None is CORS-safelisted, so a browser must preflight: CSRF-safe. The declared
@@ -31,7 +31,7 @@ export async function acceptUpload({
   bytes: Buffer;
   contentType: string | undefined;
   embedder: Embedder | null;
-  store: UploadStore;
+  store: OwnUploads;
   maxBytes: number;
   maxPixels: number;
 }): Promise<StoredUpload> {
@@ -65,8 +65,8 @@ export async function acceptUpload({
  * An upload's model crop (the square its heat map covers), for the uploader only: the store is the caller's view
  * (viewUploadsAs), so another subject's token is NOT_FOUND like an expired one.
  */
-export async function renderUploadCrop({ store, token }: { store: UploadStore; token: string }): Promise<{ bytes: Buffer; contentHash: string }> {
-  const upload = store.get(token);
+export async function renderUploadCrop({ store, token }: { store: OwnUploads; token: string }): Promise<{ bytes: Buffer; contentHash: string }> {
+  const upload = await store.getWithBytes(token);
   if (!upload) throw notFound('The upload token is unknown or expired; upload the photograph again', { field: 'uploadToken' });
   return { bytes: await renderModelCrop(upload.bytes), contentHash: upload.contentHash };
 }

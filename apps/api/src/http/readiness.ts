@@ -1,0 +1,47 @@
+// GET /readyz, for a load balancer or an orchestrator: whether this process can serve now (the database answers,
+// every migration in this build is applied, the embedding model is loaded). /healthz is liveness only: the
+// process runs; a replica that is live but not ready gets no traffic and is not restarted for it.
+import type { RequestHandler } from 'express';
+import type { Database } from '../db/database.js';
+import { readMigrations } from '../db/migrate.js';
+import type { Embedder } from '../embedding/embedder.js';
+
+/** A database that has not answered in this long counts as unreachable (a dead server can hang a connect). */
+const DATABASE_CHECK_TIMEOUT_MS = 2000;
+
+type Check = { ok: boolean; detail?: string };
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function createReadinessRoute({ db, embedder, migrationsDir }: { db: Database; embedder: Embedder | null; migrationsDir: string }): RequestHandler {
+  const expected = readMigrations(migrationsDir).then((migrations) => migrations.map((migration) => migration.name));
+  expected.catch(() => {});
+  return async (_request, response) => {
+    const checks: { database: Check; migrations: Check; model: Check } = {
+      database: { ok: false },
+      migrations: { ok: false },
+      model: embedder ? { ok: true, detail: embedder.metadata.modelVersion } : { ok: false, detail: 'no embedding model loaded' },
+    };
+    try {
+      const rows = await withTimeout(db.sql.query<{ name: string }>('SELECT name FROM fundus_migrations'), DATABASE_CHECK_TIMEOUT_MS);
+      checks.database = { ok: true };
+      const applied = new Set(rows.map((row) => row.name));
+      const pending = (await expected).filter((name) => !applied.has(name));
+      checks.migrations = pending.length === 0 ? { ok: true } : { ok: false, detail: `not applied: ${pending.join(', ')}` };
+    } catch (error) {
+      // The driver's code only (ECONNREFUSED, 57P03 starting up, ...): this route is unauthenticated.
+      const code = (error as { code?: unknown }).code;
+      checks.database = { ok: false, detail: typeof code === 'string' ? `unreachable (${code})` : 'unreachable' };
+      checks.migrations = { ok: false, detail: 'unknown while the database is unreachable' };
+    }
+    const ready = checks.database.ok && checks.migrations.ok && checks.model.ok;
+    response.setHeader('Cache-Control', 'no-store');
+    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready', database: db.kind, checks });
+  };
+}
