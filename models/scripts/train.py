@@ -42,6 +42,14 @@ def main() -> None:
                         help="validate and save an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--grade-regression-weight", type=float, default=LossConfig.grade_regression_weight,
                         help="weight of the auxiliary grade read-out (smooth L1) added to a metric loss; 0 = off")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out>/state.pt when it exists (weights, optimiser, weight average, step, "
+                             "schedule, sampler and RNG states); the same command can be called again and again")
+    parser.add_argument("--run-budget", type=float, default=None,
+                        help="seconds this call may run; it stops in time and leaves <out>/state.pt for the next call "
+                             "(--steps is then the schedule over all calls)")
+    parser.add_argument("--run-steps", type=int, default=None, help="stop this call after this many steps")
+    parser.add_argument("--state-every", type=int, default=None, help="write state.pt every N steps (default: --eval-every)")
     args = parser.parse_args()
 
     model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages,
@@ -81,9 +89,14 @@ def main() -> None:
         validate=make_validator(validation.images, validation.grades, validation.patients),
         init_checkpoint=args.init_checkpoint,
         log=lambda line: print(line, flush=True),
+        resume=args.resume,
+        run_budget_seconds=args.run_budget,
+        run_steps=args.run_steps,
+        state_every=args.state_every,
     )
-    print(f"done: best validation macro P@10 {result['best_validation']:.3f} at step {result['best_step']}, "
-          f"{result['wall_seconds'] / 60:.1f} min", flush=True)
+    print(f"{'done' if result['finished'] else 'paused'}: step {result['step']}/{result['steps']}, best validation "
+          f"macro P@10 {result['best_validation']:.3f} at step {result['best_step']}, "
+          f"{result['wall_seconds'] / 60:.1f} min this call", flush=True)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_train_script_runs_end_to_end_on_a_cache_and_saves_a_loadable_checkpoint
     result = _run_train(cache, out, "--eval-every", "2", "--log-every", "1", "--ema-decay", "0.9",
                         "--grade-regression-weight", "1.0")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "validation step 2:" in result.stdout and "done: best validation macro P@10" in result.stdout
+    assert "validation step 2:" in result.stdout and "done: step 2/2, best validation macro P@10" in result.stdout
     model = load_checkpoint(str(out / "best.pt"))
     with torch.no_grad():
         embedding = model(torch.full((1, 3, 256, 256), 100.0)).embedding
@@ -112,3 +112,31 @@ def test_train_script_refuses_a_checkpoint_that_does_not_fit_the_backbone(tmp_pa
     assert result.returncode != 0
     assert "fits" in result.stderr and "--width 1 --stages 4" in result.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_train_script_resumes_across_calls_and_pack_cache_cuts_parts(tmp_path):
+    cache = _synthetic_cache(tmp_path / "cache")
+    out = tmp_path / "run"
+    first = _run_train(cache, out, "--eval-every", "2", "--resume", "--run-steps", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "paused: step 1/2" in first.stdout and (out / "state.pt").exists() and not (out / "last.pt").exists()
+    second = _run_train(cache, out, "--eval-every", "2", "--resume")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and "done: step 2/2" in second.stdout and (out / "last.pt").exists()
+
+    sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
+    from fundus_cbr.data import read_cache_index
+
+    packed = tmp_path / "packed"
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "pack_cache.py"), "--cache", str(cache), "--out", str(packed),
+                    "--max-mib", "0.05"], check=True, capture_output=True)
+    parts = sorted(p for p in os.listdir(packed) if p.startswith("part-"))
+    assert len(parts) >= 2
+    names = []
+    for part in parts:
+        size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(packed / part) for f in files)
+        assert size <= 0.05 * 2**20 + 4096  # the index's own bytes are estimated per row
+        records = read_cache_index(str(packed / part))
+        assert all((packed / part / r.cache_path).exists() for r in records)
+        names += [r.cache_path for r in records]
+    assert len(names) == len(set(names)) > 0
