@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--grades-per-batch", type=int, default=defaults.grades_per_batch)
     parser.add_argument("--images-per-grade", type=int, default=defaults.images_per_grade)
     parser.add_argument("--stages", type=int, default=ModelConfig.backbone_stages)
+    parser.add_argument("--input-size", type=int, default=ModelConfig.input_size,
+                        help="model input side in px; cache images of another size are resized to it on loading "
+                             "(build the cache at this size: npm run build-cache -- --size N)")
     parser.add_argument("--init-checkpoint", default=None,
                         help="torchvision resnet18 .pth (with --width 1 --stages 4) or a pretrain_ssl.py checkpoint to "
                              "start from; refused unless it fits the whole backbone")
@@ -53,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages,
-                               input_normalisation=args.input_normalisation)
+                               input_normalisation=args.input_normalisation, input_size=args.input_size)
     config = TrainConfig(
         model=model_config,
         loss=LossConfig(kind=args.loss, gamma=args.gamma, margin=args.margin,
