@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--init-checkpoint", default=None,
                         help="torchvision resnet18 .pth (with --width 1 --stages 4) or a pretrain_ssl.py checkpoint to "
                              "start from; refused unless it fits the whole backbone")
+    parser.add_argument("--init-whole", default=None,
+                        help="a checkpoint of this project with the same architecture: fine-tune all of it (e.g. the "
+                             "shipped model rebuilt by onnx_to_checkpoint.py); ignored when resuming")
     parser.add_argument("--input-normalisation", choices=["local_contrast", "imagenet"],
                         default=ModelConfig.input_normalisation,
                         help="imagenet for ImageNet-pretrained weights (they expect mean/std-normalised input)")
@@ -91,6 +94,7 @@ def main() -> None:
         args.out,
         validate=make_validator(validation.images, validation.grades, validation.patients),
         init_checkpoint=args.init_checkpoint,
+        init_whole=args.init_whole,
         log=lambda line: print(line, flush=True),
         resume=args.resume,
         run_budget_seconds=args.run_budget,

@@ -29,6 +29,7 @@ PART=${PART:?PART=<packed part folder> is required}
 STAGE=${STAGE:-/tmp/fundus-stage}          # where the parts are gathered on the machine (lost when it goes cold)
 EXPECT_PARTS=${EXPECT_PARTS:-1}
 STATE_IN=${STATE_IN:-}                      # folder with the previous call's state.pt (and best.pt, training.json)
+INIT=${INIT:-}                              # first call only: a checkpoint to fine-tune (onnx_to_checkpoint.py)
 OUT=${OUT:-/tmp/fundus-gpu-out}
 RUNS=${RUNS:-/tmp/fundus-runs}
 NAME=${NAME:-mirror-ftl-reg-384}
@@ -68,7 +69,8 @@ if [ -n "$STATE_IN" ] && [ -f "$STATE_IN/state.pt" ]; then
   for file in best.pt training.json; do [ -f "$STATE_IN/$file" ] && cp "$STATE_IN/$file" "$RUNS/$NAME/"; done
   echo "resuming from $STATE_IN/state.pt"
 else
-  echo "no state given: step 0"
+  echo "no state given: step 0${INIT:+, fine-tuning $INIT}"
+  [ -n "$INIT" ] && EXTRA="--init-whole $INIT ${EXTRA:-}"
 fi
 
 # The shipped recipe (MODEL_CARD.md, call 4) at $SIZE px; --resume continues the state, --run-budget stops in time.

@@ -18,7 +18,7 @@ from .checkpoint import MAX_STATE_BYTES, load_training_state, save_checkpoint, s
 from .config import TrainConfig
 from .data import GradeBalancedBatchSampler, augment_batch
 from .losses import batch_hard_triplet_loss, fine_triplet_loss, relevance_degree
-from .model import FundusEmbedder, load_init_checkpoint
+from .model import FundusEmbedder, load_init_checkpoint, load_whole_checkpoint
 
 ValidationFn = Callable[[FundusEmbedder], Dict[str, float]]
 
@@ -192,6 +192,7 @@ def train(
     init_checkpoint: Optional[str] = None,
     log: Callable[[str], None] = print,
     resume: bool = False,
+    init_whole: Optional[str] = None,
     run_budget_seconds: Optional[float] = None,
     run_steps: Optional[int] = None,
     state_every: Optional[int] = None,
@@ -223,6 +224,8 @@ def train(
     model = FundusEmbedder(config.model, with_classifier=config.loss.kind == "cross_entropy")
     if init_checkpoint and saved is None:
         log(f"init checkpoint {init_checkpoint}: {load_init_checkpoint(model, init_checkpoint)}")
+    if init_whole and saved is None:
+        log(f"fine-tuning the whole model from {init_whole}: {load_whole_checkpoint(model, init_whole)}")
     model.to(device)
     grade_regressor = make_grade_regressor(config)
     parameters = list(model.parameters())
