@@ -36,7 +36,7 @@ NAME=${NAME:-mirror-ftl-reg-384}
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-384}
 # The schedule over all calls. 0.043 s/step at 256 px alone on an H100 (call 4) is ~0.1 s/step at 384 px: about
-# 4,500 steps in an 8-minute call. 20,000 steps (~4-5 calls) is ~230 passes over the ~7k training images.
+# 4,500 steps in an 8-minute call. 20,000 steps (~4-5 calls) is ~300 passes over the 5.3k training images.
 TOTAL_STEPS=${TOTAL_STEPS:-20000}
 RUN_BUDGET=${RUN_BUDGET:-450}               # seconds of training per call; loading and copying take the rest
 PY=${PY:-python3}
