@@ -263,3 +263,16 @@ def test_a_run_budget_stops_the_call_and_leaves_a_state_to_resume(tmp_path):
     assert result["step"] == 5 and any(line.startswith("resumed from") for line in lines)
     with pytest.raises(ValueError, match="other data"):
         train(_resume_config(50), images[:15], grades[:15], np.ones(15), str(tmp_path), log=lines.append, resume=True)
+
+
+def test_channels_last_trains_to_the_same_weights_up_to_rounding(tmp_path):
+    images, grades = make_synthetic_fundus(20, 32, seed=0)
+    plain = train(_resume_config(4), images, grades, np.ones(20), str(tmp_path / "plain"), log=lambda _: None)
+    nhwc = train(dataclasses.replace(_resume_config(4), channels_last=True), images, grades, np.ones(20),
+                 str(tmp_path / "nhwc"), log=lambda _: None)
+    assert plain["finished"] and nhwc["finished"]
+    a = _weights(torch.load(tmp_path / "plain" / "state.pt")["model_state"])
+    b = _weights(torch.load(tmp_path / "nhwc" / "state.pt")["model_state"])
+    difference = torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a)).item()
+    norm = torch.sqrt(sum((a[k] ** 2).sum() for k in a)).item()
+    assert difference / norm < 1e-3

@@ -227,6 +227,8 @@ def train(
     if init_whole and saved is None:
         log(f"fine-tuning the whole model from {init_whole}: {load_whole_checkpoint(model, init_whole)}")
     model.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     grade_regressor = make_grade_regressor(config)
     parameters = list(model.parameters())
     if grade_regressor is not None:
@@ -321,6 +323,7 @@ def train(
             group["lr"] = learning_rate_at(step, config)
         indices = sampler.next_batch()
         batch = augment_batch(images[torch.from_numpy(indices).to(device)], generator, config.augmentation)
+        batch = batch.contiguous(memory_format=memory_format)
         loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long().to(device), config, grade_regressor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
