@@ -29,9 +29,15 @@ def main() -> None:
     parser.add_argument("--grades-per-batch", type=int, default=defaults.grades_per_batch)
     parser.add_argument("--images-per-grade", type=int, default=defaults.images_per_grade)
     parser.add_argument("--stages", type=int, default=ModelConfig.backbone_stages)
+    parser.add_argument("--input-size", type=int, default=ModelConfig.input_size,
+                        help="model input side in px; cache images of another size are resized to it on loading "
+                             "(build the cache at this size: npm run build-cache -- --size N)")
     parser.add_argument("--init-checkpoint", default=None,
                         help="torchvision resnet18 .pth (with --width 1 --stages 4) or a pretrain_ssl.py checkpoint to "
                              "start from; refused unless it fits the whole backbone")
+    parser.add_argument("--init-whole", default=None,
+                        help="a checkpoint of this project with the same architecture: fine-tune all of it (e.g. the "
+                             "shipped model rebuilt by onnx_to_checkpoint.py); ignored when resuming")
     parser.add_argument("--input-normalisation", choices=["local_contrast", "imagenet"],
                         default=ModelConfig.input_normalisation,
                         help="imagenet for ImageNet-pretrained weights (they expect mean/std-normalised input)")
@@ -42,10 +48,19 @@ def main() -> None:
                         help="validate and save an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--grade-regression-weight", type=float, default=LossConfig.grade_regression_weight,
                         help="weight of the auxiliary grade read-out (smooth L1) added to a metric loss; 0 = off")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out>/state.pt when it exists (weights, optimiser, weight average, step, "
+                             "schedule, sampler and RNG states); the same command can be called again and again")
+    parser.add_argument("--run-budget", type=float, default=None,
+                        help="seconds this call may run; it stops in time and leaves <out>/state.pt for the next call "
+                             "(--steps is then the schedule over all calls)")
+    parser.add_argument("--run-steps", type=int, default=None, help="stop this call after this many steps")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on CPU at 384 px)")
+    parser.add_argument("--state-every", type=int, default=None, help="write state.pt every N steps (default: --eval-every)")
     args = parser.parse_args()
 
     model_config = ModelConfig(attention=args.attention, backbone_width=args.width, backbone_stages=args.stages,
-                               input_normalisation=args.input_normalisation)
+                               input_normalisation=args.input_normalisation, input_size=args.input_size)
     config = TrainConfig(
         model=model_config,
         loss=LossConfig(kind=args.loss, gamma=args.gamma, margin=args.margin,
@@ -64,6 +79,7 @@ def main() -> None:
         calibration_steps=args.calibration_steps,
         log_every=args.log_every,
         ema_decay=args.ema_decay,
+        channels_last=args.channels_last,
     )
     started = time.time()
     size = model_config.input_size
@@ -80,10 +96,16 @@ def main() -> None:
         args.out,
         validate=make_validator(validation.images, validation.grades, validation.patients),
         init_checkpoint=args.init_checkpoint,
+        init_whole=args.init_whole,
         log=lambda line: print(line, flush=True),
+        resume=args.resume,
+        run_budget_seconds=args.run_budget,
+        run_steps=args.run_steps,
+        state_every=args.state_every,
     )
-    print(f"done: best validation macro P@10 {result['best_validation']:.3f} at step {result['best_step']}, "
-          f"{result['wall_seconds'] / 60:.1f} min", flush=True)
+    print(f"{'done' if result['finished'] else 'paused'}: step {result['step']}/{result['steps']}, best validation "
+          f"macro P@10 {result['best_validation']:.3f} at step {result['best_step']}, "
+          f"{result['wall_seconds'] / 60:.1f} min this call", flush=True)
 
 
 if __name__ == "__main__":

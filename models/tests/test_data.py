@@ -120,3 +120,67 @@ def test_augmentation_never_mirrors_so_a_left_eye_stays_a_left_eye():
     centre_x = (blob * torch.as_tensor(xx, dtype=torch.float32)).sum(dim=(1, 2)) / mass
     centre_y = (blob * torch.as_tensor(yy, dtype=torch.float32)).sum(dim=(1, 2)) / mass
     assert (centre_x > 40).all() and (centre_y < 32).all()
+
+
+def _write_cache(root, rows, images):
+    """rows: (cache_path, source_set, patient_id, eye, grade); images: cache_path -> uint8 HxWx3 array."""
+    os.makedirs(root / "images", exist_ok=True)
+    for path, array in images.items():
+        Image.fromarray(array).save(root / path)
+    lines = [f"{p},{s},{p},{pid},{eye},{grade},800,600,0,0,800\n" for p, s, pid, eye, grade in rows]
+    (root / "index.csv").write_text(HEADER + "".join(lines))
+
+
+def test_new_sets_are_graded_and_the_benchmark_sets_are_the_photographs_as_taken():
+    from fundus_cbr.data import AS_TAKEN_SETS, GRADED_SETS, sampling_weights
+
+    assert {"aptos", "idrid", "mexico"} <= set(GRADED_SETS)
+    assert {"aptos", "idrid"} <= set(AS_TAKEN_SETS) and "mexico" not in AS_TAKEN_SETS
+    weights = sampling_weights([_record("imo-1", "mexico"), _record("eyepacs-1", "eyepacs-processed")], 2.0)
+    assert list(weights) == [2.0, 1.0]
+
+
+def test_lesion_copies_of_idrid_photographs_take_their_split_and_other_lesion_images_keep_their_own(tmp_path):
+    rng = np.random.default_rng(0)
+    # Distinct photographs: a random coarse pattern (vessels, lesions and illumination differ between eyes).
+    arrays = np.kron(rng.integers(0, 256, (12, 8, 8, 3)), np.ones((1, 8, 8, 1))).astype(np.uint8)
+    rows, files = [], {}
+    for i in range(8):  # eight IDRiD photographs with blank eye, the first five also in the lesion set
+        files[f"images/idrid-{i}.png"] = arrays[i]
+        rows.append((f"images/idrid-{i}.png", "idrid", f"idrid-tr{i:03d}", "", i % 5))
+    for i in range(5):  # the lesion copy: the same photograph, resized and re-encoded (a little noise)
+        noisy = np.clip(arrays[i].astype(int) + rng.integers(-3, 4, arrays[i].shape), 0, 255).astype(np.uint8)
+        files[f"images/lesion-{i}.png"] = noisy
+        rows.append((f"images/lesion-{i}.png", "lesions", f"lesions-{i:04d}", "", ""))
+    for i in range(8, 12):  # DIARETDB1 stand-ins: no IDRiD twin (a different random fundus)
+        files[f"images/lesion-{i}.png"] = arrays[i][::-1].copy()
+        rows.append((f"images/lesion-{i}.png", "lesions", f"lesions-{i:04d}", "", ""))
+    _write_cache(tmp_path, rows, files)
+
+    records = read_cache_index(str(tmp_path))
+    by_patient = {r.patient_id: r for r in records}
+    for i in range(5):
+        assert by_patient[f"lesions-{i:04d}"].split_id == f"idrid-tr{i:03d}"
+    for i in range(8, 12):
+        assert by_patient[f"lesions-{i:04d}"].split_id == f"lesions-{i:04d}"
+    from fundus_cbr.data import split_of_record
+
+    for i in range(5):
+        assert split_of_record(by_patient[f"lesions-{i:04d}"], 0.2, 0.15) == split_of_record(by_patient[f"idrid-tr{i:03d}"], 0.2, 0.15)
+    assert all(r.eye == "" for r in records)
+    # Without linking every image keeps its own patient id.
+    assert all(r.split_id == r.patient_id for r in read_cache_index(str(tmp_path), link_copies=False))
+
+
+def test_a_split_key_column_in_the_index_is_used_as_it_is(tmp_path):
+    images, _ = make_synthetic_fundus(2, 32, seed=1)
+    arrays = images.permute(0, 2, 3, 1).numpy()
+    os.makedirs(tmp_path / "images")
+    for i in range(2):
+        Image.fromarray(arrays[i]).save(tmp_path / f"images/{i}.png")
+    (tmp_path / "index.csv").write_text(
+        HEADER.strip() + ",split_key\n"
+        + "images/0.png,idrid,images/0.png,idrid-tr001,,2,800,600,0,0,800,\n"
+        + "images/1.png,lesions,images/1.png,lesions-0001,,,800,600,0,0,800,idrid-te777\n")
+    records = read_cache_index(str(tmp_path))
+    assert [r.split_id for r in records] == ["idrid-tr001", "idrid-te777"]

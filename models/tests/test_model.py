@@ -44,3 +44,16 @@ def test_a_checkpoint_of_another_width_is_refused_not_half_loaded(tmp_path):
     with pytest.raises(ValueError, match=r"fits \d+ of the backbone's \d+ tensors .*--width 1 --stages 4"):
         load_init_checkpoint(model, str(path))
     assert all(torch.equal(before[k], v) for k, v in model.backbone.state_dict().items())
+
+
+def test_a_whole_checkpoint_loads_into_the_same_architecture_only(tmp_path):
+    from fundus_cbr.checkpoint import save_checkpoint
+    from fundus_cbr.model import load_whole_checkpoint
+
+    source = FundusEmbedder(ModelConfig(input_size=32))
+    save_checkpoint(str(tmp_path / "a.pt"), source)
+    target = FundusEmbedder(ModelConfig(input_size=32))
+    load_whole_checkpoint(target, str(tmp_path / "a.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_whole_checkpoint(FundusEmbedder(ModelConfig(input_size=32, backbone_width=0.5)), str(tmp_path / "a.pt"))

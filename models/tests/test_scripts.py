@@ -94,7 +94,7 @@ def test_train_script_runs_end_to_end_on_a_cache_and_saves_a_loadable_checkpoint
     result = _run_train(cache, out, "--eval-every", "2", "--log-every", "1", "--ema-decay", "0.9",
                         "--grade-regression-weight", "1.0")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "validation step 2:" in result.stdout and "done: best validation macro P@10" in result.stdout
+    assert "validation step 2:" in result.stdout and "done: step 2/2, best validation macro P@10" in result.stdout
     model = load_checkpoint(str(out / "best.pt"))
     with torch.no_grad():
         embedding = model(torch.full((1, 3, 256, 256), 100.0)).embedding
@@ -112,3 +112,71 @@ def test_train_script_refuses_a_checkpoint_that_does_not_fit_the_backbone(tmp_pa
     assert result.returncode != 0
     assert "fits" in result.stderr and "--width 1 --stages 4" in result.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_train_script_resumes_across_calls_and_pack_cache_cuts_parts(tmp_path):
+    cache = _synthetic_cache(tmp_path / "cache")
+    out = tmp_path / "run"
+    first = _run_train(cache, out, "--eval-every", "2", "--resume", "--run-steps", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "paused: step 1/2" in first.stdout and (out / "state.pt").exists() and not (out / "last.pt").exists()
+    second = _run_train(cache, out, "--eval-every", "2", "--resume")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and "done: step 2/2" in second.stdout and (out / "last.pt").exists()
+
+    sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
+    from fundus_cbr.data import read_cache_index
+
+    packed = tmp_path / "packed"
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "pack_cache.py"), "--cache", str(cache), "--out", str(packed),
+                    "--max-mib", "0.05"], check=True, capture_output=True)
+    parts = sorted(p for p in os.listdir(packed) if p.startswith("part-"))
+    assert len(parts) >= 2
+    names = []
+    for part in parts:
+        size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(packed / part) for f in files)
+        assert size <= 0.05 * 2**20 + 4096  # the index's own bytes are estimated per row
+        records = read_cache_index(str(packed / part))
+        assert all((packed / part / r.cache_path).exists() for r in records)
+        names += [r.cache_path for r in records]
+    assert len(names) == len(set(names)) > 0
+
+
+def test_onnx_to_checkpoint_rebuilds_a_model_that_embeds_as_its_onnx_file(tmp_path):
+    import shutil
+
+    import pytest
+    import torch
+
+    sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
+    from fundus_cbr.checkpoint import load_checkpoint
+    from fundus_cbr.config import ModelConfig
+    from fundus_cbr.data import load_images, read_cache_index
+    from fundus_cbr.export import ORT_NODE, export_onnx
+    from fundus_cbr.model import FundusEmbedder
+
+    if shutil.which("node") is None or not os.path.isdir(ORT_NODE):
+        pytest.skip("node or node_modules/onnxruntime-node missing: run npm ci at the repository root")
+    cache = _synthetic_cache(tmp_path / "cache", patients=30, size=64)
+    torch.manual_seed(0)
+    original = FundusEmbedder(ModelConfig(input_size=64))
+    with torch.no_grad():  # trained-looking BatchNorms (random affine and statistics), so folding is not a no-op
+        for module in original.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.3, 0.3)
+                module.running_var.uniform_(0.5, 2.0)
+        original.mirror.horizontal.output.weight.normal_(0, 0.1)
+    original.eval()
+    export_onnx(original, str(tmp_path / "m.onnx"), model_version="rebuild-test")
+    result = subprocess.run([sys.executable, os.path.join(SCRIPTS, "onnx_to_checkpoint.py"), "--onnx", str(tmp_path / "m.onnx"),
+                             "--cache", str(cache), "--out", str(tmp_path / "rebuilt.pt"), "--images", "30"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rebuilt = load_checkpoint(str(tmp_path / "rebuilt.pt"))
+    images = load_images(read_cache_index(str(cache))[:6], str(cache), 64).float()
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(images).embedding, original(images).embedding, atol=1e-4)
+        # Its BatchNorms are not the original's (those cannot be read back), yet they give the same outputs.
+        assert not torch.allclose(rebuilt.backbone.bn1.weight, original.backbone.bn1.weight)

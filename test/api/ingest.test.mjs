@@ -118,6 +118,26 @@ for (const kind of BACKENDS) {
       assert.deepEqual(await countRows(db), counts, 'the rerun wrote nothing');
     });
 
+    test('a photograph of a set without laterality is stored with its inferred eye and eye_inferred; a published eye is not marked', async () => {
+      const db = database.db;
+      const unlateral = await mkdtemp(path.join(os.tmpdir(), 'fundus-ingest-aptos-'));
+      try {
+        await writeSyntheticSet(unlateral, [
+          { name: 'x.png', patientId: 'aptos-x', eye: '', grade: 2, kind: 'fundus' },
+          { name: 'y.png', patientId: 'aptos-y', eye: 'L', grade: 3, kind: 'fundus' },
+        ]);
+        // The shared layout's sets without laterality add eye_inferred (a guess from the optic disc's side).
+        const rows = ['image,patient_id,eye,grade,eye_inferred', 'images/x.png,aptos-x,,2,R', 'images/y.png,aptos-y,L,3,R'];
+        await writeFile(path.join(unlateral, 'labels.csv'), `${rows.join('\n')}\n`);
+        const summary = await ingestFolder(db, embedder, unlateral);
+        assert.equal(summary.added, 2);
+        const images = await db.prisma.fundusImage.findMany({ where: { patient: { mrn: { in: ['aptos-x', 'aptos-y'] } } }, include: { patient: true }, orderBy: { patient: { mrn: 'asc' } } });
+        assert.deepEqual(images.map((image) => [image.patient.mrn, image.eye, image.eyeInferred]), [['aptos-x', 'RIGHT', true], ['aptos-y', 'LEFT', false]]);
+      } finally {
+        await rm(unlateral, { recursive: true, force: true });
+      }
+    });
+
     for (const bad of BAD_IMAGES) {
       test(`a photograph that is a(n) ${bad.name} is rejected with ${bad.code} and nothing is written`, async () => {
         const db = database.db;

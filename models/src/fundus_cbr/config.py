@@ -122,3 +122,7 @@ class TrainConfig:
     # set (86 patients) picks among noisy checkpoints. The effective decay ramps up as min(d, (1+t)/(10+t)), so the
     # average does not remember the random initialisation. None = plain weights.
     ema_decay: Optional[float] = None
+    # NHWC memory format for the model and each batch. On this CPU (torch 1.13, oneDNN) it cut the CPU work of a
+    # 384-px step of the shipped recipe by 1.46x (1.05x at 256 px; models/results/cpu-training-speed.md). Not
+    # measured on a GPU yet, so off by default. It changes no result beyond float rounding.
+    channels_last: bool = False

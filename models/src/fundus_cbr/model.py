@@ -210,3 +210,21 @@ def load_init_checkpoint(model: FundusEmbedder, path: str) -> Dict[str, int]:
         )
     model.backbone.load_state_dict(matched, strict=True)
     return {"loaded": len(matched), "skipped": len(state) - len(matched), "backbone_tensors": len(own)}
+
+
+def load_whole_checkpoint(model: FundusEmbedder, path: str) -> Dict[str, int]:
+    """Load every tensor of a checkpoint of this project into a model of the same architecture (to fine-tune a
+    trained model, e.g. the shipped one rebuilt by scripts/onnx_to_checkpoint.py). Strict: a checkpoint of another
+    architecture or input size is refused, never partly loaded."""
+    payload = torch.load(path, map_location="cpu")
+    if not (isinstance(payload, dict) and "model_state" in payload):
+        raise ValueError(f"{path} is not a checkpoint of this project (no model_state)")
+    state = {k: v for k, v in payload["model_state"].items() if not k.startswith("classifier.")}
+    own = model.state_dict()
+    wrong = [k for k in own if not k.startswith("classifier.") and (k not in state or state[k].shape != own[k].shape)]
+    extra = [k for k in state if k not in own]
+    if wrong or extra:
+        raise ValueError(f"{path} does not fit this model: {(wrong or extra)[0]} "
+                         f"({len(wrong)} tensors missing or of another shape, {len(extra)} unknown)")
+    model.load_state_dict(state, strict=model.classifier is None)
+    return {"loaded": len(state)}

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .checkpoint import save_checkpoint
+from .checkpoint import MAX_STATE_BYTES, load_training_state, save_checkpoint, save_training_state
 from .config import TrainConfig
 from .data import GradeBalancedBatchSampler, augment_batch
 from .losses import batch_hard_triplet_loss, fine_triplet_loss, relevance_degree
-from .model import FundusEmbedder, load_init_checkpoint
+from .model import FundusEmbedder, load_init_checkpoint, load_whole_checkpoint
 
 ValidationFn = Callable[[FundusEmbedder], Dict[str, float]]
 
@@ -142,6 +142,45 @@ def compute_loss(
     return loss, output
 
 
+def _rng_states(generator: torch.Generator, sampler: GradeBalancedBatchSampler, device: torch.device) -> Dict[str, object]:
+    states: Dict[str, object] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "augmentation": generator.get_state(),
+        "sampler": sampler.rng.bit_generator.state,
+    }
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _restore_rng_states(states: Dict[str, object], generator: torch.Generator, sampler: GradeBalancedBatchSampler,
+                        device: torch.device) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["augmentation"])
+    sampler.rng.bit_generator.state = states["sampler"]
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def data_fingerprint(grades: np.ndarray, sample_weights: np.ndarray) -> str:
+    """Identifies the training set a state belongs to (the sampler's draws depend on it): a resumed run on other
+    data would continue another run's schedule on a different sampler."""
+    import hashlib
+
+    digest = hashlib.sha256(np.asarray(grades, dtype=np.int64).tobytes())
+    digest.update(np.asarray(sample_weights, dtype=np.float64).tobytes())
+    return f"{len(grades)}:{digest.hexdigest()[:16]}"
+
+
+STATE_FILE = "state.pt"
+# Fields a resumed run may take from its own call rather than from the state: where and how fast it runs.
+PER_CALL_FIELDS = ("device", "threads", "log_every")
+
+
 def train(
     config: TrainConfig,
     images: torch.Tensor,
@@ -152,20 +191,44 @@ def train(
     selection_metric: str = "macro_p@10",
     init_checkpoint: Optional[str] = None,
     log: Callable[[str], None] = print,
+    resume: bool = False,
+    init_whole: Optional[str] = None,
+    run_budget_seconds: Optional[float] = None,
+    run_steps: Optional[int] = None,
+    state_every: Optional[int] = None,
+    max_state_bytes: int = MAX_STATE_BYTES,
 ) -> Dict[str, object]:
-    """images uint8 (N, 3, H, W) of the training patients. Writes best.pt (by validation) and last.pt to out_dir.
+    """images uint8 (N, 3, H, W) of the training patients. Writes best.pt (by validation), state.pt (to resume) and,
+    once the schedule is complete, last.pt to out_dir.
 
-    Without a validation function, best.pt is the last step (only for smoke tests)."""
+    Resumable training: with `resume` and an out_dir/state.pt, the run continues from it (weights, optimiser,
+    weight average, grade read-out, step, learning-rate schedule, sampler and every RNG state, validation history
+    and best score) with the state's config (only PER_CALL_FIELDS come from this call's config). With
+    `run_budget_seconds`, this call stops before that much wall-clock time is spent, leaving state.pt for the next
+    call; the schedule (config.steps) spans all calls. `run_steps` stops this call after that many steps instead. state.pt is also written every `state_every` steps (default:
+    at every validation). Without a validation function, best.pt is the last step (only for smoke tests)."""
     os.makedirs(out_dir, exist_ok=True)
+    state_path = os.path.join(out_dir, STATE_FILE)
+    saved = load_training_state(state_path) if resume and os.path.exists(state_path) else None
+    if saved is not None:
+        own = dataclasses.asdict(config)
+        config = train_config_from_dict({**saved["config"], **{k: own[k] for k in PER_CALL_FIELDS}})
+        differing = sorted(k for k, v in dataclasses.asdict(config).items() if own.get(k) != v)
+        if differing:
+            log(f"resume: the state's config is used; this call's differs in {', '.join(differing)}")
     torch.set_num_threads(config.threads)
     generator = seed_everything(config.seed)
     device = prepare_device(config.device)
     if device.type == "cuda":
         log(f"device {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     model = FundusEmbedder(config.model, with_classifier=config.loss.kind == "cross_entropy")
-    if init_checkpoint:
+    if init_checkpoint and saved is None:
         log(f"init checkpoint {init_checkpoint}: {load_init_checkpoint(model, init_checkpoint)}")
+    if init_whole and saved is None:
+        log(f"fine-tuning the whole model from {init_whole}: {load_whole_checkpoint(model, init_whole)}")
     model.to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     grade_regressor = make_grade_regressor(config)
     parameters = list(model.parameters())
     if grade_regressor is not None:
@@ -177,29 +240,90 @@ def train(
     images = images.to(device)  # uint8; the whole training set, ~200 KB per 256-px image
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     sampler = GradeBalancedBatchSampler(grades, sample_weights, config.grades_per_batch, config.images_per_grade, config.seed)
+    fingerprint = data_fingerprint(grades, sample_weights)
+
+    history: list = []
+    runs: list = []
+    best_score, best_step = -float("inf"), -1
+    running = 0.0
+    step = 0
+    trained_seconds = 0.0
+    if saved is not None:
+        if saved["data"] != fingerprint:
+            raise ValueError(f"{state_path} was trained on other data ({saved['data']}, this call has {fingerprint})")
+        model.load_state_dict(saved["model_state"])
+        if averaged is not None:
+            averaged.load_state_dict(saved["averaged_state"])
+        if grade_regressor is not None:
+            grade_regressor.load_state_dict(saved["regressor_state"])
+        optimizer.load_state_dict(saved["optimizer_state"])  # casts the moments back to the parameters' dtype
+        _restore_rng_states(saved["rng"], generator, sampler, device)
+        step, running = saved["step"], saved["running_loss"]
+        history, runs = saved["history"], saved["runs"]
+        best_score, best_step = saved["best_score"], saved["best_step"]
+        trained_seconds = saved["trained_seconds"]
+        log(f"resumed from {state_path} at step {step}/{config.steps}" +
+            (f" (compacted: {', '.join(saved['compacted'])})" if saved.get("compacted") else ""))
 
     def write_config() -> None:
         with open(os.path.join(out_dir, "config.json"), "w") as handle:
             json.dump(dataclasses.asdict(config), handle, indent=2)
 
     write_config()
-    history = []
-    best_score, best_step = -float("inf"), -1
     started = time.time()
-    budget = StepBudget(config.time_budget_seconds, config.calibration_steps)
-    running = 0.0
-    step = 0
+    first_step = step
+    budget = StepBudget(config.time_budget_seconds if saved is None else None, config.calibration_steps)
+    state_every = state_every or config.eval_every
+
+    def save_state() -> float:
+        began = time.time()
+        payload = {
+            "config": dataclasses.asdict(config),
+            "data": fingerprint,
+            "step": step,
+            "running_loss": running,
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "averaged_state": None if averaged is None else {k: v.detach().cpu() for k, v in averaged.state_dict().items()},
+            "regressor_state": None if grade_regressor is None else {k: v.detach().cpu() for k, v in grade_regressor.state_dict().items()},
+            "optimizer_state": _optimizer_state_on_cpu(optimizer),
+            "rng": _rng_states(generator, sampler, device),
+            "history": history,
+            "runs": runs + [this_run()],
+            "best_score": best_score,
+            "best_step": best_step,
+            "trained_seconds": trained_seconds + time.time() - started,
+        }
+        save_training_state(state_path, payload, max_state_bytes)
+        return time.time() - began
+
+    def this_run() -> Dict[str, object]:
+        return {"from_step": first_step, "to_step": step, "wall_seconds": round(time.time() - started, 1),
+                "device": config.device}
+
+    step_seconds, validation_seconds, save_seconds = 0.0, 0.0, 0.0
+    stopped_early = False
     while step < config.steps:
-        fixed = budget.steps_at(step, config.steps)
+        if run_steps is not None and step - first_step >= run_steps:
+            stopped_early = True
+            break
+        if run_budget_seconds is not None and step > first_step:
+            left = run_budget_seconds - (time.time() - started)
+            upcoming_validation = validation_seconds if validate is not None and (step + 1) % config.eval_every == 0 else 0.0
+            if left < 1.5 * step_seconds + upcoming_validation + 2 * save_seconds + 1.0:
+                stopped_early = True
+                break
+        fixed = budget.steps_at(step - first_step, config.steps)
         if fixed is not None:
-            config = dataclasses.replace(config, steps=fixed[0])
+            config = dataclasses.replace(config, steps=first_step + fixed[0])
             log(f"time budget {config.time_budget_seconds:.0f}s at {fixed[1]:.3f}s/step: {config.steps} steps")
             write_config()
+        step_began = time.time()
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(step, config)
         indices = sampler.next_batch()
         batch = augment_batch(images[torch.from_numpy(indices).to(device)], generator, config.augmentation)
+        batch = batch.contiguous(memory_format=memory_format)
         loss, _ = compute_loss(model, batch, torch.from_numpy(grades[indices]).long().to(device), config, grade_regressor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -209,13 +333,18 @@ def train(
         running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
         step += 1
         done = step
+        took = time.time() - step_began
+        step_seconds = took if step_seconds == 0.0 else 0.8 * step_seconds + 0.2 * took
         if done % config.log_every == 0 or done == config.steps:
             elapsed = time.time() - started
-            eta = elapsed / done * (config.steps - done)
+            per_step = elapsed / (done - first_step)
+            eta = per_step * (config.steps - done)
             log(f"step {done}/{config.steps} loss {running:.4f} lr {learning_rate_at(done - 1, config):.2e} "
-                f"{elapsed / done:.2f}s/step elapsed {elapsed / 60:.1f}min eta {eta / 60:.1f}min")
+                f"{per_step:.2f}s/step elapsed {elapsed / 60:.1f}min eta {eta / 60:.1f}min")
         if validate is not None and (done % config.eval_every == 0 or done == config.steps):
+            validation_began = time.time()
             summary = validate(kept)
+            validation_seconds = time.time() - validation_began
             score = summary[selection_metric]
             history.append({"step": done, **summary})
             improved = score > best_score
@@ -224,18 +353,53 @@ def train(
                 save_checkpoint(os.path.join(out_dir, "best.pt"), kept, {"step": done, "validation": summary})
             log(f"validation step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in summary.items() if not k.startswith("p@10_grade"))
                 + (" (best)" if improved else ""))
-    save_checkpoint(os.path.join(out_dir, "last.pt"), kept, {"step": config.steps})
-    if validate is None:
-        save_checkpoint(os.path.join(out_dir, "best.pt"), kept, {"step": config.steps})
-        best_step = config.steps
+        if done % state_every == 0 and done < config.steps:
+            save_seconds = save_state()
+    save_seconds = save_state()
+    finished = step >= config.steps
+    if stopped_early and run_budget_seconds is not None:
+        log(f"run budget {run_budget_seconds:.0f}s: stopped at step {step}/{config.steps}, state in {state_path}")
+    if finished:
+        save_checkpoint(os.path.join(out_dir, "last.pt"), kept, {"step": config.steps})
+        if validate is None:
+            save_checkpoint(os.path.join(out_dir, "best.pt"), kept, {"step": config.steps})
+            best_step = config.steps
     result = {
         "steps": config.steps,
+        "step": step,
+        "finished": finished,
         "device": config.device,
         "best_step": best_step,
         "best_validation": best_score,
         "wall_seconds": time.time() - started,
+        "trained_seconds": trained_seconds + time.time() - started,
+        "runs": runs + [this_run()],
         "history": history,
     }
     with open(os.path.join(out_dir, "training.json"), "w") as handle:
         json.dump(result, handle, indent=2)
     return result
+
+
+def _optimizer_state_on_cpu(optimizer: torch.optim.Optimizer) -> Dict[str, object]:
+    state = optimizer.state_dict()
+    return {
+        "state": {i: {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in entry.items()}
+                  for i, entry in state["state"].items()},
+        "param_groups": state["param_groups"],
+    }
+
+
+def train_config_from_dict(values: Dict[str, object]) -> TrainConfig:
+    """The TrainConfig a state or config.json was written from (nested dataclasses rebuilt, tuples restored)."""
+    from .config import AugmentationConfig, LossConfig, ModelConfig
+
+    values = dict(values)
+    augmentation = dict(values.pop("augmentation"))
+    augmentation["scale_range"] = tuple(augmentation["scale_range"])
+    return TrainConfig(
+        model=ModelConfig.from_dict(values.pop("model")),
+        loss=LossConfig(**values.pop("loss")),
+        augmentation=AugmentationConfig(**augmentation),
+        **{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}},
+    )

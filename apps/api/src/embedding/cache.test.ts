@@ -77,6 +77,27 @@ describe('build-cache CLI', () => {
     await assert.rejects(stat(path.join(out, 'images/toyset/empty.png')), 'nothing written for a bad image');
   });
 
+  it('caches a set without laterality (aptos, idrid): eye stays blank, the extra eye_inferred column is not used', async () => {
+    const unlateral = path.join(root, 'aptos');
+    await writeSyntheticSet(unlateral, [
+      { name: 'x.jpg', patientId: 'aptos-x', eye: 'L', grade: 3, kind: 'fundus' },
+      { name: 'y.jpg', patientId: 'aptos-y', eye: 'R', grade: 1, kind: 'fundus' },
+    ]);
+    // The labels are rewritten in the aptos layout: eye blank, eye_inferred beside it.
+    await writeFile(path.join(unlateral, 'labels.csv'), 'image,patient_id,eye,grade,eye_inferred\nimages/x.jpg,aptos-x,,3,R\nimages/y.jpg,aptos-y,,1,\n');
+    const cache = path.join(root, 'cache-aptos');
+    const result = await runBuildCache(['--size', '32', '--out', cache, unlateral]);
+    assert.equal(result.code, 0, result.stderr);
+    const [, ...rows] = parseCsv(await readFile(path.join(cache, 'index.csv'), 'utf8'));
+    assert.deepEqual(
+      rows.map((row) => row.slice(1, 6)),
+      [
+        ['aptos', 'images/x.jpg', 'aptos-x', '', '3'],
+        ['aptos', 'images/y.jpg', 'aptos-y', '', '1'],
+      ],
+    );
+  });
+
   it('reuses cached files on a second run and rewrites them with --force', async () => {
     const png = path.join(out, 'images/toyset/a_left.png');
     const before = (await stat(png)).mtimeMs;

@@ -62,7 +62,8 @@ export type ImportRecord = {
   /** False when visitDate is UNDATED_VISIT_DATE (or --visit-date) because the source has no date. */
   isVisitDateKnown: boolean;
   eye: Eye;
-  /** True when the source has no laterality and --assume-eye supplied it. */
+  /** True when the source has no laterality and the eye was filled in: --assume-eye, or the shared layout's
+   * eye_inferred (a guess from the optic disc's side). Stored as fundus_image.eye_inferred. */
   isEyeAssumed: boolean;
   image: ImageSource;
   quality: ImageQuality;

@@ -99,6 +99,29 @@ describe('shared-data labels.csv', () => {
     assert.equal(unprefixed.patient.mrnSystem, 'urn:fundus-cbr:dataset:srahim', 'an id without a source prefix belongs to the dataset');
   });
 
+  test('a set without laterality (aptos, idrid): a blank eye takes eye_inferred and is marked inferred; blank without it is a bad row', async () => {
+    const file = await makeSet(
+      'aptos-like',
+      'labels.csv',
+      [
+        'image,patient_id,eye,grade,eye_inferred',
+        'images/a.jpg,aptos-a,,4,R',
+        'images/b.jpg,aptos-b,,1,',
+        'images/c.jpg,aptos-c,L,0,R',
+      ].join('\n'),
+      ['images/a.jpg', 'images/b.jpg', 'images/c.jpg'],
+    );
+    const { records, errors } = await collect(importSharedLabels(file));
+    assert.deepEqual(
+      errors.map((error) => [error.row, error.reason]),
+      [[3, 'no eye: eye is blank and eye_inferred is "" (L or R expected)']],
+    );
+    const [inferred, given] = records as [ImportRecord, ImportRecord];
+    assert.deepEqual([inferred.eye, inferred.isEyeAssumed, inferred.grading?.drGrade], ['RIGHT', true, 4]);
+    assert.match(inferred.grading?.grader ?? '', /RIGHT inferred from the optic disc's side/);
+    assert.deepEqual([given.eye, given.isEyeAssumed, given.grading?.grader], ['LEFT', false, 'aptos-like label'], 'a published eye wins over eye_inferred');
+  });
+
   test('--visit-date replaces the undated sentinel on the visit and the grading', async () => {
     const file = await makeSet('dated', 'labels.csv', 'image,patient_id,eye,grade\na.png,p-1,R,0\n', ['a.png']);
     const { records } = await collect(importSharedLabels(file, { visitDate: '2024-03-01' }));

@@ -2,6 +2,9 @@
 // image paths relative to the CSV. Patient ids are prefixed by their source ("srahim-012", "eyepacs-1000"),
 // and the same EyePACS patient appears in eyepacs-raw and eyepacs-processed, so the identifier system comes from
 // that prefix, not from the set's folder: both sets then meet in one patient.
+// Sets without laterality (aptos, idrid) leave `eye` blank and give `eye_inferred`, a guess from the optic disc's
+// side; the data model needs an eye, so a blank eye is filled from it and the image is stored as eye-inferred
+// (fundus_image.eye_inferred). A blank eye without a usable eye_inferred is a bad row.
 import path from 'node:path';
 import type { Eye } from '../generated/prisma/enums.js';
 import { datasetRecord, datasetSystem, parseIcdrGrade, parseSmallInteger, resolveImagePath, rowError, type ImportItem, type ImportOptions } from './import-record.js';
@@ -33,9 +36,18 @@ export async function* importSharedLabels(file: string, options: ImportOptions =
       yield rowError(line, 'missing patient_id', image);
       continue;
     }
-    const eye = parseEyeLetter(values['eye'] ?? '');
+    const givenEye = (values['eye'] ?? '').trim();
+    const eyeText = givenEye === '' ? (values['eye_inferred'] ?? '') : givenEye;
+    const isEyeInferred = givenEye === '';
+    const eye = parseEyeLetter(eyeText);
     if (!eye) {
-      yield rowError(line, `bad eye "${values['eye'] ?? ''}" (L or R expected)`, image);
+      yield rowError(
+        line,
+        isEyeInferred
+          ? `no eye: eye is blank and eye_inferred is "${values['eye_inferred'] ?? ''}" (L or R expected)`
+          : `bad eye "${givenEye}" (L or R expected)`,
+        image,
+      );
       continue;
     }
     const grade = parseIcdrGrade(values['grade']);
@@ -64,14 +76,14 @@ export async function* importSharedLabels(file: string, options: ImportOptions =
         mrnSystem: datasetSystem(prefix ?? name),
         isPerImagePatient: false,
         eye,
-        isEyeAssumed: false,
+        isEyeAssumed: isEyeInferred,
         imagePath,
         visitDate: options.visitDate,
         grading: {
           drGrade: grade.grade,
           maculopathy: maculopathy === null ? null : maculopathy === 1,
           macularEdemaRisk: null,
-          grader: `${name} label`,
+          grader: isEyeInferred ? `${name} label; eye not published by the dataset, ${eye} inferred from the optic disc's side (eye_inferred)` : `${name} label`,
           // srahim's "advanced diabetic eye disease" is already folded into grade 4 by the set; keep the flag.
           originalScale: aded === 1 ? 'srahim-aded' : null,
           originalValue: aded === 1 ? 'aded=1' : null,

@@ -139,8 +139,8 @@ function insertCaseSql({ record, bytes, mimeType, contentHash, width, height, em
       ON CONFLICT (sha256) DO NOTHING
     )`,
     Prisma.sql`image AS (
-      INSERT INTO fundus_image (visit_id, patient_id, eye, content_hash, width, height, quality, dr_grade)
-      SELECT id, ${patient}, ${record.eye}::"eye", ${contentHash}, ${width}::int, ${height}::int, ${record.quality}::"image_quality", ${drGrade}::int
+      INSERT INTO fundus_image (visit_id, patient_id, eye, eye_inferred, content_hash, width, height, quality, dr_grade)
+      SELECT id, ${patient}, ${record.eye}::"eye", ${record.isEyeAssumed}::boolean, ${contentHash}, ${width}::int, ${height}::int, ${record.quality}::"image_quality", ${drGrade}::int
       FROM visit_row
       RETURNING id, visit_id
     )`,
