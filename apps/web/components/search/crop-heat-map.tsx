@@ -2,7 +2,7 @@
 // The model's crop of a photograph (the 512 px square it embedded) with its attention heat map laid over it,
 // and the controls that show, hide and fade the heat map. The crop and the map cover the same square, so the
 // grid lies exactly where the model looked.
-import { useId, useState } from 'react';
+import { useEffect, useId, useRef, useState } from 'react';
 import type { AttentionMap } from '../../lib/similar-cases';
 import { AttentionGrid } from './attention-grid';
 
@@ -25,6 +25,13 @@ export function CropWithHeatMap({
   testId?: string;
 }) {
   const [failed, setFailed] = useState(false);
+  const image = useRef<HTMLImageElement>(null);
+  // The server-rendered <img> may fail before React hydrates and attaches onError (a slow page, a fast refusal):
+  // an image that is complete with no pixels has failed, whenever that was.
+  useEffect(() => {
+    const element = image.current;
+    if (element && element.complete && element.naturalWidth === 0) setFailed(true);
+  }, [src]);
   return (
     <div className="heat-map-frame" data-testid={testId}>
       {failed ? (
@@ -33,7 +40,7 @@ export function CropWithHeatMap({
         </div>
       ) : (
         // Served by this site from the API as the signed-in user; next/image would cache it, which it must not.
-        <img src={src} alt={alt} width={512} height={512} onError={() => setFailed(true)} />
+        <img ref={image} src={src} alt={alt} width={512} height={512} onError={() => setFailed(true)} />
       )}
       {shown && attention && (
         <div className="heat-map-layer">
