@@ -108,8 +108,9 @@ test('sign-in, sessions and roles against the real API in headless Chromium', { 
     const hits = expected.body.data.similarCases.hits;
     assert.ok(hits.length > 0);
     const rows = await page.locator('table.hits tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.innerText.trim())));
-    assert.deepEqual(rows.map((row) => row[2].split(/\s/)[0]), hits.map((hit) => hit.case.id));
-    assert.deepEqual(rows.map((row) => row[3]), hits.map((hit) => hit.case.patient.mrn));
+    // Columns: rank, thumbnail, similarity, case id (with its Compare link), patient (MRN, then sex and birth year).
+    assert.deepEqual(rows.map((row) => row[3].split(/\s/)[0]), hits.map((hit) => hit.case.id));
+    assert.deepEqual(rows.map((row) => row[4].split(/\s/)[0]), hits.map((hit) => hit.case.patient.mrn));
   });
 
   await t.test('sign-out forgets the session: /search redirects to the sign-in page again', async () => {
