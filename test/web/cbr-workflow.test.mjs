@@ -1,0 +1,195 @@
+// The case-based reasoning cycle on the search page, in headless Chromium against the real API on the seeded demo
+// database (embedded PGlite, the demo-clinic cohort embedded by the tiny test model): the suggestion panel shows
+// what the API suggests for the same search (grade or abstention, calibrated probabilities, P(referable), outcomes
+// of similar patients); the clinician's reading of the stored query photograph is recorded through reviseCase
+// (refusals by code, nothing written) and the case then shows it; relevance marks refine the search, the address
+// keeps the refined search and a reload shows the same hits. Screenshots at 1280 and 768 px; axe-core on the new
+// controls. Needs built apps/api and apps/web and the system Chromium; skipped only when Chromium is missing.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+import { TINY_MODEL, startApi } from '../support/backends.mjs';
+import { DESKTOP, TABLET, assertFitsWidth, fetchDemoUsers, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE_PATH = require.resolve('axe-core/axe.min.js');
+const K = 8;
+
+const FIRST_CASES = /* GraphQL */ `
+  query FirstCases {
+    patients(first: 5) { nodes { cases(first: 5) { nodes { id referenceGrading { drGrade } } } } }
+  }
+`;
+const SUGGESTION = /* GraphQL */ `
+  query Suggestion($input: SimilarCasesInput!) {
+    similarCases(input: $input) {
+      searchId
+      hits { case { id } }
+      suggestion {
+        status suggestedGrade reason confidence referableProbability
+        gradeProbabilities { grade probability }
+        hitGrades { grade count }
+        outcomes { hits treatedAfter worsening { years followedUp worsened } }
+      }
+    }
+  }
+`;
+const CASE_GRADING = /* GraphQL */ `
+  query CaseGrading($id: ID!) {
+    case(id: $id) { referenceGrading { drGrade maculopathy source grader } diagnoses { code } }
+  }
+`;
+const REFINE = /* GraphQL */ `
+  mutation Refine($input: RelevanceFeedbackInput!) {
+    submitRelevanceFeedback(input: $input) { recorded refined { hits { case { id } } } }
+  }
+`;
+
+const percent = (value) => `${(value * 100).toFixed(0)}%`;
+const hitIds = (page) => page.locator('table.hits tbody tr').evaluateAll((rows) => rows.map((row) => row.querySelector('td a[href^="/cases/"]').getAttribute('href').split('/').pop()));
+
+async function assertNoSeriousAxeViolations(page, label) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.addScriptTag({ path: AXE_PATH });
+  const violations = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ['violations'] })).violations.map((violation) => ({ id: violation.id, impact: violation.impact, targets: violation.nodes.map((node) => node.target.join(' ')) })));
+  const blocking = violations.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical');
+  assert.deepEqual(blocking, [], `${label}: axe violations of impact serious or critical`);
+}
+
+test('reuse, revise and relevance feedback on the search page, against the real API, in headless Chromium', { timeout: 600_000 }, async (t) => {
+  const browser = await launchChromium(t);
+  if (!browser) return;
+  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_MODEL, photographs: true });
+  t.after(() => api.close());
+  const web = await startWebServer(t, { apiUrl: api.url });
+  const { userOf } = await fetchDemoUsers(api);
+  const clinician = userOf('demo-clinician');
+
+  const listed = await api.graphql(FIRST_CASES);
+  const query = listed.body.data.patients.nodes.flatMap((patient) => patient.cases.nodes).find((found) => found.referenceGrading);
+  assert.ok(query, 'the demo cohort has a graded case');
+  const searchPath = `/search?imageId=${query.id}&k=${K}`;
+
+  const { page } = await newPage(browser, DESKTOP);
+  await signInAs(page, web.baseUrl, clinician, { from: searchPath });
+  await page.locator('table.hits').waitFor();
+
+  await t.test('the suggestion panel shows what the API suggests for the same search', async () => {
+    const { body } = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: K } });
+    const expected = body.data.similarCases.suggestion;
+    const panel = page.getByTestId('suggestion');
+    assert.equal(await panel.getAttribute('data-status'), expected.status);
+    const headline = await panel.getByTestId('suggested-grade').innerText();
+    if (expected.status === 'ABSTAINED') {
+      assert.equal(headline, 'Abstained');
+      assert.match(await panel.getByTestId('suggestion-reason').innerText(), new RegExp(`^Abstained: ${expected.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    } else if (expected.suggestedGrade !== null) assert.match(headline, new RegExp(`^${expected.suggestedGrade} – `));
+    if (expected.gradeProbabilities) {
+      const shown = await panel.getByTestId('grade-probabilities').locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim())));
+      assert.deepEqual(
+        shown,
+        expected.gradeProbabilities.map(({ grade, probability }) => [percent(probability), String(expected.hitGrades.find((count) => count.grade === grade)?.count ?? 0)]),
+      );
+      assert.match(await panel.getByTestId('referable').innerText(), new RegExp(`P\\(referable DR, grade 2 or more\\): ${percent(expected.referableProbability)}`));
+    } else {
+      const shown = await panel.getByTestId('hit-grades').locator('tbody td').allInnerTexts();
+      assert.deepEqual(shown.map(Number), expected.hitGrades.map((count) => count.count));
+    }
+    const outcomes = await panel.getByTestId('outcomes').innerText();
+    assert.match(outcomes, new RegExp(`Treated after the visit: ${expected.outcomes.treatedAfter} of ${expected.outcomes.hits}`));
+    for (const window of expected.outcomes.worsening) {
+      assert.match(outcomes, new RegExp(`Worse within ${window.years} years?: ${window.worsened} of ${window.followedUp} followed up`));
+    }
+    await screenshot(page, 'cbr-suggestion-1280.png');
+    await assertNoSeriousAxeViolations(page, 'suggestion, revise form and relevance marks');
+  });
+
+  const reviseForm = () => page.getByRole('form', { name: 'Confirm or correct the grade' });
+  const submitReading = async () => {
+    await reviseForm().getByRole('button', { name: 'Record my reading' }).click();
+    await page.getByTestId('revise-outcome').waitFor();
+    await page.waitForFunction(() => !document.querySelector('.revise-case button[disabled]'));
+  };
+  const corrected = (query.referenceGrading.drGrade + 1) % 5;
+
+  await t.test("a refused reading shows the API's code and writes nothing", async () => {
+    await reviseForm().getByLabel('DR grade').selectOption(String(corrected));
+    await reviseForm().getByLabel('Diagnosis code (optional)').fill('NOT-A-CODE');
+    await reviseForm().getByLabel('Diagnosis description').fill('Type 2 diabetes with mild NPDR');
+    await submitReading();
+    const outcome = page.getByTestId('revise-outcome');
+    assert.equal(await outcome.getAttribute('data-error-code'), 'BAD_USER_INPUT', await outcome.innerText());
+    assert.match(await outcome.innerText(), /^The reading was not recorded/);
+    const { body } = await api.graphql(CASE_GRADING, { id: query.id });
+    assert.equal(body.data.case.referenceGrading.drGrade, query.referenceGrading.drGrade, 'the reference grade is unchanged');
+    assert.notEqual(body.data.case.referenceGrading.source, 'CLINICIAN');
+  });
+
+  await t.test("the clinician's corrected grade, maculopathy and diagnosis become the case's reference grading", async () => {
+    await reviseForm().getByLabel('Maculopathy').selectOption('yes');
+    await reviseForm().getByLabel('Diagnosis code (optional)').fill('E11.3291');
+    await reviseForm().getByLabel('Diagnosis description').fill('Type 2 diabetes with mild NPDR without macular edema, right eye');
+    await submitReading();
+    const outcome = page.getByTestId('revise-outcome');
+    assert.equal(await outcome.getAttribute('data-error-code'), null, await outcome.innerText());
+    assert.match(await outcome.innerText(), new RegExp(`now has grade ${corrected} – .*maculopathy \\(clinician ${clinician.subject}\\)`));
+    const { body } = await api.graphql(CASE_GRADING, { id: query.id });
+    assert.deepEqual(body.data.case.referenceGrading, { drGrade: corrected, maculopathy: true, source: 'CLINICIAN', grader: clinician.subject });
+    assert.ok(body.data.case.diagnoses.some((diagnosis) => diagnosis.code === 'E11.3291'));
+    await screenshot(page, 'cbr-revised-1280.png');
+
+    const { page: casePage, context } = await newPage(browser, DESKTOP);
+    await signInAs(casePage, web.baseUrl, clinician, { from: `/cases/${query.id}` });
+    const text = await casePage.locator('main').innerText();
+    assert.match(text, new RegExp(`Clinician by ${clinician.subject}`));
+    await context.close();
+  });
+
+  await t.test('relevance marks refine the search; the address keeps the refined search and a reload shows it again', async () => {
+    await page.goto(`${web.baseUrl}${searchPath}`);
+    await page.locator('table.hits').waitFor();
+    const before = await hitIds(page);
+    await page.getByRole('group', { name: 'Is case 1 relevant?' }).getByLabel('Relevant', { exact: true }).check();
+    await page.getByRole('group', { name: 'Is case 2 relevant?' }).getByLabel('Not relevant').check();
+    await page.getByRole('group', { name: 'Is case 3 relevant?' }).getByLabel('Not relevant').check();
+    await Promise.all([page.waitForURL(/[?&]search=/), page.getByRole('button', { name: 'Refine' }).click()]);
+    await page.getByTestId('refined').waitFor();
+    assert.match(await page.getByTestId('refined').innerText(), /Refined with your 3 relevance marks/);
+    const url = new URL(page.url());
+    const searchId = url.searchParams.get('search');
+    assert.equal(url.searchParams.get(`mark:${before[0]}`), 'relevant');
+    assert.equal(url.searchParams.get(`mark:${before[1]}`), 'irrelevant');
+    const refined = await hitIds(page);
+    assert.equal(refined.length, K);
+    // The same marks on the same search replace the stored ones; the API's refinement is the page's.
+    const { body } = await api.graphql(REFINE, { input: { searchId, marks: [{ caseId: before[0], relevant: true }, { caseId: before[1], relevant: false }, { caseId: before[2], relevant: false }] } });
+    assert.equal(body.data.submitRelevanceFeedback.recorded, 3);
+    assert.deepEqual(refined, body.data.submitRelevanceFeedback.refined.hits.map((hit) => hit.case.id));
+    await screenshot(page, 'cbr-refined-1280.png');
+    await assertNoSeriousAxeViolations(page, 'refined search');
+
+    await page.reload();
+    await page.getByTestId('refined').waitFor();
+    assert.deepEqual(await hitIds(page), refined, 'a reload shows the same refined hits');
+  });
+
+  await t.test('a mark on a case that was not a hit of the search is refused by code', async () => {
+    const url = new URL(page.url());
+    const { body } = await api.graphql(REFINE, { input: { searchId: url.searchParams.get('search'), marks: [{ caseId: '00000000-0000-4000-8000-000000000000', relevant: true }] } });
+    const code = body.errors?.[0]?.extensions?.code;
+    assert.ok(code, 'the API refuses it');
+    await page.goto(`${web.baseUrl}${searchPath}&search=${url.searchParams.get('search')}&mark:00000000-0000-4000-8000-000000000000=relevant`);
+    const alert = page.locator(`[data-error-code="${code}"]`);
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /^The search was not refined/);
+  });
+
+  await t.test('suggestion, revise form and marks fit a tablet', async () => {
+    const { page: narrow, context } = await newPage(browser, TABLET);
+    await signInAs(narrow, web.baseUrl, clinician, { from: searchPath });
+    await narrow.locator('table.hits').waitFor();
+    await screenshot(narrow, 'cbr-suggestion-768.png');
+    await assertFitsWidth(narrow);
+    await assertNoSeriousAxeViolations(narrow, 'CBR controls at 768 px');
+    await context.close();
+  });
+});
