@@ -335,6 +335,7 @@ function SearchResults({ outcome, values, params, returnTo }: { outcome: SearchO
           )}
         </section>
       )}
+      {hits.length > 0 && <RefineForm params={params} searchId={searchId} refinement={refinement} />}
       {hits.length === 0 ? (
         <p>No earlier case matched these filters. Widen the DR grades or eye, or raise the number of cases.</p>
       ) : (
@@ -355,7 +356,6 @@ function SearchResults({ outcome, values, params, returnTo }: { outcome: SearchO
                 <th scope="col">Diagnoses</th>
                 <th scope="col">Treatments</th>
                 <th scope="col">What happened next</th>
-                <th scope="col">Relevant?</th>
               </tr>
             </thead>
             <tbody>
@@ -366,7 +366,6 @@ function SearchResults({ outcome, values, params, returnTo }: { outcome: SearchO
           </table>
         </div>
       )}
-      {hits.length > 0 && <RefineForm params={params} searchId={searchId} refinement={refinement} />}
     </section>
   );
 }
@@ -407,6 +406,21 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
         <a href={compareHref} className="compare-link" aria-label={`Compare case ${hit.rank} with the query`}>
           Compare
         </a>
+        <fieldset className="relevance">
+          <legend className="visually-hidden">Is case {hit.rank} relevant?</legend>
+          {(
+            [
+              ['relevant', 'Relevant'],
+              ['irrelevant', 'Not relevant'],
+              ['', 'Unmarked'],
+            ] as const
+          ).map(([value, label]) => (
+            <label key={value} className="checkbox">
+              <input type="radio" form={REFINE_FORM_ID} name={`${MARK_PREFIX}${similarCase.id}`} value={value} defaultChecked={value === ''} />
+              <span>{label}</span>
+            </label>
+          ))}
+        </fieldset>
       </td>
       <td>
         <code className="nowrap">{similarCase.patient.mrn}</code>
@@ -434,23 +448,6 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
       </td>
       <td>
         <FollowUp followUp={similarCase.followUp} />
-      </td>
-      <td>
-        <fieldset className="relevance">
-          <legend className="visually-hidden">Is case {hit.rank} relevant?</legend>
-          {(
-            [
-              ['relevant', 'Relevant'],
-              ['irrelevant', 'Not relevant'],
-              ['', 'Unmarked'],
-            ] as const
-          ).map(([value, label]) => (
-            <label key={value} className="checkbox">
-              <input type="radio" form={REFINE_FORM_ID} name={`${MARK_PREFIX}${similarCase.id}`} value={value} defaultChecked={value === ''} />
-              <span>{label}</span>
-            </label>
-          ))}
-        </fieldset>
       </td>
     </tr>
   );
