@@ -6,7 +6,8 @@ import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } f
 import { AttentionGrid } from '../../components/search/attention-grid';
 import { PhotoPicker } from '../../components/search/photo-picker';
 import { QueryHeatMap } from '../../components/search/query-heat-map';
-import { CompareView } from '../../components/search/compare-view';
+import { CompareView, type CompareExplanation } from '../../components/search/compare-view';
+import { explainSimilarity } from '../../lib/explain-similarity';
 import { SaveCaseForm } from '../../components/search/save-case-form';
 import { config } from '../../lib/config';
 import { FacetCounts } from '../../components/search/facet-counts';
@@ -79,12 +80,22 @@ export default async function SearchPage({ searchParams }: SearchPageProps) {
           </ul>
         </div>
       )}
-      {outcome && <SearchResults outcome={outcome} values={form.values} params={params} returnTo={returnTo} />}
+      {outcome && <SearchResults outcome={outcome} values={form.values} params={params} returnTo={returnTo} explanation={await explainCompared(outcome, form.values, returnTo)} />}
       {form.input?.uploadToken && outcome?.ok && (
         <SaveCaseForm uploadToken={form.input.uploadToken} returnTo={returnTo} mrnSystem={config.mrnSystem} today={new Date().toISOString().slice(0, 10)} />
       )}
     </>
   );
+}
+
+/** The compared hit's correspondence maps (explainSimilarity), when a hit of this result is compared. */
+async function explainCompared(outcome: SearchOutcome, values: SearchFormValues, returnTo: string): Promise<CompareExplanation | null> {
+  if (!outcome.ok || !values.compare || !outcome.result.hits.some((hit) => hit.case.id === values.compare)) return null;
+  const query = values.upload ? { uploadToken: values.upload } : { imageId: values.imageId };
+  const explained = await explainSimilarity({ ...query, caseId: values.compare }, returnTo);
+  if (!explained.ok) return { code: explained.code, message: explained.message };
+  const { queryMap, hitMap, matches } = explained.explanation;
+  return { queryMap, hitMap, matches: matches.length };
 }
 
 const SEARCH_FORM_ID = 'similar-case-search';
@@ -241,7 +252,19 @@ function RefineForm({ params, searchId, refinement }: { params: SearchParams; se
   );
 }
 
-function SearchResults({ outcome, values, params, returnTo }: { outcome: SearchOutcome; values: SearchFormValues; params: SearchParams; returnTo: string }) {
+function SearchResults({
+  outcome,
+  values,
+  params,
+  returnTo,
+  explanation,
+}: {
+  outcome: SearchOutcome;
+  values: SearchFormValues;
+  params: SearchParams;
+  returnTo: string;
+  explanation: CompareExplanation | null;
+}) {
   const uploadToken = values.upload || null;
   if (!outcome.ok) {
     const expired = uploadToken && outcome.code === 'NOT_FOUND';
@@ -304,6 +327,7 @@ function SearchResults({ outcome, values, params, returnTo }: { outcome: SearchO
           {compared ? (
             <>
               <CompareView
+                explanation={explanation}
                 query={{
                   src: querySrc,
                   title: 'Query photograph',

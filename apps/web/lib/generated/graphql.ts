@@ -65,6 +65,15 @@ export type DiabetesType =
   | 'TYPE_2'
   | 'UNKNOWN';
 
+export type ExplainSimilarityInput = {
+  /** The hit to explain. */
+  caseId: string;
+  /** The stored query photograph (give this or uploadToken). */
+  imageId?: string | null | undefined;
+  /** The uploaded query photograph (give this or imageId). */
+  uploadToken?: string | null | undefined;
+};
+
 /** The eye a photograph shows. */
 export type Eye =
   | 'LEFT'
@@ -283,6 +292,13 @@ export type CohortStatisticsQueryVariables = Exact<{
 
 
 export type CohortStatisticsQuery = { cohortStatistics: { minimumCellSize: number, patients: number, eyes: number, gradeDistributions: Array<{ name: string, rowTitle: string, columnTitle: string, rows: Array<string>, columns: Array<string>, cells: Array<Array<number | null> | null> | null, rowTotals: Array<number | null>, columnTotals: Array<number | null>, total: number | null, suppressedCells: number, csv: string }>, transitionMatrix: { name: string, rowTitle: string, columnTitle: string, rows: Array<string>, columns: Array<string>, cells: Array<Array<number | null> | null> | null, rowTotals: Array<number | null>, columnTotals: Array<number | null>, total: number | null, suppressedCells: number, csv: string }, treatments: { counts: { name: string, rowTitle: string, columnTitle: string, rows: Array<string>, columns: Array<string>, cells: Array<Array<number | null> | null> | null, rowTotals: Array<number | null>, columnTotals: Array<number | null>, total: number | null, suppressedCells: number, csv: string }, injectionsPerPatientYear: { group: string, n: number | null, median: number | null, lowerQuartile: number | null, upperQuartile: number | null, withheld: boolean } }, hba1cByGrade: Array<{ group: string, n: number | null, median: number | null, lowerQuartile: number | null, upperQuartile: number | null, withheld: boolean }>, timeToWorsening: { event: WorseningEvent, stratifiedBy: SurvivalStratum | null, undatedEyesExcluded: number, curves: Array<{ stratum: string, withheld: boolean, eyes: number | null, events: number | null, censorTimes: Array<number>, truncatedAt: number | null, medianYears: number | null, steps: Array<{ time: number, survival: number, lower: number | null, upper: number | null }>, numbersAtRisk: Array<{ time: number, atRisk: string }> }>, logRank: { chiSquare: number, degreesOfFreedom: number, pValue: number, strata: Array<string> } | null } | null } };
+
+export type ExplainHitQueryVariables = Exact<{
+  input: ExplainSimilarityInput;
+}>;
+
+
+export type ExplainHitQuery = { explainSimilarity: { modelVersion: string, queryMap: { width: number, height: number, values: Array<number> }, hitMap: { width: number, height: number, values: Array<number> }, matches: Array<{ similarity: number, queryCell: { row: number, column: number }, hitCell: { row: number, column: number } }> } };
 
 export type PatientTimelineQueryVariables = Exact<{
   mrn: string;
