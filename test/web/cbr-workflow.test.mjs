@@ -45,6 +45,12 @@ const REFINE = /* GraphQL */ `
   }
 `;
 
+const EXPLAIN = /* GraphQL */ `
+  query Explain($input: ExplainSimilarityInput!) {
+    explainSimilarity(input: $input) { queryMap { width height values } hitMap { width height } matches { similarity } }
+  }
+`;
+
 const percent = (value) => `${(value * 100).toFixed(0)}%`;
 const hitIds = (page) => page.locator('table.hits tbody tr').evaluateAll((rows) => rows.map((row) => row.querySelector('td a[href^="/cases/"]').getAttribute('href').split('/').pop()));
 
@@ -181,6 +187,41 @@ test('reuse, revise and relevance feedback on the search page, against the real 
     const alert = page.locator(`[data-error-code="${code}"]`);
     await alert.waitFor();
     assert.match(await alert.innerText(), /^The search was not refined/);
+  });
+
+  await t.test('the compare view switches both maps to which regions of query and hit correspond (explainSimilarity)', async () => {
+    await page.goto(`${web.baseUrl}${searchPath}`);
+    await page.locator('table.hits').waitFor();
+    const [, second] = await hitIds(page);
+    await Promise.all([page.waitForURL(/[?&]compare=/), page.getByRole('link', { name: 'Compare case 2 with the query' }).click()]);
+    const compare = page.locator('section.compare');
+    await compare.waitFor();
+    const { body } = await api.graphql(EXPLAIN, { input: { imageId: query.id, caseId: second } });
+    const hint = compare.getByTestId('explanation-hint');
+    const correspondence = compare.getByLabel('Which regions correspond');
+    if (body.errors) {
+      // The tiny test model has no feature-map output: the API refuses (MODEL_UNAVAILABLE) and the view says so.
+      const { code } = body.errors[0].extensions;
+      t.diagnostic(`explainSimilarity refused with ${code}: only the refusal is drawn with this model`);
+      assert.match(await hint.innerText(), new RegExp(`No correspondence maps: .*\\(error code ${code}\\)`));
+      assert.equal(await correspondence.isDisabled(), true);
+      assert.equal(await compare.getByRole('img', { name: /^Heat map of / }).count(), 2, 'the attention maps stay');
+      await assertNoSeriousAxeViolations(page, 'compare view without correspondence maps');
+      return;
+    }
+    const expected = body.data.explainSimilarity;
+    assert.match(await hint.innerText(), new RegExp(`${expected.matches.length} strongest mutual matches`));
+    await correspondence.check();
+    const maps = compare.getByRole('img', { name: /^Correspondence map of / });
+    assert.equal(await maps.count(), 2, 'a correspondence map on each side');
+    // The API's grids, one drawn cell per value.
+    assert.equal(await maps.nth(0).getAttribute('viewBox'), `0 0 ${expected.queryMap.width} ${expected.queryMap.height}`);
+    assert.equal(await maps.nth(1).getAttribute('viewBox'), `0 0 ${expected.hitMap.width} ${expected.hitMap.height}`);
+    assert.equal(Number(await maps.nth(0).getAttribute('data-cells')), expected.queryMap.values.length);
+    await screenshot(page, 'cbr-explanation-1280.png');
+    await assertNoSeriousAxeViolations(page, 'compare view with correspondence maps');
+    await compare.getByLabel('Where the model looked (attention)').check();
+    assert.equal(await compare.getByRole('img', { name: /^Heat map of / }).count(), 2, 'back to the attention maps');
   });
 
   await t.test('suggestion, revise form and marks fit a tablet', async () => {
