@@ -115,6 +115,8 @@ export interface SearchFormValues {
   treatments: string[];
   /** The hit (case id) shown side by side with the query. */
   compare: string;
+  /** Search by region: a rectangle on the model's crop, in percent of its side ('' for the whole photograph). */
+  region: { x: string; y: string; width: string; height: string };
   /** Relevance feedback: the searchId the marks were given on (set with marks by the Refine form). */
   search: string;
   /** Marks by case id, `mark:<caseId>=relevant|irrelevant` in the address. */
@@ -155,6 +157,21 @@ function parseAge(text: string, label: string, problems: string[]): number | und
   return age;
 }
 
+/** The region inputs (percent of the crop): all four or none; the API checks again that it lies in the crop. */
+function parseRegion(region: SearchFormValues['region'], problems: string[]): { x: number; y: number; width: number; height: number } | undefined {
+  const texts = [region.x, region.y, region.width, region.height];
+  if (texts.every((text) => text === '')) return undefined;
+  const numbers = texts.map(Number);
+  if (texts.some((text) => text === '') || numbers.some((value) => !Number.isFinite(value) || value < 0 || value > 100)) {
+    problems.push('The region needs all four of left, top, width and height, each from 0 to 100 (% of the crop).');
+    return undefined;
+  }
+  const [x, y, width, height] = numbers as [number, number, number, number];
+  if (width === 0 || height === 0) problems.push('The region must have a width and a height above 0.');
+  else if (x + width > 100 || y + height > 100) problems.push('The region must lie inside the photograph: left + width and top + height at most 100.');
+  return { x: x / 100, y: y / 100, width: width / 100, height: height / 100 };
+}
+
 export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   const upload = firstValue(params.upload).trim();
   const submitted = params.imageId !== undefined || upload !== '';
@@ -166,6 +183,7 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
     compare: firstValue(params.compare).trim(),
     search: firstValue(params.search).trim(),
     marks: [],
+    region: { x: firstValue(params.regionX).trim(), y: firstValue(params.regionY).trim(), width: firstValue(params.regionWidth).trim(), height: firstValue(params.regionHeight).trim() },
     eye: firstValue(params.eye),
     sex: firstValue(params.sex),
     ageMin: firstValue(params.ageMin).trim(),
@@ -209,6 +227,7 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   const ageMin = parseAge(values.ageMin, 'Youngest age', problems);
   const ageMax = parseAge(values.ageMax, 'Oldest age', problems);
   if (ageMin !== undefined && ageMax !== undefined && ageMin > ageMax) problems.push('Youngest age must not be above oldest age.');
+  const region = parseRegion(values.region, problems);
   if (problems.length > 0) return { submitted, values, input: null, feedback: null, problems };
 
   const filters: CaseFiltersInput = {};
@@ -220,6 +239,7 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   if (values.treatments.length > 0) filters.treatmentTypes = values.treatments as TreatmentType[];
   const input: SimilarCasesInput = upload !== '' ? { uploadToken: upload, k } : { imageId: values.imageId, k };
   if (Object.keys(filters).length > 0) input.filters = filters;
+  if (region) input.region = region;
   const feedback = values.marks.length > 0 ? { searchId: values.search, marks: values.marks } : null;
   return { submitted, values, input, feedback, problems };
 }

@@ -13,6 +13,7 @@ import { config } from '../../lib/config';
 import { FacetCounts } from '../../components/search/facet-counts';
 import { SuggestionPanel } from '../../components/search/suggestion-panel';
 import { ReviseCaseForm } from '../../components/search/revise-case-form';
+import { RegionDraw } from '../../components/search/region-draw';
 import { photographPath, uploadCropPath } from '../../lib/photograph-paths';
 import '../../components/search/search.css';
 import {
@@ -204,6 +205,26 @@ function SearchForm({ values }: { values: SearchFormValues }) {
           </label>
         ))}
       </fieldset>
+      <fieldset className="grades region-fields">
+        <legend>Search by region (optional)</legend>
+        <p className="hint" id="region-hint">
+          A rectangle on the model&apos;s crop of the query, in % of its side: draw it on the crop below the results, or
+          type it. Empty: the whole photograph.
+        </p>
+        {(
+          [
+            ['regionX', 'x', 'Left'],
+            ['regionY', 'y', 'Top'],
+            ['regionWidth', 'width', 'Width'],
+            ['regionHeight', 'height', 'Height'],
+          ] as const
+        ).map(([name, key, label]) => (
+          <div key={name} className="field field-narrow">
+            <label htmlFor={name}>{label} (%)</label>
+            <input id={name} name={name} type="number" inputMode="decimal" min={0} max={100} step="any" defaultValue={values.region[key]} aria-describedby="region-hint" />
+          </div>
+        ))}
+      </fieldset>
       <div className="actions">
         <button type="submit">Search</button>
       </div>
@@ -222,6 +243,13 @@ function comparePath(params: SearchParams, caseId: string | null): string {
   }
   if (caseId) query.set('compare', caseId);
   return `/search?${query}${caseId ? '#compare' : '#results-heading'}`;
+}
+
+/** The region the search ran with, in % of the crop, for the drawing; null without one. */
+function regionBox(values: SearchFormValues): { x: number; y: number; width: number; height: number } | null {
+  const { x, y, width, height } = values.region;
+  if ([x, y, width, height].some((text) => text === '')) return null;
+  return { x: Number(x), y: Number(y), width: Number(width), height: Number(height) };
 }
 
 const REFINE_FORM_ID = 'refine-search';
@@ -307,6 +335,7 @@ function SearchResults({
       )}
       <div className="query-panel">
         <QueryHeatMap src={querySrc} attention={queryAttention} byUpload={uploadToken !== null} />
+        <RegionDraw src={querySrc} formId={SEARCH_FORM_ID} initial={regionBox(values)} />
         {hits.length > 0 && <FacetCounts facets={countFacets(hits)} />}
       </div>
       <div className="cbr-panel">
