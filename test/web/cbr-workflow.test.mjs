@@ -228,6 +228,7 @@ test('reuse, revise and relevance feedback on the search page, against the real 
     await page.goto(`${web.baseUrl}${searchPath}`);
     await page.locator('table.hits').waitFor();
     const frame = page.getByTestId('region-frame');
+    await frame.scrollIntoViewIfNeeded();
     const box = await frame.boundingBox();
     await page.mouse.move(box.x + box.width * 0.2, box.y + box.height * 0.3);
     await page.mouse.down();
