@@ -208,7 +208,7 @@ function SearchForm({ values }: { values: SearchFormValues }) {
       <fieldset className="grades region-fields">
         <legend>Search by region (optional)</legend>
         <p className="hint" id="region-hint">
-          A rectangle on the model&apos;s crop of the query, in % of its side: draw it on the query's crop shown with the results, or
+          A rectangle on the model&apos;s crop of the query, in % of its side: draw it on the query&apos;s crop shown with the results, or
           type it. Empty: the whole photograph.
         </p>
         {(
