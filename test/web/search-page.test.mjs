@@ -36,6 +36,26 @@ const tokenOf = (subject) => `fake-token-${subject}`;
 // Three hits in rank order; the second is synthetic and has no treatments.
 const SIMILAR_CASES = {
   modelVersion: 'resnet18-arcface-2026-11-20',
+  searchId: 'search-0001',
+  // The CBR reuse step the page shows beside the hits (test/web/cbr-workflow.test.mjs checks it against the real API).
+  suggestion: {
+    id: 'suggestion-0001',
+    status: 'SUGGESTED',
+    suggestedGrade: 2,
+    suggestedGradeName: 'Moderate NPDR',
+    confidence: 0.61,
+    reason: null,
+    gradeProbabilities: [0.04, 0.08, 0.61, 0.17, 0.1].map((probability, grade) => ({ grade, probability })),
+    referableProbability: 0.88,
+    referable: true,
+    voters: 3,
+    vote: [{ grade: 2, share: 0.66, neighbours: 2 }, { grade: 4, share: 0.34, neighbours: 1 }],
+    rule: 'similarity-weighted vote of the nearest graded cases',
+    calibrationModelVersion: 'resnet18-arcface-2026-11-20',
+    hitGrades: [{ grade: 2, gradeName: 'Moderate NPDR', count: 2 }, { grade: 4, gradeName: 'Proliferative DR', count: 1 }],
+    ungradedHits: 0,
+    outcomes: { hits: 3, undatedHits: 0, treatedAfter: 1, treatments: [{ type: 'ANTI_VEGF', hits: 1 }], worsening: [{ years: 1, followedUp: 1, worsened: 0 }, { years: 2, followedUp: 1, worsened: 0 }] },
+  },
   hits: [
     {
       rank: 1,
@@ -235,7 +255,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
         '1',
         '',
         '0.988',
-        'case-0101 Compare',
+        'case-0101 Compare Is case 1 relevant? Relevant Not relevant Unmarked',
         'MRN-400101 Female, born 1961',
         'Right',
         '4 – Proliferative DR',
@@ -249,7 +269,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
         '2',
         '',
         '0.901',
-        'case-syn-0007 SYNTHETIC Compare',
+        'case-syn-0007 SYNTHETIC Compare Is case 2 relevant? Relevant Not relevant Unmarked',
         'SYN-0007 Male, born 1970',
         'Right',
         '2 – Moderate NPDR',
@@ -257,7 +277,7 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
         '—',
         '—',
       ],
-      ['3', '', '0.800', 'case-0042 Compare', 'MRN-400042 Male, birth year unknown', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30', '—'],
+      ['3', '', '0.800', 'case-0042 Compare Is case 3 relevant? Relevant Not relevant Unmarked', 'MRN-400042 Male, birth year unknown', 'Right', '2 – Moderate NPDR', '—', 'Anti-VEGF (ranibizumab), 2024-11-30', '—'],
     ]);
     assert.deepEqual(
       await page.locator('table.hits .hit-thumbnail img').evaluateAll((images) => images.map((image) => image.getAttribute('src'))),
@@ -279,6 +299,17 @@ test('similar-case search page in headless Chromium', { timeout: 120_000 }, asyn
     assert.equal(await page.getByLabel('2 – Moderate NPDR').isChecked(), true);
     assert.equal(await page.getByLabel('1 – Mild NPDR').isChecked(), false);
     assert.equal(await page.getByLabel('Eye').inputValue(), 'RIGHT');
+  });
+
+  await t.test('a calibrated suggestion shows its probability per grade and P(referable)', async () => {
+    const panel = page.getByTestId('suggestion');
+    assert.equal(await panel.getAttribute('data-status'), 'SUGGESTED');
+    assert.match(await panel.getByTestId('suggested-grade').innerText(), /^2 – Moderate NPDR$/);
+    const shown = await panel.getByTestId('grade-probabilities').locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim())));
+    const { gradeProbabilities, hitGrades } = SIMILAR_CASES.suggestion;
+    assert.deepEqual(shown, gradeProbabilities.map(({ grade, probability }) => [`${Math.round(probability * 100)}%`, String(hitGrades.find((count) => count.grade === grade)?.count ?? 0)]));
+    assert.match(await panel.getByTestId('referable').innerText(), /P\(referable DR, grade 2 or more\): 88% – at or above the referral threshold/);
+    assert.match(await panel.getByTestId('outcomes').innerText(), /Treated after the visit: 1 of 3 \(anti-vegf 1\)/);
   });
 
   await t.test('an API error shows its message and code in an alert', async () => {

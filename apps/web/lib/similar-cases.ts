@@ -1,7 +1,7 @@
 // Similar-case search: reading the GET form, and the one GraphQL operation behind it; test/web/search-page.test.mjs
 // runs this query against the API.
 import { requestGraphql } from './api-request';
-import type { CaseFiltersInput, SimilarCasesInput, SimilarQuery, SimilarQueryVariables } from './generated/graphql';
+import type { CaseFiltersInput, RefineSearchMutation, RefineSearchMutationVariables, RelevanceMarkInput, SimilarCasesInput, SimilarQuery, SimilarQueryVariables, SimilarResultFragment } from './generated/graphql';
 import { DR_GRADES, isDrGrade, type DrGrade } from './grades';
 import { formatTreatmentType } from './labels';
 
@@ -17,38 +17,86 @@ const UPLOAD_TOKEN_PATTERN = /^upl_[A-Za-z0-9_-]{1,200}$/;
 
 // Result and input types are generated from schema.graphql for SIMILAR_CASES_QUERY (lib/generated/graphql.ts).
 export type { CaseFiltersInput, SimilarCasesInput } from './generated/graphql';
-export type SimilarCasesResult = SimilarQuery['similarCases'];
+export type SimilarCasesResult = SimilarResultFragment;
+export type GradeSuggestion = SimilarCasesResult['suggestion'];
 export type SimilarCaseHit = SimilarCasesResult['hits'][number];
 /** A heat map over the model's cropped, square input, row-major from the top-left. */
 export type AttentionMap = NonNullable<SimilarCaseHit['attention']>;
 
 export type SearchOutcome =
-  | { ok: true; result: SimilarCasesResult }
+  | { ok: true; result: SimilarCasesResult; refinement: { recorded: number; markedSearchId: string } | null }
   | { ok: false; message: string; code: string };
+
+/** One search result as the page shows it; the search and its refinement (relevance feedback) both select it. */
+export const SIMILAR_RESULT_FRAGMENT = /* GraphQL */ `
+  fragment SimilarResult on SimilarCasesResult {
+    modelVersion
+    searchId
+    query { id patient { mrn } image { id eye } visit { date } referenceGrading { drGrade drGradeName maculopathy source grader } }
+    queryAttention { width height values }
+    suggestion {
+      id
+      status
+      suggestedGrade
+      suggestedGradeName
+      confidence
+      reason
+      gradeProbabilities { grade probability }
+      referableProbability
+      referable
+      voters
+      vote { grade share neighbours }
+      rule
+      calibrationModelVersion
+      hitGrades { grade gradeName count }
+      ungradedHits
+      outcomes {
+        hits
+        undatedHits
+        treatedAfter
+        treatments { type hits }
+        worsening { years followedUp worsened }
+      }
+    }
+    hits {
+      rank
+      similarity
+      attention { width height values }
+      case {
+        id
+        isSynthetic
+        image { id eye }
+        patient { mrn sex birthYear }
+        referenceGrading { drGrade maculopathy }
+        diagnoses { id code text }
+        treatments { id type agent date eye }
+        followUp { gradings { imageId visitDate drGrade } treatments { id type agent date eye } }
+      }
+    }
+  }
+`;
 
 export const SIMILAR_CASES_QUERY = /* GraphQL */ `
   query Similar($input: SimilarCasesInput!) {
     similarCases(input: $input) {
-      modelVersion
-      query { id patient { mrn } image { eye } visit { date } }
-      queryAttention { width height values }
-      hits {
-        rank
-        similarity
-        attention { width height values }
-        case {
-          id
-          isSynthetic
-          image { id eye }
-          patient { mrn sex birthYear }
-          referenceGrading { drGrade maculopathy }
-          diagnoses { id code text }
-          treatments { id type agent date eye }
-          followUp { gradings { imageId visitDate drGrade } treatments { id type agent date eye } }
-        }
+      ...SimilarResult
+    }
+  }
+  ${SIMILAR_RESULT_FRAGMENT}
+`;
+
+/** Relevance feedback: the marks on one search's hits, and that search re-run with the refined query. */
+export const REFINE_SEARCH_MUTATION = /* GraphQL */ `
+  mutation RefineSearch($input: RelevanceFeedbackInput!) {
+    submitRelevanceFeedback(input: $input) {
+      recorded
+      markedSearchId
+      refined {
+        ...SimilarResult
       }
     }
   }
+  ${SIMILAR_RESULT_FRAGMENT}
 `;
 
 type SearchParams = Record<string, string | string[] | undefined>;
@@ -67,13 +115,25 @@ export interface SearchFormValues {
   treatments: string[];
   /** The hit (case id) shown side by side with the query. */
   compare: string;
+  /** Search by region: a rectangle on the model's crop, in percent of its side ('' for the whole photograph). */
+  region: { x: string; y: string; width: string; height: string };
+  /** Relevance feedback: the searchId the marks were given on (set with marks by the Refine form). */
+  search: string;
+  /** Marks by case id, `mark:<caseId>=relevant|irrelevant` in the address. */
+  marks: RelevanceMarkInput[];
 }
+
+/** Relevance marks travel in the address as mark:<caseId>=relevant|irrelevant; '' (unmarked) is left out. */
+export const MARK_PREFIX = 'mark:';
+export const MARKS_MAX = 100;
 
 export interface ParsedSearchForm {
   submitted: boolean;
   values: SearchFormValues;
   /** Set only when the submitted form is valid. */
   input: SimilarCasesInput | null;
+  /** Set when the address carries relevance marks on a search: the page refines that search instead. */
+  feedback: { searchId: string; marks: RelevanceMarkInput[] } | null;
   problems: string[];
 }
 
@@ -97,6 +157,21 @@ function parseAge(text: string, label: string, problems: string[]): number | und
   return age;
 }
 
+/** The region inputs (percent of the crop): all four or none; the API checks again that it lies in the crop. */
+function parseRegion(region: SearchFormValues['region'], problems: string[]): { x: number; y: number; width: number; height: number } | undefined {
+  const texts = [region.x, region.y, region.width, region.height];
+  if (texts.every((text) => text === '')) return undefined;
+  const numbers = texts.map(Number);
+  if (texts.some((text) => text === '') || numbers.some((value) => !Number.isFinite(value) || value < 0 || value > 100)) {
+    problems.push('The region needs all four of left, top, width and height, each from 0 to 100 (% of the crop).');
+    return undefined;
+  }
+  const [x, y, width, height] = numbers as [number, number, number, number];
+  if (width === 0 || height === 0) problems.push('The region must have a width and a height above 0.');
+  else if (x + width > 100 || y + height > 100) problems.push('The region must lie inside the photograph: left + width and top + height at most 100.');
+  return { x: x / 100, y: y / 100, width: width / 100, height: height / 100 };
+}
+
 export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   const upload = firstValue(params.upload).trim();
   const submitted = params.imageId !== undefined || upload !== '';
@@ -106,15 +181,31 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
     k: firstValue(params.k).trim() || String(K_DEFAULT),
     grades: [...new Set(allValues(params.grade).map(Number).filter(isDrGrade))].sort((a, b) => a - b),
     compare: firstValue(params.compare).trim(),
+    search: firstValue(params.search).trim(),
+    marks: [],
+    region: { x: firstValue(params.regionX).trim(), y: firstValue(params.regionY).trim(), width: firstValue(params.regionWidth).trim(), height: firstValue(params.regionHeight).trim() },
     eye: firstValue(params.eye),
     sex: firstValue(params.sex),
     ageMin: firstValue(params.ageMin).trim(),
     ageMax: firstValue(params.ageMax).trim(),
     treatments: TREATMENT_TYPES.filter((type) => allValues(params.treatment).includes(type)),
   };
-  if (!submitted) return { submitted, values, input: null, problems: [] };
+  if (!submitted) return { submitted, values, input: null, feedback: null, problems: [] };
 
   const problems: string[] = [];
+  for (const [name, value] of Object.entries(params)) {
+    if (!name.startsWith(MARK_PREFIX)) continue;
+    const caseId = name.slice(MARK_PREFIX.length);
+    const mark = firstValue(value);
+    if (mark === '') continue;
+    if (caseId === '' || (mark !== 'relevant' && mark !== 'irrelevant')) {
+      problems.push(`Relevance mark "${name}=${mark}" is not one this site makes: marks are relevant or irrelevant.`);
+      continue;
+    }
+    values.marks.push({ caseId, relevant: mark === 'relevant' });
+  }
+  if (values.marks.length > MARKS_MAX) problems.push(`At most ${MARKS_MAX} relevance marks at a time.`);
+  if (values.marks.length > 0 && values.search === '') problems.push('The relevance marks in the address name no search: mark the hits again and choose Refine.');
   // A value the form never offers (grade=7 typed into the address) is reported, not dropped: dropping it would
   // search wider than asked.
   const badGrades = allValues(params.grade).filter((value) => !isDrGrade(Number(value)) || value.trim() === '');
@@ -136,7 +227,8 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   const ageMin = parseAge(values.ageMin, 'Youngest age', problems);
   const ageMax = parseAge(values.ageMax, 'Oldest age', problems);
   if (ageMin !== undefined && ageMax !== undefined && ageMin > ageMax) problems.push('Youngest age must not be above oldest age.');
-  if (problems.length > 0) return { submitted, values, input: null, problems };
+  const region = parseRegion(values.region, problems);
+  if (problems.length > 0) return { submitted, values, input: null, feedback: null, problems };
 
   const filters: CaseFiltersInput = {};
   if (values.grades.length > 0) filters.drGrades = values.grades as DrGrade[];
@@ -147,7 +239,9 @@ export function parseSearchForm(params: SearchParams): ParsedSearchForm {
   if (values.treatments.length > 0) filters.treatmentTypes = values.treatments as TreatmentType[];
   const input: SimilarCasesInput = upload !== '' ? { uploadToken: upload, k } : { imageId: values.imageId, k };
   if (Object.keys(filters).length > 0) input.filters = filters;
-  return { submitted, values, input, problems };
+  if (region) input.region = region;
+  const feedback = values.marks.length > 0 ? { searchId: values.search, marks: values.marks } : null;
+  return { submitted, values, input, feedback, problems };
 }
 
 /** Runs on the server only; failures come back as an outcome, never as a thrown error (lib/api-request.ts). */
@@ -162,7 +256,20 @@ export async function searchSimilarCases(input: SimilarCasesInput, { returnTo }:
   if (!outcome.ok) return outcome;
   const result = outcome.data.similarCases;
   if (!result) return { ok: false, code: 'INTERNAL_SERVER_ERROR', message: 'The API returned no search result.' };
-  return { ok: true, result };
+  return { ok: true, result, refinement: null };
+}
+
+/**
+ * Stores the marks on a search and shows that search re-run with the refined query. A second mark on the same
+ * hit of the same search replaces the first, so reloading the refined address records nothing twice.
+ */
+export async function refineSimilarCases(feedback: { searchId: string; marks: RelevanceMarkInput[] }, { returnTo }: { returnTo: string }): Promise<SearchOutcome> {
+  const variables: RefineSearchMutationVariables = { input: feedback };
+  const outcome = await requestGraphql<RefineSearchMutation>({ operationName: 'RefineSearch', query: REFINE_SEARCH_MUTATION, variables, returnTo });
+  if (!outcome.ok) return outcome;
+  const answer = outcome.data.submitRelevanceFeedback;
+  if (!answer) return { ok: false, code: 'INTERNAL_SERVER_ERROR', message: 'The API returned no refined search.' };
+  return { ok: true, result: answer.refined, refinement: { recorded: answer.recorded, markedSearchId: answer.markedSearchId } };
 }
 
 export interface FacetCount {

@@ -6,10 +6,14 @@ import { NONE, formatDate, formatEnum, formatLaterality, formatTreatmentType } f
 import { AttentionGrid } from '../../components/search/attention-grid';
 import { PhotoPicker } from '../../components/search/photo-picker';
 import { QueryHeatMap } from '../../components/search/query-heat-map';
-import { CompareView } from '../../components/search/compare-view';
+import { CompareView, type CompareExplanation } from '../../components/search/compare-view';
+import { explainSimilarity } from '../../lib/explain-similarity';
 import { SaveCaseForm } from '../../components/search/save-case-form';
 import { config } from '../../lib/config';
 import { FacetCounts } from '../../components/search/facet-counts';
+import { SuggestionPanel } from '../../components/search/suggestion-panel';
+import { ReviseCaseForm } from '../../components/search/revise-case-form';
+import { RegionDraw } from '../../components/search/region-draw';
 import { photographPath, uploadCropPath } from '../../lib/photograph-paths';
 import '../../components/search/search.css';
 import {
@@ -24,6 +28,8 @@ import {
   summariseGradeCourse,
   summariseTreatments,
   searchSimilarCases,
+  refineSimilarCases,
+  MARK_PREFIX,
   type SearchFormValues,
   type SearchOutcome,
   type SimilarCaseHit,
@@ -49,7 +55,9 @@ export default async function SearchPage({ searchParams }: SearchPageProps) {
   }
 
   const form = parseSearchForm(params);
-  const outcome = form.input ? await searchSimilarCases(form.input, { returnTo }) : null;
+  // Marks on a search in the address (the Refine form): that search refined and re-run; reloading it records the
+  // same marks on the same search again, which replaces them (nothing is counted twice).
+  const outcome = form.feedback ? await refineSimilarCases(form.feedback, { returnTo }) : form.input ? await searchSimilarCases(form.input, { returnTo }) : null;
   if (outcome && !outcome.ok && outcome.code === 'FORBIDDEN') {
     return (
       <>
@@ -73,12 +81,22 @@ export default async function SearchPage({ searchParams }: SearchPageProps) {
           </ul>
         </div>
       )}
-      {outcome && <SearchResults outcome={outcome} values={form.values} params={params} />}
+      {outcome && <SearchResults outcome={outcome} values={form.values} params={params} returnTo={returnTo} explanation={await explainCompared(outcome, form.values, returnTo)} />}
       {form.input?.uploadToken && outcome?.ok && (
         <SaveCaseForm uploadToken={form.input.uploadToken} returnTo={returnTo} mrnSystem={config.mrnSystem} today={new Date().toISOString().slice(0, 10)} />
       )}
     </>
   );
+}
+
+/** The compared hit's correspondence maps (explainSimilarity), when a hit of this result is compared. */
+async function explainCompared(outcome: SearchOutcome, values: SearchFormValues, returnTo: string): Promise<CompareExplanation | null> {
+  if (!outcome.ok || !values.compare || !outcome.result.hits.some((hit) => hit.case.id === values.compare)) return null;
+  const query = values.upload ? { uploadToken: values.upload } : { imageId: values.imageId };
+  const explained = await explainSimilarity({ ...query, caseId: values.compare }, returnTo);
+  if (!explained.ok) return { code: explained.code, message: explained.message };
+  const { queryMap, hitMap, matches } = explained.explanation;
+  return { queryMap, hitMap, matches: matches.length };
 }
 
 const SEARCH_FORM_ID = 'similar-case-search';
@@ -187,6 +205,26 @@ function SearchForm({ values }: { values: SearchFormValues }) {
           </label>
         ))}
       </fieldset>
+      <fieldset className="grades region-fields">
+        <legend>Search by region (optional)</legend>
+        <p className="hint" id="region-hint">
+          A rectangle on the model&apos;s crop of the query, in % of its side: draw it on the query&apos;s crop shown with the results, or
+          type it. Empty: the whole photograph.
+        </p>
+        {(
+          [
+            ['regionX', 'x', 'Left'],
+            ['regionY', 'y', 'Top'],
+            ['regionWidth', 'width', 'Width'],
+            ['regionHeight', 'height', 'Height'],
+          ] as const
+        ).map(([name, key, label]) => (
+          <div key={name} className="field field-narrow">
+            <label htmlFor={name}>{label} (%)</label>
+            <input id={name} name={name} type="number" inputMode="decimal" min={0} max={100} step="any" defaultValue={values.region[key]} aria-describedby="region-hint" />
+          </div>
+        ))}
+      </fieldset>
       <div className="actions">
         <button type="submit">Search</button>
       </div>
@@ -207,13 +245,60 @@ function comparePath(params: SearchParams, caseId: string | null): string {
   return `/search?${query}${caseId ? '#compare' : '#results-heading'}`;
 }
 
-function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; values: SearchFormValues; params: SearchParams }) {
+/** The region the search ran with, in % of the crop, for the drawing; null without one. */
+function regionBox(values: SearchFormValues): { x: number; y: number; width: number; height: number } | null {
+  const { x, y, width, height } = values.region;
+  if ([x, y, width, height].some((text) => text === '')) return null;
+  return { x: Number(x), y: Number(y), width: Number(width), height: Number(height) };
+}
+
+const REFINE_FORM_ID = 'refine-search';
+
+/**
+ * The Refine form: the search's own parameters (not its marks, searchId or comparison) and this result's
+ * searchId; the relevance radios in the hits table belong to it through their form attribute.
+ */
+function RefineForm({ params, searchId, refinement }: { params: SearchParams; searchId: string; refinement: { recorded: number } | null }) {
+  const kept: [string, string][] = [];
+  for (const [name, value] of Object.entries(params)) {
+    if (name === 'compare' || name === 'search' || name.startsWith(MARK_PREFIX)) continue;
+    for (const item of Array.isArray(value) ? value : value === undefined ? [] : [value]) kept.push([name, item]);
+  }
+  return (
+    <form id={REFINE_FORM_ID} className="refine" method="get" action="/search#results-heading" aria-label="Refine the search with your relevance marks">
+      {kept.map(([name, value], index) => (
+        <input key={`${name}-${index}`} type="hidden" name={name} value={value} />
+      ))}
+      <input type="hidden" name="search" value={searchId} />
+      <button type="submit">Refine</button>
+      <p className="hint">
+        Mark hits relevant or not relevant in the table, then Refine: the query moves towards the relevant hits and
+        away from the others, and the search runs again with the same filters.
+        {refinement && <> This is a refined search ({refinement.recorded} mark{refinement.recorded === 1 ? '' : 's'} recorded); mark its hits to refine again.</>}
+      </p>
+    </form>
+  );
+}
+
+function SearchResults({
+  outcome,
+  values,
+  params,
+  returnTo,
+  explanation,
+}: {
+  outcome: SearchOutcome;
+  values: SearchFormValues;
+  params: SearchParams;
+  returnTo: string;
+  explanation: CompareExplanation | null;
+}) {
   const uploadToken = values.upload || null;
   if (!outcome.ok) {
     const expired = uploadToken && outcome.code === 'NOT_FOUND';
     return (
       <div className="alert" role="alert" data-error-code={outcome.code}>
-        <p className="alert-title">The search failed</p>
+        <p className="alert-title">{values.marks.length > 0 ? 'The search was not refined' : 'The search failed'}</p>
         <p>{expired ? 'The uploaded photograph has expired (it is kept for 10 minutes): choose it again to search with it.' : outcome.message}</p>
         {uploadToken && !expired && <p>An uploaded photograph is kept for 10 minutes: choose it again to search with it.</p>}
         <p className="alert-code">
@@ -223,7 +308,8 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
     );
   }
 
-  const { hits, modelVersion, queryAttention, query } = outcome.result;
+  const { hits, modelVersion, queryAttention, query, suggestion, searchId } = outcome.result;
+  const { refinement } = outcome;
   // Fixture embeddings have no heat maps; the column shows only when some hit has one.
   const showsAttention = hits.some((hit) => hit.attention !== null);
   const querySrc = uploadToken ? uploadCropPath(uploadToken) : photographPath(values.imageId, 'crop');
@@ -232,7 +318,13 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
     <section aria-labelledby="results-heading" className="results">
       <h2 id="results-heading">
         {hits.length === 0 ? 'No similar cases' : `${hits.length} similar case${hits.length === 1 ? '' : 's'}`}
+        {refinement && ', refined'}
       </h2>
+      {refinement && (
+        <p className="notice" role="status" data-testid="refined">
+          Refined with your {refinement.recorded} relevance mark{refinement.recorded === 1 ? '' : 's'}. <a href={comparePath(Object.fromEntries(Object.entries(params).filter(([name]) => name !== 'search' && !name.startsWith(MARK_PREFIX))), null)}>Back to the unrefined search</a>
+        </p>
+      )}
       <p className="hint">Model version {modelVersion}</p>
       {uploadToken && query && (
         <div className="notice" role="status" data-testid="stored-query">
@@ -243,7 +335,20 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
       )}
       <div className="query-panel">
         <QueryHeatMap src={querySrc} attention={queryAttention} byUpload={uploadToken !== null} />
+        <RegionDraw src={querySrc} formId={SEARCH_FORM_ID} initial={regionBox(values)} />
         {hits.length > 0 && <FacetCounts facets={countFacets(hits)} />}
+      </div>
+      <div className="cbr-panel">
+        <SuggestionPanel suggestion={suggestion} />
+        {query && (
+          <ReviseCaseForm
+            caseId={query.id}
+            suggestionId={suggestion.id}
+            suggestedGrade={suggestion.status === 'ABSTAINED' ? null : suggestion.suggestedGrade}
+            current={query.referenceGrading}
+            returnTo={returnTo}
+          />
+        )}
       </div>
       {values.compare && (
         <section aria-labelledby="compare-heading" className="compare" id="compare">
@@ -251,6 +356,7 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
           {compared ? (
             <>
               <CompareView
+                explanation={explanation}
                 query={{
                   src: querySrc,
                   title: 'Query photograph',
@@ -282,6 +388,7 @@ function SearchResults({ outcome, values, params }: { outcome: SearchOutcome; va
           )}
         </section>
       )}
+      {hits.length > 0 && <RefineForm params={params} searchId={searchId} refinement={refinement} />}
       {hits.length === 0 ? (
         <p>No earlier case matched these filters. Widen the DR grades or eye, or raise the number of cases.</p>
       ) : (
@@ -352,6 +459,21 @@ function HitRow({ hit, showsAttention, compareHref, compared }: { hit: SimilarCa
         <a href={compareHref} className="compare-link" aria-label={`Compare case ${hit.rank} with the query`}>
           Compare
         </a>
+        <fieldset className="relevance">
+          <legend className="visually-hidden">Is case {hit.rank} relevant?</legend>
+          {(
+            [
+              ['relevant', 'Relevant'],
+              ['irrelevant', 'Not relevant'],
+              ['', 'Unmarked'],
+            ] as const
+          ).map(([value, label]) => (
+            <label key={value} className="checkbox">
+              <input type="radio" form={REFINE_FORM_ID} name={`${MARK_PREFIX}${similarCase.id}`} value={value} defaultChecked={value === ''} />
+              <span>{label}</span>
+            </label>
+          ))}
+        </fieldset>
       </td>
       <td>
         <code className="nowrap">{similarCase.patient.mrn}</code>

@@ -65,6 +65,15 @@ export type DiabetesType =
   | 'TYPE_2'
   | 'UNKNOWN';
 
+export type ExplainSimilarityInput = {
+  /** The hit to explain. */
+  caseId: string;
+  /** The stored query photograph (give this or uploadToken). */
+  imageId?: string | null | undefined;
+  /** The uploaded query photograph (give this or imageId). */
+  uploadToken?: string | null | undefined;
+};
+
 /** The eye a photograph shows. */
 export type Eye =
   | 'LEFT'
@@ -171,6 +180,38 @@ export type RegionInput = {
   y: number;
 };
 
+export type RelevanceFeedbackInput = {
+  /** 1-100 marks, one per hit; each must be a hit of that search. */
+  marks: Array<RelevanceMarkInput>;
+  /** The searchId a similarCases result (or an earlier refinement) returned. */
+  searchId: string;
+};
+
+/** A clinician's judgement of one hit of a search. */
+export type RelevanceMarkInput = {
+  /** A hit of the search (its case id). */
+  caseId: string;
+  relevant: boolean;
+};
+
+/** The clinician’s reading of a searched photograph: confirms or corrects the suggestion. */
+export type ReviseCaseInput = {
+  caseId: string;
+  /** Recorded for the photograph’s eye at its visit. */
+  diagnosis?: RevisedDiagnosisInput | null | undefined;
+  /** ICDR 0-4. */
+  drGrade: number;
+  maculopathy?: boolean | null | undefined;
+  /** The GradeSuggestion.id that was shown; default: the latest suggestion for this photograph. */
+  suggestionId?: string | null | undefined;
+};
+
+export type RevisedDiagnosisInput = {
+  /** ICD-10-CM, e.g. E11.3291. */
+  icd10Code: string;
+  text: string;
+};
+
 export type Sex =
   | 'FEMALE'
   | 'MALE'
@@ -192,6 +233,13 @@ export type SimilarCasesInput = {
   /** A new photograph, from POST /uploads (give this or imageId). */
   uploadToken?: string | null | undefined;
 };
+
+/** SUGGESTED: a calibrated grade. ABSTAINED: the neighbours disagree too much (see reason). UNCALIBRATED: no calibration for this model version (a plain vote, no probabilities; see reason). NO_NEIGHBOURS: no graded case to vote. */
+export type SuggestionStatus =
+  | 'ABSTAINED'
+  | 'NO_NEIGHBOURS'
+  | 'SUGGESTED'
+  | 'UNCALIBRATED';
 
 /** TREATMENT: eyes that received any treatment other than observation, against those that did not. */
 export type SurvivalStratum =
@@ -245,6 +293,13 @@ export type CohortStatisticsQueryVariables = Exact<{
 
 export type CohortStatisticsQuery = { cohortStatistics: { minimumCellSize: number, patients: number, eyes: number, gradeDistributions: Array<{ name: string, rowTitle: string, columnTitle: string, rows: Array<string>, columns: Array<string>, cells: Array<Array<number | null> | null> | null, rowTotals: Array<number | null>, columnTotals: Array<number | null>, total: number | null, suppressedCells: number, csv: string }>, transitionMatrix: { name: string, rowTitle: string, columnTitle: string, rows: Array<string>, columns: Array<string>, cells: Array<Array<number | null> | null> | null, rowTotals: Array<number | null>, columnTotals: Array<number | null>, total: number | null, suppressedCells: number, csv: string }, treatments: { counts: { name: string, rowTitle: string, columnTitle: string, rows: Array<string>, columns: Array<string>, cells: Array<Array<number | null> | null> | null, rowTotals: Array<number | null>, columnTotals: Array<number | null>, total: number | null, suppressedCells: number, csv: string }, injectionsPerPatientYear: { group: string, n: number | null, median: number | null, lowerQuartile: number | null, upperQuartile: number | null, withheld: boolean } }, hba1cByGrade: Array<{ group: string, n: number | null, median: number | null, lowerQuartile: number | null, upperQuartile: number | null, withheld: boolean }>, timeToWorsening: { event: WorseningEvent, stratifiedBy: SurvivalStratum | null, undatedEyesExcluded: number, curves: Array<{ stratum: string, withheld: boolean, eyes: number | null, events: number | null, censorTimes: Array<number>, truncatedAt: number | null, medianYears: number | null, steps: Array<{ time: number, survival: number, lower: number | null, upper: number | null }>, numbersAtRisk: Array<{ time: number, atRisk: string }> }>, logRank: { chiSquare: number, degreesOfFreedom: number, pValue: number, strata: Array<string> } | null } | null } };
 
+export type ExplainHitQueryVariables = Exact<{
+  input: ExplainSimilarityInput;
+}>;
+
+
+export type ExplainHitQuery = { explainSimilarity: { modelVersion: string, queryMap: { width: number, height: number, values: Array<number> }, hitMap: { width: number, height: number, values: Array<number> }, matches: Array<{ similarity: number, queryCell: { row: number, column: number }, hitCell: { row: number, column: number } }> } };
+
 export type PatientTimelineQueryVariables = Exact<{
   mrn: string;
   system?: string | null | undefined;
@@ -255,6 +310,13 @@ export type PatientTimelineQueryVariables = Exact<{
 
 export type PatientTimelineQuery = { patient: { id: string, mrn: string, mrnSystem: string, birthYear: number | null, sex: Sex, diabetesType: DiabetesType, diabetesDiagnosisYear: number | null, isSynthetic: boolean, cases: { nodes: Array<{ id: string, image: { eye: Eye, width: number, height: number, quality: ImageQuality }, visit: { date: string }, referenceGrading: { drGrade: number, drGradeName: string } | null, gradings: Array<{ id: string, drGrade: number, drGradeName: string, maculopathy: boolean | null, source: GradeSource, grader: string | null, date: string }>, diagnoses: Array<{ id: string, code: string, text: string, eye: Laterality, date: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, eye: Laterality, date: string, notes: string | null }>, followUp: { diagnoses: Array<{ id: string, code: string, text: string, eye: Laterality, date: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, eye: Laterality, date: string, notes: string | null }> } }>, pageInfo: { hasNextPage: boolean, endCursor: string | null } }, dataset: { name: string, isSynthetic: boolean } } };
 
+export type ReviseSearchedCaseMutationVariables = Exact<{
+  input: ReviseCaseInput;
+}>;
+
+
+export type ReviseSearchedCaseMutation = { reviseCase: { gradingId: string, case: { id: string, referenceGrading: { drGrade: number, drGradeName: string, maculopathy: boolean | null, source: GradeSource, grader: string | null } | null }, suggestion: { id: string, status: string, suggestedGrade: number | null, agrees: boolean | null } | null } };
+
 export type SaveUploadedCaseMutationVariables = Exact<{
   input: IngestCaseInput;
 }>;
@@ -262,9 +324,18 @@ export type SaveUploadedCaseMutationVariables = Exact<{
 
 export type SaveUploadedCaseMutation = { ingestCase: { status: IngestStatus, case: { id: string, patient: { mrn: string } } } };
 
+export type SimilarResultFragment = { modelVersion: string, searchId: string, query: { id: string, patient: { mrn: string }, image: { id: string, eye: Eye }, visit: { date: string }, referenceGrading: { drGrade: number, drGradeName: string, maculopathy: boolean | null, source: GradeSource, grader: string | null } | null } | null, queryAttention: { width: number, height: number, values: Array<number> } | null, suggestion: { id: string, status: SuggestionStatus, suggestedGrade: number | null, suggestedGradeName: string | null, confidence: number | null, reason: string | null, referableProbability: number | null, referable: boolean | null, voters: number, rule: string, calibrationModelVersion: string | null, ungradedHits: number, gradeProbabilities: Array<{ grade: number, probability: number }> | null, vote: Array<{ grade: number, share: number, neighbours: number }>, hitGrades: Array<{ grade: number, gradeName: string, count: number }>, outcomes: { hits: number, undatedHits: number, treatedAfter: number, treatments: Array<{ type: TreatmentType, hits: number }>, worsening: Array<{ years: number, followedUp: number, worsened: number }> } }, hits: Array<{ rank: number, similarity: number, attention: { width: number, height: number, values: Array<number> } | null, case: { id: string, isSynthetic: boolean, image: { id: string, eye: Eye }, patient: { mrn: string, sex: Sex, birthYear: number | null }, referenceGrading: { drGrade: number, maculopathy: boolean | null } | null, diagnoses: Array<{ id: string, code: string, text: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }>, followUp: { gradings: Array<{ imageId: string, visitDate: string, drGrade: number }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }> } } }> };
+
 export type SimilarQueryVariables = Exact<{
   input: SimilarCasesInput;
 }>;
 
 
-export type SimilarQuery = { similarCases: { modelVersion: string, query: { id: string, patient: { mrn: string }, image: { eye: Eye }, visit: { date: string } } | null, queryAttention: { width: number, height: number, values: Array<number> } | null, hits: Array<{ rank: number, similarity: number, attention: { width: number, height: number, values: Array<number> } | null, case: { id: string, isSynthetic: boolean, image: { id: string, eye: Eye }, patient: { mrn: string, sex: Sex, birthYear: number | null }, referenceGrading: { drGrade: number, maculopathy: boolean | null } | null, diagnoses: Array<{ id: string, code: string, text: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }>, followUp: { gradings: Array<{ imageId: string, visitDate: string, drGrade: number }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }> } } }> } };
+export type SimilarQuery = { similarCases: { modelVersion: string, searchId: string, query: { id: string, patient: { mrn: string }, image: { id: string, eye: Eye }, visit: { date: string }, referenceGrading: { drGrade: number, drGradeName: string, maculopathy: boolean | null, source: GradeSource, grader: string | null } | null } | null, queryAttention: { width: number, height: number, values: Array<number> } | null, suggestion: { id: string, status: SuggestionStatus, suggestedGrade: number | null, suggestedGradeName: string | null, confidence: number | null, reason: string | null, referableProbability: number | null, referable: boolean | null, voters: number, rule: string, calibrationModelVersion: string | null, ungradedHits: number, gradeProbabilities: Array<{ grade: number, probability: number }> | null, vote: Array<{ grade: number, share: number, neighbours: number }>, hitGrades: Array<{ grade: number, gradeName: string, count: number }>, outcomes: { hits: number, undatedHits: number, treatedAfter: number, treatments: Array<{ type: TreatmentType, hits: number }>, worsening: Array<{ years: number, followedUp: number, worsened: number }> } }, hits: Array<{ rank: number, similarity: number, attention: { width: number, height: number, values: Array<number> } | null, case: { id: string, isSynthetic: boolean, image: { id: string, eye: Eye }, patient: { mrn: string, sex: Sex, birthYear: number | null }, referenceGrading: { drGrade: number, maculopathy: boolean | null } | null, diagnoses: Array<{ id: string, code: string, text: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }>, followUp: { gradings: Array<{ imageId: string, visitDate: string, drGrade: number }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }> } } }> } };
+
+export type RefineSearchMutationVariables = Exact<{
+  input: RelevanceFeedbackInput;
+}>;
+
+
+export type RefineSearchMutation = { submitRelevanceFeedback: { recorded: number, markedSearchId: string, refined: { modelVersion: string, searchId: string, query: { id: string, patient: { mrn: string }, image: { id: string, eye: Eye }, visit: { date: string }, referenceGrading: { drGrade: number, drGradeName: string, maculopathy: boolean | null, source: GradeSource, grader: string | null } | null } | null, queryAttention: { width: number, height: number, values: Array<number> } | null, suggestion: { id: string, status: SuggestionStatus, suggestedGrade: number | null, suggestedGradeName: string | null, confidence: number | null, reason: string | null, referableProbability: number | null, referable: boolean | null, voters: number, rule: string, calibrationModelVersion: string | null, ungradedHits: number, gradeProbabilities: Array<{ grade: number, probability: number }> | null, vote: Array<{ grade: number, share: number, neighbours: number }>, hitGrades: Array<{ grade: number, gradeName: string, count: number }>, outcomes: { hits: number, undatedHits: number, treatedAfter: number, treatments: Array<{ type: TreatmentType, hits: number }>, worsening: Array<{ years: number, followedUp: number, worsened: number }> } }, hits: Array<{ rank: number, similarity: number, attention: { width: number, height: number, values: Array<number> } | null, case: { id: string, isSynthetic: boolean, image: { id: string, eye: Eye }, patient: { mrn: string, sex: Sex, birthYear: number | null }, referenceGrading: { drGrade: number, maculopathy: boolean | null } | null, diagnoses: Array<{ id: string, code: string, text: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }>, followUp: { gradings: Array<{ imageId: string, visitDate: string, drGrade: number }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }> } } }> } } };
