@@ -33,26 +33,30 @@ function run(command, args, options = {}) {
 
 const totals = { passed: 0, failed: 0, skipped: 0 };
 
-const nodeFiles = [
-  ...findFiles(path.join(root, 'apps', 'api', 'dist'), /\.test\.js$/),
+// Two node:test runs. The API's unit tests (pure functions, no servers) run without --test-force-exit: under it a
+// file's process can exit before its report reaches this runner, and its tests silently vanish from the count (26
+// of them once in CI: disclosure, survival, ICD-10-CM unit files). The suites that start servers keep it: some
+// (data-entry, photographs) now and then keep a handle open after their last test (not found yet) and would hang.
+// --test-timeout bounds each test FILE as a whole too: the two browser workflow suites seed the 2,094-photograph demo
+// cohort and take 3-5 minutes each on a loaded 2-core machine, so the bound is 15 minutes.
+const unitFiles = findFiles(path.join(root, 'apps', 'api', 'dist'), /\.test\.js$/).sort();
+const suiteFiles = [
   ...findFiles(path.join(root, 'test', 'api'), /\.test\.mjs$/),
   ...findFiles(path.join(root, 'test', 'web'), /\.test\.mjs$/),
 ].sort();
 if (!process.env.TEST_DATABASE_URL) {
   console.log('# NOTE: TEST_DATABASE_URL is not set, so the PostgreSQL suites are skipped (each says why); `bash scripts/test-all.sh` sets one up.');
 }
-// --test-force-exit: some suites that start the API with the tiny model (data-entry, photographs) now and then keep
-// a handle open after their last test and would hang to the timeout (not found yet). The cost, seen once: a suite
-// ended before its report was fully written, and 4 passing tests were missing from the count. Open issue.
-// --test-timeout bounds each test FILE as a whole too: the two browser workflow suites seed the 2,094-photograph demo
-// cohort and take 3-5 minutes each on a loaded 2-core machine, so the bound is 15 minutes.
-const node = await run(process.execPath, ['--test', '--test-timeout=900000', '--test-force-exit', ...nodeFiles]);
-const count = (label) => Number(node.output.match(new RegExp(`^# ${label} (\\d+)$`, 'm'))?.[1] ?? 0);
-totals.passed += count('pass');
-totals.failed += count('fail') + count('cancelled');
-// A todo test is a known gap, not a pass: counted with the skipped so the closing line shows it.
-totals.skipped += count('skipped') + count('todo');
-if (node.code !== 0 && count('fail') + count('cancelled') === 0) totals.failed += 1;
+for (const [files, flags] of [[unitFiles, []], [suiteFiles, ['--test-force-exit']]]) {
+  if (files.length === 0) continue;
+  const node = await run(process.execPath, ['--test', '--test-timeout=900000', ...flags, ...files]);
+  const count = (label) => Number(node.output.match(new RegExp(`^# ${label} (\\d+)$`, 'm'))?.[1] ?? 0);
+  totals.passed += count('pass');
+  totals.failed += count('fail') + count('cancelled');
+  // A todo test is a known gap, not a pass: counted with the skipped so the closing line shows it.
+  totals.skipped += count('skipped') + count('todo');
+  if (node.code !== 0 && count('fail') + count('cancelled') === 0) totals.failed += 1;
+}
 
 const python = '/usr/bin/python3';
 const torchCheck = spawnSync(python, ['-c', 'import torch, pytest'], { encoding: 'utf8' });
