@@ -222,8 +222,11 @@ export async function searchSimilarImagesWithVoters(
   voterCount: number,
   voterExcludePatientId: string | null,
 ): Promise<{ hits: SimilarImageHit[]; voters: SimilarImageHit[] }> {
-  const hits = await searchSimilarImages(prisma, search);
-  const voters = await searchSimilarImages(prisma, { ...search, k: voterCount, filters: EVERY_GRADE_FILTERS, excludePatientId: voterExcludePatientId });
+  // Concurrently: on PostgreSQL the two walks run on two pooled connections (PGlite runs them one after the other).
+  const [hits, voters] = await Promise.all([
+    searchSimilarImages(prisma, search),
+    searchSimilarImages(prisma, { ...search, k: voterCount, filters: EVERY_GRADE_FILTERS, excludePatientId: voterExcludePatientId }),
+  ]);
   return { hits, voters };
 }
 
