@@ -4,7 +4,7 @@
 //   npm run build && node bench/browser-search.mjs [--cases 10000] [--drops 30] [--k 10] [--model models/fundus-cbr.onnx]
 //
 // One drop is timed from the drop event to the moment the new page shows the results table with every hit's
-// thumbnail decoded and the query's model crop decoded (a 1280x2400 viewport, so no thumbnail waits below the
+// thumbnail decoded and the query's model crop decoded (a 1280x4000 viewport, so no thumbnail waits below the
 // fold for a scroll). In between: the browser posts the photograph to the web server, which forwards it to the API's POST
 // /uploads (decode, preprocessing, ONNX embedding); the browser navigates to /search?upload=...; the web server
 // renders the page from similarCases (exact pgvector search, case joins); the browser loads the crop and the
@@ -66,7 +66,7 @@ for (let index = 0; index < dropCount + 2; index += 1) {
   photographs.push(await renderSyntheticFundus({ seed: 50_000 + index, eye: index % 2 ? 'LEFT' : 'RIGHT', grade: index % 5, maculopathy: false, width: 1024, height: 768 }));
 }
 
-const { page } = await newPage(browser, { width: 1280, height: 2400 });
+const { page } = await newPage(browser, { width: 1280, height: 4000 });
 page.setDefaultTimeout(60_000);
 await signInAs(page, web.baseUrl, clinician, { from: `/search?k=${k}` });
 
@@ -95,7 +95,14 @@ async function timeOneDrop(bytes) {
     if (!table || !crop || !crop.complete || crop.naturalWidth === 0) return false;
     const thumbnails = [...table.querySelectorAll('.hit-thumbnail img')];
     return thumbnails.length > 0 && thumbnails.every((image) => image.complete && image.naturalWidth > 0);
-  }, null, { polling: 'raf' });
+  }, null, { polling: 'raf' }).catch(async (error) => {
+    // Say what never drew: the crop, or which thumbnails.
+    const state = await page.evaluate(() => ({
+      crop: (() => { const crop = document.querySelector('[data-testid="query-overlay"] img'); return crop ? { src: crop.getAttribute('src'), complete: crop.complete, width: crop.naturalWidth } : (document.querySelector('[data-testid="query-overlay"]')?.textContent ?? null); })(),
+      thumbnails: [...document.querySelectorAll('table.hits .hit-thumbnail img')].map((image) => ({ src: image.getAttribute('src'), complete: image.complete, width: image.naturalWidth })),
+    }));
+    throw new Error(`the results never drew: ${JSON.stringify(state)}`, { cause: error });
+  });
   const drawn = performance.now();
   page.off('response', onResponse);
   const rows = await page.locator('table.hits tbody tr').count();
