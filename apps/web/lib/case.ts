@@ -52,7 +52,7 @@ export function patientPath(patient: { mrn: string; mrnSystem: string }): string
   return `/patients?${new URLSearchParams({ mrn: patient.mrn, system: patient.mrnSystem })}`;
 }
 
-export const casePath = (id: string) => `/cases/${encodeURIComponent(id)}`;
+export { casePath } from './paths';
 
 /** The existing search page's parameter for the query photograph is `imageId` (app/search/page.tsx). */
 export const similarCasesPath = (id: string) => `/search?${new URLSearchParams({ imageId: id })}`;

@@ -5,10 +5,9 @@
 import { startTransition, useActionState, useId } from 'react';
 import { reviseCaseAction } from '../../app/search/actions';
 import { DR_GRADES } from '../../lib/grades';
+import { casePath } from '../../lib/paths';
 import { formatEnum } from '../../lib/labels';
 import type { ReviseCaseState } from '../../lib/revise-case-fields';
-
-const casePath = (id: string) => `/cases/${encodeURIComponent(id)}`;
 
 function Outcome({ state }: { state: ReviseCaseState }) {
   if (state.kind === 'idle') return null;

@@ -5,11 +5,10 @@
 import { startTransition, useActionState, useId } from 'react';
 import { saveCaseAction } from '../../app/search/actions';
 import { DR_GRADES } from '../../lib/grades';
+import { casePath } from '../../lib/paths';
 import { formatEnum, formatTreatmentType } from '../../lib/labels';
 import { ANTI_VEGF_AGENTS, LATERALITIES, RECORD_ROWS, type SaveCaseState } from '../../lib/save-case-fields';
 import { SEXES, TREATMENT_TYPES } from '../../lib/search-filters';
-
-const casePath = (id: string) => `/cases/${encodeURIComponent(id)}`;
 
 function Outcome({ state }: { state: SaveCaseState }) {
   if (state.kind === 'idle') return null;
