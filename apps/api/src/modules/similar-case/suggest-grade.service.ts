@@ -9,7 +9,7 @@
 // searchSimilarImagesWithVoters); a second search here is only the fallback (too few graded among them).
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { TreatmentType } from '../../generated/prisma/enums.js';
-import { searchSimilarImages } from '../../search/similar-images.js';
+import { EVERY_GRADE_FILTERS, searchSimilarImages } from '../../search/similar-images.js';
 import { UNDATED_VISIT_DATE } from '../common/clinical-dates.js';
 import { ICDR_GRADE_NAMES } from '../common/enums.js';
 import type { Case } from '../case/case.type.js';
@@ -77,7 +77,7 @@ async function findVoters(prisma: PrismaClient, context: ReuseSearchContext, cou
     query: context.query,
     k: count,
     // Every ICDR grade: leaves out the ungraded, who cannot vote.
-    filters: { drGrades: [0, 1, 2, 3, 4], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] },
+    filters: EVERY_GRADE_FILTERS,
     excludePatientId: context.queryPatientId,
   });
   return hits;
