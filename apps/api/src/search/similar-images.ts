@@ -253,12 +253,17 @@ export function encodeAttentionMap(values: Float32Array): Uint8Array<ArrayBuffer
   return bytes;
 }
 
+/** float32 little-endian bytes (encodeAttentionMap's form) back to values. */
+export function decodeFloat32(bytes: Uint8Array): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const values = new Float32Array(bytes.byteLength / 4);
+  for (let index = 0; index < values.length; index += 1) values[index] = view.getFloat32(index * 4, true);
+  return values;
+}
+
 export function decodeAttentionMap(bytes: Uint8Array, width: number, height: number): AttentionMap {
   if (bytes.length !== width * height * 4) throw new Error(`Attention map holds ${bytes.length} bytes, expected ${width * height * 4} for ${width}x${height}`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const values = new Float32Array(width * height);
-  for (let index = 0; index < values.length; index += 1) values[index] = view.getFloat32(index * 4, true);
-  return { width, height, values };
+  return { width, height, values: decodeFloat32(bytes) };
 }
 
 export type ImageEmbeddingRow = { modelVersion: string; embedding: ArrayLike<number>; attention?: AttentionMap | null };

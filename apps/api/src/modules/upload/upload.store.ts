@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { SqlRunner } from '../../db/sql-runner.js';
 import type { FeatureMap } from '../../embedding/embedder.js';
-import { decodeAttentionMap, encodeAttentionMap, type AttentionMap } from '../../search/similar-images.js';
+import { decodeAttentionMap, decodeFloat32, encodeAttentionMap, type AttentionMap } from '../../search/similar-images.js';
 
 export type StoredUpload = {
   token: string;
@@ -48,13 +48,6 @@ export type OwnUploads = {
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
 const toBuffer = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-
-function decodeFloat32(bytes: Uint8Array): Float32Array {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const values = new Float32Array(bytes.byteLength / 4);
-  for (let index = 0; index < values.length; index += 1) values[index] = view.getFloat32(index * 4, true);
-  return values;
-}
 
 type UploadRow = {
   owner: string;
