@@ -4,6 +4,7 @@
 //   npm run build && nice -n 10 npm run bench:search -- [--cases 100000] [--queries 100] [--ef 100,200,400,800]
 //       [--sets srahim,eyepacs-raw,idrid,mexico]
 //       [--embeddings DIR] [--max-scan-tuples 20000] [--upkeep-rows 200] [--data ../shared/data] [--keep]
+//   Again on a kept database, searches only: DATABASE_URL=<the kept one> npm run bench:search -- --cases N --existing
 //   PostgreSQL: source .ci/env && DATABASE_URL=$TEST_DATABASE_URL nice -n 10 npm run bench:search -- --cases 1000000
 //
 // Cases cluster like real ones: each is a real photograph's embedding by the shipped model (../shared/data: the
@@ -122,7 +123,11 @@ const uuid = (kind, index) => `${kind}0000000-0000-4000-8000-${index.toString(16
 const hash = (index) => index.toString(16).padStart(64, '0');
 
 // ---- database
-const scratch = await createScratchEnvironment();
+// --existing: DATABASE_URL is a database this benchmark left with --keep (same --cases): the searches run again on
+// it without loading or building anything, so a quiet window can be spent on the latencies alone.
+const existing = process.argv.includes('--existing');
+if (existing && !process.env.DATABASE_URL) throw new Error('--existing needs DATABASE_URL: the database a --keep run left');
+const scratch = existing ? { env: {}, drop: async () => {} } : await createScratchEnvironment();
 const config = loadConfig({ ...process.env, ...scratch.env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
 const migrated = await openDatabase(config); // applies the migrations, 0007's indexes included
 const indexDefinitions = await migrated.sql.query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'image_embedding' AND indexdef LIKE '%USING hnsw%' ORDER BY indexname");
@@ -156,6 +161,13 @@ async function openLoader() {
 }
 
 const loader = await openLoader();
+const grades = new Uint8Array(caseCount);
+let loadSeconds = null;
+const indexBuild = {};
+if (existing) {
+  const [{ n }] = await loader.query(`SELECT count(*)::int AS n FROM image_embedding WHERE model_version = '${modelVersion}'`);
+  if (n < caseCount) throw new Error(`--existing: the database holds ${n} embeddings of ${modelVersion}, fewer than --cases ${caseCount}`);
+} else {
 const loadStarted = performance.now();
 const patients = Math.ceil(caseCount / 2);
 const CHUNK = 5_000;
@@ -178,7 +190,6 @@ await loader.exec(`
            DATE '2016-01-01' + ((hashtext(g::text) & 2047) * 3 / 2)
     FROM generate_series(0, ${patients - 1}) g;
   INSERT INTO image_blob (sha256, mime_type, byte_size, bytes) SELECT lpad(to_hex(g), 64, '0'), 'image/jpeg', 1, '\\x00'::bytea FROM generate_series(0, ${caseCount - 1}) g;`);
-const grades = new Uint8Array(caseCount);
 for (let i = 0; i < caseCount; i += 1) grades[i] = sampleGrade();
 await loader.copy('fundus_image', 'id, visit_id, patient_id, eye, content_hash, width, height, dr_grade', function* () {
   for (let start = 0; start < caseCount; start += CHUNK) {
@@ -202,10 +213,9 @@ await loader.copy('image_embedding', 'image_id, model_version, embedding, dr_gra
 });
 await loader.exec(`ALTER TABLE fundus_image ENABLE TRIGGER USER; ALTER TABLE visit ENABLE TRIGGER USER; ALTER TABLE patient ENABLE TRIGGER USER;
   ALTER TABLE image_embedding ENABLE TRIGGER USER; ANALYZE;`);
-const loadSeconds = (performance.now() - loadStarted) / 1000;
+loadSeconds = (performance.now() - loadStarted) / 1000;
 
 // The eye_summary triggers were off: its rows are not needed by search and are left empty.
-const indexBuild = {};
 await loader.exec(`SET maintenance_work_mem = '${config.database.kind === 'postgres' ? '1GB' : '256MB'}'; SET max_parallel_maintenance_workers = 1;`);
 for (const index of indexDefinitions) {
   const started = performance.now();
@@ -214,6 +224,7 @@ for (const index of indexDefinitions) {
   indexBuild[index.indexname] = { seconds: +((performance.now() - started) / 1000).toFixed(1), megabytes: +(size.bytes / 2 ** 20).toFixed(1) };
 }
 await loader.exec('ANALYZE image_embedding;');
+}
 const [tableSize] = await loader.query("SELECT pg_total_relation_size('image_embedding')::float8 AS bytes, (SELECT count(*) FROM image_embedding)::int AS rows");
 const gradeCounts = await loader.query('SELECT dr_grade, count(*)::int AS n FROM image_embedding GROUP BY dr_grade ORDER BY dr_grade');
 await loader.close();
@@ -293,7 +304,7 @@ for (const [name, filters] of scenarios) {
 
 // ---- index upkeep: what one ingested case and one re-embedded photograph pay at this size, through the same
 // statement ingestion and `npm run reembed` use (upsertImageEmbedding: grade copy trigger + one HNSW insert).
-const upkeepRows = Number(option('upkeep-rows', 200));
+const upkeepRows = existing ? 0 : Number(option('upkeep-rows', 200));
 await db.sql.exec(`
   INSERT INTO image_blob (sha256, mime_type, byte_size, bytes) SELECT lpad(to_hex(g), 64, '0'), 'image/jpeg', 1, '\\x00'::bytea FROM generate_series(${caseCount}, ${caseCount + upkeepRows - 1}) g;
   INSERT INTO fundus_image (id, visit_id, patient_id, eye, content_hash, width, height, dr_grade)
@@ -322,11 +333,12 @@ const report = {
   queries: queryCount,
   maxScanTuples,
   shippedTuning: search.APPROXIMATE_SEARCH_TUNING,
-  loadSeconds: round(loadSeconds, 1),
+  existingDatabase: existing,
+  loadSeconds: loadSeconds === null ? null : round(loadSeconds, 1),
   tableMegabytes: round(tableSize.bytes / 2 ** 20, 1),
   indexBuild,
-  indexBuildSeconds: round(Object.values(indexBuild).reduce((sum, index) => sum + index.seconds, 0), 1),
-  indexMegabytes: round(Object.values(indexBuild).reduce((sum, index) => sum + index.megabytes, 0), 1),
+  indexBuildSeconds: existing ? null : round(Object.values(indexBuild).reduce((sum, index) => sum + index.seconds, 0), 1),
+  indexMegabytes: existing ? null : round(Object.values(indexBuild).reduce((sum, index) => sum + index.megabytes, 0), 1),
   milliseconds: results,
   upkeepMsPerRow: Object.fromEntries(Object.entries(upkeep).map(([name, values]) => [name, { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)) }])),
 };

@@ -21,4 +21,7 @@ export async function seedSyntheticCases(db, { caseCount, modelVersion, dimensio
     SELECT fi.id, '${modelVersion.replace(/'/g, "''")}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${dimension})) r) n)
     FROM fundus_image fi;
   `);
+  // As the product does after its own bulk writes (refreshPlannerStatistics): without statistics the planner takes
+  // the fresh tables for empty and ranks each grade by a btree scan and sort instead of walking its HNSW graph.
+  await db.sql.exec('ANALYZE image_embedding, fundus_image, patient, visit, grading');
 }

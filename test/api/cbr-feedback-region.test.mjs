@@ -273,6 +273,66 @@ for (const backend of BACKENDS) {
   });
 }
 
+// The suggestion answers for the photograph, not for a rectangle of it: a region search votes from the whole
+// photograph's neighbourhood, as the calibration was fitted. A cohort larger than the vote (36 patients), so a
+// region's own neighbourhood would show as another vote.
+describe('the grade suggestion of a region search (PGlite)', () => {
+  let api;
+  let images;
+  before(async () => {
+    api = await startApi('pglite', { cohort: null, modelPath: MODEL });
+    const embedder = await Embedder.load({ modelPath: MODEL, device: 'cpu' });
+    try {
+      await loadCohort(api.db, buildCohort('test-clinic'), { renderImage: renderSyntheticPhotograph, embedder });
+    } finally {
+      await embedder.release();
+    }
+    images = await api.db.sql.query('SELECT fi.id::text AS id FROM fundus_image fi ORDER BY fi.id');
+  });
+  after(async () => {
+    await api?.close();
+  });
+
+  test("a region search's grade suggestion is the whole photograph's: the same voters, the same calibrated vote", async () => {
+    const SUGGESTED = `query($input: SimilarCasesInput!) { similarCases(input: $input) { hits { case { id } }
+      suggestion { status suggestedGrade voters gradeProbabilities { grade probability } vote { grade share neighbours } calibrationModelVersion } } }`;
+    const suggest = async (input) => {
+      const { body } = await api.graphql(SUGGESTED, { input }, { as: 'demo-clinician' });
+      assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+      return body.data.similarCases;
+    };
+    const region = { x: 0.55, y: 0.5, width: 0.25, height: 0.25 };
+    const regionFoundOthers = [];
+    // Queries whose whole-photograph vote is split between grades: there another set of voters would show in the
+    // shares.
+    const split = [];
+    for (const candidate of images.slice(0, 30)) {
+      const { suggestion } = await suggest({ imageId: candidate.id, k: 15 });
+      if (suggestion.vote.filter((entry) => entry.share > 0).length >= 2) split.push(candidate);
+      if (split.length === 3) break;
+    }
+    assert.ok(split.length >= 2, `queries with a split vote among the first 30 photographs: ${split.length}`);
+    for (const query of split) {
+      const [whole, byRegion, filtered] = await Promise.all([
+        suggest({ imageId: query.id, k: 15 }),
+        suggest({ imageId: query.id, k: 15, region }),
+        suggest({ imageId: query.id, k: 15, region, filters: { drGrades: [0, 1] } }),
+      ]);
+      regionFoundOthers.push(byRegion.hits.map((hit) => hit.case.id).join() !== whole.hits.map((hit) => hit.case.id).join());
+      assert.ok(whole.suggestion.voters > 0);
+      for (const other of [byRegion, filtered]) {
+        const { status, suggestedGrade, voters, gradeProbabilities, vote, calibrationModelVersion } = other.suggestion;
+        assert.deepEqual({ status, suggestedGrade, voters, gradeProbabilities, vote, calibrationModelVersion }, {
+          status: whole.suggestion.status, suggestedGrade: whole.suggestion.suggestedGrade, voters: whole.suggestion.voters,
+          gradeProbabilities: whole.suggestion.gradeProbabilities, vote: whole.suggestion.vote, calibrationModelVersion: whole.suggestion.calibrationModelVersion,
+        });
+      }
+    }
+    // Otherwise the test could not tell a region's own neighbourhood from the whole photograph's.
+    assert.ok(regionFoundOthers.some(Boolean), 'the region search finds other neighbours than the whole photograph for some query');
+  });
+});
+
 describe('without a region-capable model', () => {
   let api;
   before(async () => {

@@ -11,7 +11,7 @@
 // holds a lock file beside the directory while it runs. Stop the API first, or ingest through the API.
 import path from 'node:path';
 import { loadConfig, type AppConfig } from '../config.js';
-import { openDatabase } from '../db/database.js';
+import { openDatabase, refreshPlannerStatistics } from '../db/database.js';
 import { acquireLockFile } from '../db/lock-file.js';
 import { Embedder, EmbedderError } from '../embedding/embedder.js';
 import { openImport, parseImportFormat } from '../importers/detect-format.js';
@@ -167,6 +167,7 @@ async function main(): Promise<number> {
       shown = items.findIndex((item) => item.ok && ++seen === args.limit) + 1;
     }
     summary = await ingestRecords({ prisma: db.prisma, embedder, items, limit: args.limit, onProgress: (state) => progress.update(state, shown) });
+    if (summary.added > 0) await refreshPlannerStatistics(db);
   } finally {
     await db.close();
     await embedder.release();

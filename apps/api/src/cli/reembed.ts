@@ -3,7 +3,7 @@
 // modules/embedding-version/reembed.service.ts). Uses the database the API is configured with (DATABASE_URL, or
 // the embedded PGlite directory, which only one process may open: stop the API first).
 import { loadConfig } from '../config.js';
-import { openDatabase } from '../db/database.js';
+import { openDatabase, refreshPlannerStatistics } from '../db/database.js';
 import { Embedder } from '../embedding/embedder.js';
 import { reembedImages } from '../modules/embedding-version/reembed.service.js';
 import { createProgressReporter } from './progress.js';
@@ -28,6 +28,7 @@ try {
   const progress = createProgressReporter(`re-embedding with ${embedder.metadata.modelVersion}`);
   const summary = await reembedImages({ prisma: db.prisma, embedder, batchSize, limit, onProgress: (p) => progress.update(p.done, p.done + p.remaining, `(${p.failed} failed)`) });
   progress.finish();
+  if (summary.embedded > 0) await refreshPlannerStatistics(db);
   for (const failure of summary.failed) process.stderr.write(`skipped ${failure.imageId}: ${failure.code} ${failure.message}\n`);
   process.stdout.write(`${JSON.stringify({ modelVersion: summary.modelVersion, embedded: summary.embedded, failed: summary.failed.length })}\n`);
 } finally {

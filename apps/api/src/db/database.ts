@@ -24,6 +24,19 @@ export type Database = {
   close(): Promise<void>;
 };
 
+/**
+ * The tables a search plans over. After a bulk write (the demo cohort, an ingest or re-embedding run) their
+ * statistics are stale until autovacuum's next pass (a minute or more; never, on PGlite): a table the planner
+ * believes empty gets a per-grade btree scan and sort instead of the HNSW walk, 3-5x the time at 10k cases
+ * (bench/README.md, "The CBR reuse step").
+ */
+const SEARCHED_TABLES = ['image_embedding', 'fundus_image', 'patient', 'visit', 'grading', 'treatment'];
+
+/** ANALYZE of the searched tables: call after writing many rows at once. */
+export async function refreshPlannerStatistics(db: Pick<Database, 'sql'>): Promise<void> {
+  await db.sql.exec(`ANALYZE ${SEARCHED_TABLES.join(', ')}`);
+}
+
 type PGliteLike = PGlite | Transaction;
 
 function pgliteRunner(db: PGliteLike, count: () => void): SqlRunner {

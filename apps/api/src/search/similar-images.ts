@@ -211,23 +211,23 @@ export async function searchSimilarImages(
 export const EVERY_GRADE_FILTERS: SimilarImageFilters = { drGrades: [...INDEXED_GRADES], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] };
 
 /**
- * A filtered search and the reuse step's voters: the hits under the filters, and the `voterCount` nearest GRADED
- * photographs of any patient but `voterExcludePatientId`, unfiltered (the neighbourhood the vote was calibrated
- * on). Two searches on the same path (approximate: two index walks; EXACT: two scans), so the voters are as
- * exact as the hits.
+ * A filtered search and the reuse step's voters: the hits under the filters, and the `voters.count` nearest GRADED
+ * photographs of any patient but `voters.excludePatientId`, unfiltered, of `voters.query` (the whole photograph
+ * when the hits are a region's; by default the hits' own query): the neighbourhood the vote was calibrated on.
+ * Two searches on the same path (approximate: two index walks; EXACT: two scans), so the voters are as exact as
+ * the hits.
  */
 export async function searchSimilarImagesWithVoters(
   prisma: PrismaClient,
   search: SimilarImageSearch,
-  voterCount: number,
-  voterExcludePatientId: string | null,
+  voters: { count: number; excludePatientId: string | null; query?: SimilarImageSearch['query'] },
 ): Promise<{ hits: SimilarImageHit[]; voters: SimilarImageHit[] }> {
   // Concurrently: on PostgreSQL the two walks run on two pooled connections (PGlite runs them one after the other).
-  const [hits, voters] = await Promise.all([
+  const [hits, voterHits] = await Promise.all([
     searchSimilarImages(prisma, search),
-    searchSimilarImages(prisma, { ...search, k: voterCount, filters: EVERY_GRADE_FILTERS, excludePatientId: voterExcludePatientId }),
+    searchSimilarImages(prisma, { ...search, query: voters.query ?? search.query, k: voters.count, filters: EVERY_GRADE_FILTERS, excludePatientId: voters.excludePatientId }),
   ]);
-  return { hits, voters };
+  return { hits, voters: voterHits };
 }
 
 /** The newest model version that has embeddings, or null when nothing is embedded yet. */

@@ -130,6 +130,9 @@ export async function findSimilarCases({
   let version: string;
   let queryAttention: AttentionMap | null = null;
   let searchQuery: Parameters<typeof searchSimilarImages>[1]['query'];
+  // The photograph as a whole, whatever region is searched: what the grade suggestion votes from (its calibration
+  // was fitted on whole photographs, and a grade is the whole photograph's).
+  let wholeQuery: Parameters<typeof searchSimilarImages>[1]['query'];
   if (imageId) {
     const queryImageId = requireUuid(imageId, 'imageId');
     query = (await loadCases(prisma, [queryImageId])).get(queryImageId) ?? null;
@@ -140,6 +143,7 @@ export async function findSimilarCases({
     version = modelVersion;
     queryAttention = (await findAttentionMaps(prisma, [queryImageId], version)).get(queryImageId) ?? null;
     searchQuery = { imageId: queryImageId };
+    wholeQuery = searchQuery;
     queryContentHash = query.image.contentHash;
     if (regionModel && searchRegion) {
       if (regionModel.metadata.modelVersion !== version) {
@@ -161,6 +165,7 @@ export async function findSimilarCases({
     }
     queryAttention = upload.attention;
     searchQuery = { vector: upload.embedding, contentHash: upload.contentHash };
+    wholeQuery = searchQuery;
     queryContentHash = upload.contentHash;
     uploadVector = upload.embedding;
     if (regionModel && searchRegion) {
@@ -176,7 +181,8 @@ export async function findSimilarCases({
 
   const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
   const search: SimilarImageSearch = { modelVersion: version, query: searchQuery, k, filters: normalised, excludePatientId, mode: exact ? 'EXACT' : 'APPROXIMATE' };
-  const isPlainNeighbourhood = !isFiltered(normalised) && (query === null || excludePatientId !== null);
+  // A region's hits are never the vote's neighbourhood: that is the whole photograph's.
+  const isPlainNeighbourhood = !isFiltered(normalised) && (query === null || excludePatientId !== null) && searchRegion === null;
   let hits: SimilarImageHit[];
   let voters: SimilarImageHit[] | null = null;
   if (voteDepth > 0 && isPlainNeighbourhood) {
@@ -187,7 +193,7 @@ export async function findSimilarCases({
     voters = graded.length >= voteDepth ? graded.slice(0, voteDepth) : null;
     hits = deeper.slice(0, k);
   } else if (voteDepth > 0) {
-    ({ hits, voters } = await searchSimilarImagesWithVoters(prisma, search, voteDepth, query?.patient.id ?? null));
+    ({ hits, voters } = await searchSimilarImagesWithVoters(prisma, search, { count: voteDepth, excludePatientId: query?.patient.id ?? null, query: wholeQuery }));
   } else {
     hits = await searchSimilarImages(prisma, search);
   }
@@ -200,7 +206,7 @@ export async function findSimilarCases({
     hits: hits.map((hit, index) => ({ rank: index + 1, similarity: hit.similarity, case: cases.get(hit.imageId)!, attention: attention.get(hit.imageId) ?? null })),
     reuseContext: {
       modelVersion: version,
-      query: searchQuery,
+      query: wholeQuery,
       queryImageId: query?.id ?? null,
       // A region search of a stored case also searches by a vector; only an upload has no image id.
       uploadContentHash: query ? null : queryContentHash,
