@@ -87,7 +87,7 @@ function toGradeIndex(row: IndexRow): GradeIndex {
   return { name: row.name, kind: row.kind, lists: lists ? Number(lists[1]) : row.kind === 'ivfflat' ? 100 : null, valid: row.valid, megabytes: Number((Number(row.bytes) / 2 ** 20).toFixed(1)) };
 }
 
-function recommend(index: GradeIndex | undefined, rowsNow: number, build: GradeIndexStatus['build']): string | null {
+export function rebuildRecommendation(index: GradeIndex | undefined, rowsNow: number, build: GradeIndexStatus['build']): string | null {
   if (!index) return 'no vector index: rebuild recommended';
   if (index.kind === 'hnsw') {
     return rowsNow >= IVFFLAT_ADVISED_FROM_ROWS ? `HNSW over ${rowsNow} rows (>= ${IVFFLAT_ADVISED_FROM_ROWS}): rebuild as ivfflat recommended` : null;
@@ -111,7 +111,7 @@ export async function vectorIndexStatus(db: Pick<Database, 'sql'>): Promise<Grad
     const rowsNow = counts.find((row) => Number(row.grade) === grade)?.rows ?? 0;
     const record = builds.find((row) => Number(row.grade) === grade);
     const build = record ? { kind: record.kind, lists: record.lists, rowsAtBuild: record.rows_at_build, builtAt: new Date(record.built_at) } : null;
-    return { grade, indexes: own, rowsNow, build, recommendation: recommend(own.find((index) => index.valid), rowsNow, build) };
+    return { grade, indexes: own, rowsNow, build, recommendation: rebuildRecommendation(own.find((index) => index.valid), rowsNow, build) };
   });
 }
 
