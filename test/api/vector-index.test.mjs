@@ -110,6 +110,9 @@ for (const backend of BACKENDS) {
     test('after the rebuild, searches return k hits and the same hits as EXACT, also through the IVFFlat indexes', async () => {
       search.forgetIndexKinds(db.prisma);
       assert.deepEqual([...(await search.hnswGrades(db.prisma))], [], 'no grade walks a graph any more');
+      // Every search connection starts with the IVFFlat settings (session options, db/database.ts).
+      const [settings] = await db.prisma.$queryRaw`SELECT current_setting('ivfflat.probes') AS probes, current_setting('ivfflat.iterative_scan') AS scan, current_setting('ivfflat.max_probes') AS max`;
+      assert.deepEqual(settings, { probes: '10', scan: 'relaxed_order', max: '100' });
       const queries = await db.sql.query("SELECT fi.id::text AS id, fi.patient_id::text AS patient FROM fundus_image fi JOIN image_embedding e ON e.image_id = fi.id ORDER BY fi.content_hash LIMIT 6");
       const scenarios = [NO_FILTERS, ...[0, 1, 2, 3, 4].map((grade) => ({ ...NO_FILTERS, drGrades: [grade] })), { ...NO_FILTERS, drGrades: [0, 2], eye: 'LEFT' }];
       let compared = 0;
