@@ -59,7 +59,7 @@ for (const backend of BACKENDS) {
         assert.equal(grade.rowsNow, counts[grade.grade] ?? 0);
         assert.ok(grade.rowsNow > 0, 'the test cohort has every grade');
         assert.equal(grade.build, null);
-        assert.equal(grade.recommendation, null, 'a graph under 10,000 rows needs no rebuild');
+        assert.equal(grade.recommendation, null, 'a graph under 50,000 rows needs no rebuild');
       }
       const text = await cli('status');
       assert.match(text.stdout, /^grade 4: image_embedding_hnsw_grade_4 \(hnsw, [\d.]+ MB\); rows now \d+, never rebuilt/m);
@@ -158,8 +158,8 @@ for (const backend of BACKENDS) {
       assert.match(vectorIndexes.rebuildRecommendation(ivfflat, 310_000, build), /rows grew from 150000 at build to 310000 .*lists 150, 310 for the rows now\): rebuild recommended/);
       const tiny = { ...ivfflat, lists: 1 };
       assert.equal(vectorIndexes.rebuildRecommendation(tiny, 900, { ...build, lists: 1, rowsAtBuild: 100 }), null, 'lists stay 1: nothing to gain');
-      assert.match(vectorIndexes.rebuildRecommendation({ ...ivfflat, kind: 'hnsw', lists: null }, 20_000, null), /rebuild as ivfflat recommended/);
-      assert.equal(vectorIndexes.rebuildRecommendation({ ...ivfflat, kind: 'hnsw', lists: null }, 9_999, null), null);
+      assert.match(vectorIndexes.rebuildRecommendation({ ...ivfflat, kind: 'hnsw', lists: null }, 50_000, null), /HNSW over 50000 rows \(>= 50000\): rebuild as ivfflat recommended/);
+      assert.equal(vectorIndexes.rebuildRecommendation({ ...ivfflat, kind: 'hnsw', lists: null }, 49_999, null), null);
       assert.match(vectorIndexes.rebuildRecommendation(undefined, 10, null), /no vector index/);
       assert.deepEqual([1, 999, 1500, 100_000, 1_000_000, 4_000_000].map(vectorIndexes.ivfflatListsFor), [1, 1, 2, 100, 1000, 2000]);
     });
