@@ -332,7 +332,7 @@ const resultsBefore = rebuildKind !== null && compare ? await measureScenarios('
 const rebuild = {};
 if (rebuildKind !== null) {
   for (const grade of vectorIndexes.VECTOR_INDEX_GRADES) {
-    const built = await vectorIndexes.rebuildVectorIndex(db, { grade, kind: rebuildKind });
+    const built = await vectorIndexes.rebuildVectorIndex({ db, grade, kind: rebuildKind });
     rebuild[built.name] = { lists: built.lists, rows: built.rows, seconds: built.seconds, megabytes: built.megabytes, dropped: built.dropped };
     process.stderr.write(`rebuilt ${JSON.stringify(built)}\n`);
   }

@@ -103,14 +103,14 @@ for (const backend of BACKENDS) {
     test('a vector-index rebuild keeps one vector index per grade and nothing Prisma describes changes', async () => {
       const { rebuildVectorIndex } = await import(path.join(repositoryRoot, 'apps/api/dist/search/vector-indexes.js'));
       const before = await describeCatalog(migrated.db.sql);
-      await rebuildVectorIndex(migrated.db, { grade: 4, kind: 'ivfflat' });
+      await rebuildVectorIndex({ db: migrated.db, grade: 4, kind: 'ivfflat' });
       const rebuilt = await describeCatalog(migrated.db.sql);
       assert.deepEqual(rebuilt.filter((line) => !HAND_WRITTEN.test(line)), before.filter((line) => !HAND_WRITTEN.test(line)));
       assert.equal(rebuilt.filter((line) => HAND_WRITTEN.test(line)).length, HAND_WRITTEN_NAMES.length + HAND_WRITTEN_INDEXES.length);
       assert.ok(rebuilt.some((line) => line.startsWith('index image_embedding_ivfflat_grade_4 ')), rebuilt.filter((line) => line.includes('grade_4')).join('\n'));
       assert.ok(!rebuilt.some((line) => line.startsWith('index image_embedding_hnsw_grade_4 ')));
       // Back to the migrations' kind: the next tests see the catalogue the migrations built.
-      await rebuildVectorIndex(migrated.db, { grade: 4, kind: 'hnsw' });
+      await rebuildVectorIndex({ db: migrated.db, grade: 4, kind: 'hnsw' });
       assert.deepEqual(await describeCatalog(migrated.db.sql), before);
     });
 

@@ -81,7 +81,7 @@ for (const backend of BACKENDS) {
       }
       assert.deepEqual(await vectorIndexRows(), indexesBefore);
       assert.deepEqual(await db.sql.query('SELECT * FROM vector_index_build'), []);
-      await assert.rejects(vectorIndexes.rebuildVectorIndex(db, { grade: 5, kind: 'ivfflat' }), (error) => error.code === 'BAD_USER_INPUT');
+      await assert.rejects(vectorIndexes.rebuildVectorIndex({ db, grade: 5, kind: 'ivfflat' }), (error) => error.code === 'BAD_USER_INPUT');
       assert.deepEqual(await vectorIndexRows(), indexesBefore);
     });
 
@@ -96,7 +96,7 @@ for (const backend of BACKENDS) {
       const indexes = await vectorIndexRows();
       assert.deepEqual(indexes.map((row) => row.indexname), ['image_embedding_hnsw_ungraded', ...[0, 1, 2, 3, 4].map((grade) => `image_embedding_ivfflat_grade_${grade}`)]);
       assert.match(indexes[5].indexdef, /USING ivfflat \(embedding vector_cosine_ops\) WITH \(lists='1'\) WHERE \(dr_grade = 4\)/);
-      const status = await vectorIndexes.vectorIndexStatus(db);
+      const status = await vectorIndexes.vectorIndexStatus({ db });
       for (const grade of status) {
         assert.equal(grade.indexes.length, 1);
         assert.equal(grade.indexes[0].kind, 'ivfflat');
@@ -144,7 +144,7 @@ for (const backend of BACKENDS) {
       const run = await cli('rebuild', '--grade', '0', '--kind', 'hnsw');
       assert.equal(run.status, 0, run.stderr);
       assert.match(run.stdout, /^grade 0: built image_embedding_hnsw_grade_0 \(hnsw\) over \d+ rows .*dropped image_embedding_ivfflat_grade_0$/m);
-      const [grade0] = await vectorIndexes.vectorIndexStatus(db);
+      const [grade0] = await vectorIndexes.vectorIndexStatus({ db });
       assert.deepEqual(grade0.indexes.map((index) => index.name), ['image_embedding_hnsw_grade_0']);
       assert.deepEqual([grade0.build.kind, grade0.build.lists], ['hnsw', null]);
       search.forgetIndexKinds(db.prisma);

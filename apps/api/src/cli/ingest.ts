@@ -171,7 +171,7 @@ async function main(): Promise<number> {
     if (summary.added > 0) {
       await refreshPlannerStatistics(db);
       // IVFFlat learnt its lists from the rows at its last rebuild: say when a grade has outgrown them.
-      const due = (await vectorIndexStatus(db)).filter((grade) => grade.recommendation !== null);
+      const due = (await vectorIndexStatus({ db })).filter((grade) => grade.recommendation !== null);
       for (const grade of due) write(`hint: grade ${grade.grade}: ${grade.recommendation}: npm run vector-index -- rebuild --grade ${grade.grade}\n`);
     }
   } finally {

@@ -44,7 +44,7 @@ async function main(): Promise<number> {
   const audit = (outcome: string, details: Record<string, unknown>) => writeAuditEvents(db.sql, actor, [{ operation: 'maintain-vector-index', outcome, details }]);
   try {
     if (command === 'status') {
-      const status = await vectorIndexStatus(db);
+      const status = await vectorIndexStatus({ db });
       await audit('OK', { action: 'status' });
       if (json) process.stdout.write(`${JSON.stringify(status)}\n`);
       for (const grade of json ? [] : status) {
@@ -55,7 +55,7 @@ async function main(): Promise<number> {
       return 0;
     }
     for (const grade of grades) {
-      const result = await rebuildVectorIndex(db, { grade, kind });
+      const result = await rebuildVectorIndex({ db, grade, kind });
       await audit('OK', { action: 'rebuild', grade, kind, lists: result.lists, rows: result.rows, dropped: result.dropped });
       process.stdout.write(json ? `${JSON.stringify(result)}\n` : `grade ${grade}: built ${result.name} (${kind}${result.lists === null ? '' : `, lists ${result.lists}`}) over ${result.rows} rows in ${result.seconds} s, ${result.megabytes} MB; dropped ${result.dropped.join(', ') || 'nothing'}\n`);
     }

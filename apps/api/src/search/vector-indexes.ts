@@ -101,7 +101,7 @@ export function rebuildRecommendation(index: GradeIndex | undefined, rowsNow: nu
 }
 
 /** Per ICDR grade: its vector index(es), rows now and at the last rebuild, and whether a rebuild is advised. */
-export async function vectorIndexStatus(db: Pick<Database, 'sql'>): Promise<GradeIndexStatus[]> {
+export async function vectorIndexStatus({ db }: { db: Pick<Database, 'sql'> }): Promise<GradeIndexStatus[]> {
   const [indexes, counts, builds] = await Promise.all([
     vectorIndexes(db.sql),
     db.sql.query<{ grade: number; rows: number }>('SELECT dr_grade AS grade, count(*)::int AS rows FROM image_embedding WHERE dr_grade IS NOT NULL GROUP BY dr_grade'),
@@ -141,9 +141,10 @@ async function withSession<T>(db: Pick<Database, 'kind' | 'sql' | 'connectionUrl
  * vector indexes and records the build. The new index is built under a temporary name beside the old one, so
  * searches keep an index throughout; a leftover of an interrupted rebuild is dropped first.
  */
-export async function rebuildVectorIndex(db: Pick<Database, 'kind' | 'sql' | 'connectionUrl'>, request: { grade: unknown; kind: unknown }): Promise<RebuildResult> {
-  const grade = parseGrade(request.grade);
-  const kind = parseKind(request.kind);
+export async function rebuildVectorIndex(options: { db: Pick<Database, 'kind' | 'sql' | 'connectionUrl'>; grade: unknown; kind: unknown }): Promise<RebuildResult> {
+  const { db } = options;
+  const grade = parseGrade(options.grade);
+  const kind = parseKind(options.kind);
   return withSession(db, async (sql, concurrently) => {
     await sql.exec(`SET maintenance_work_mem = '${MAINTENANCE_WORK_MEM}'`);
     const [counted] = await sql.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM image_embedding WHERE dr_grade = ${grade}`);
