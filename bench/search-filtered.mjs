@@ -386,7 +386,7 @@ const report = {
   rebuildMegabytes: rebuildKind === null ? null : round(Object.values(rebuild).reduce((sum, index) => sum + index.megabytes, 0), 1),
   millisecondsBefore: resultsBefore,
   milliseconds: results,
-  upkeepMsPerRow: Object.fromEntries(Object.entries(upkeep).map(([name, values]) => [name, { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)) }])),
+  upkeepMsPerRow: upkeepRows === 0 ? null : Object.fromEntries(Object.entries(upkeep).map(([name, values]) => [name, { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)) }])),
 };
 console.log(JSON.stringify(report, null, 2));
 await db.close();
