@@ -222,9 +222,67 @@ export function hnswGrades(prisma: PrismaClient): Promise<Set<number>> {
 /** Forget the cached index kinds (after a rebuild in this process). */
 export function forgetIndexKinds(prisma: PrismaClient): void {
   hnswGradesCache.delete(prisma);
+  wholeIndexCache.delete(prisma);
+}
+
+/** search/vector-indexes.ts WHOLE_INDEX_NAME (not imported: that module imports the database layer). */
+const WHOLE_INDEX = 'image_embedding_ivfflat_whole';
+const wholeIndexCache = new WeakMap<PrismaClient, { readAt: number; dimensions: Promise<number | null> }>();
+
+/**
+ * The dimensions of the whole-case-base index's half-precision expression (`embedding::halfvec(D)`), or null when
+ * there is none (`npm run vector-index -- rebuild` builds it). Read from the catalogue once a minute per client.
+ */
+export function wholeIndexDimensions(prisma: PrismaClient): Promise<number | null> {
+  const cached = wholeIndexCache.get(prisma);
+  if (cached && Date.now() - cached.readAt < INDEX_KINDS_TTL_MS) return cached.dimensions;
+  const dimensions = prisma.$queryRaw<{ definition: string }[]>`
+    SELECT pg_get_indexdef(c.oid) AS definition FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+    WHERE c.relname = ${WHOLE_INDEX} AND i.indrelid = 'image_embedding'::regclass AND i.indisvalid`
+    .then((rows) => {
+      const match = rows[0] ? /halfvec\((\d+)\)/.exec(rows[0].definition) : null;
+      return match ? Number(match[1]) : null;
+    });
+  dimensions.catch(() => wholeIndexCache.delete(prisma));
+  wholeIndexCache.set(prisma, { readAt: Date.now(), dimensions });
+  return dimensions;
+}
+
+/** Candidates the whole-case-base index returns for the full-precision re-ranking: four times k, at least 40. */
+const wholeIndexDepth = (k: number) => Math.max(4 * k, 40);
+
+/**
+ * Without a grade filter, on the whole-case-base index: one IVFFlat scan in half precision for the nearest
+ * candidates under the other filters (iterative scan until enough pass), ranked again by the full-precision distance.
+ * Every grade at once (the reuse step's voters) is the graded rows.
+ */
+export function wholeIndexSearchSql(search: SimilarImageSearch, dimensions: number): Prisma.Sql {
+  if (!Number.isInteger(dimensions) || dimensions < 1) throw new Error(`halfvec dimensions ${dimensions}`);
+  const query = queryEmbeddingSql(search);
+  const clauses = filterClauses(search);
+  if (search.filters.drGrades.length > 0) clauses.push(Prisma.sql`e.dr_grade IN (${Prisma.join(search.filters.drGrades.map(gradeLiteral))})`);
+  const half = Prisma.raw(`halfvec(${dimensions})`);
+  return Prisma.sql`
+    SELECT image_id::text AS image_id, (1 - distance)::float8 AS similarity, dr_grade AS grade
+    FROM (
+      SELECT e.image_id, e.dr_grade, e.embedding <=> ${query} AS distance
+      FROM image_embedding e
+      JOIN fundus_image fi ON fi.id = e.image_id
+      ${joinsFor(search.filters)}
+      WHERE ${Prisma.join(clauses, ' AND ')}
+      ORDER BY e.embedding::${half} <=> (${query})::${half}
+      LIMIT ${wholeIndexDepth(search.k)}) candidates
+    ORDER BY distance, image_id
+    LIMIT ${search.k}`;
 }
 
 async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
+  // No grade filter, or every grade (the voters): the whole-case-base index when there is one, one scan.
+  const everyGrade = search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
+  if (everyGrade && tuning === APPROXIMATE_SEARCH_TUNING) {
+    const dimensions = await wholeIndexDimensions(prisma);
+    if (dimensions !== null) return toHits(await prisma.$queryRaw<HitRow[]>(wholeIndexSearchSql(search, dimensions)));
+  }
   // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
   const gradeFiltered = search.filters.drGrades.length > 0 && search.filters.drGrades.length < INDEXED_GRADES.length;
   // Under a grade filter only an HNSW graph needs the larger ef_search; IVFFlat grades run on the session's settings.
