@@ -1,5 +1,5 @@
 // The admins' monitoring page (/monitoring) in headless Chromium against the real API (embedded PGlite, the
-// demo-clinic cohort): before any revision it says so; revisions are then seeded through the API as a clinician
+// test-clinic cohort, with a hand-written calibration under which some suggestions abstain): before any revision it says so; revisions are then seeded through the API as a clinician
 // would make them (a search with the suggestion selected, then reviseCase with its id, some agreeing, some not)
 // and every figure on the page (counts, agreement rate, the month table behind the chart, both confusion
 // matrices) equals the API's suggestionMonitoring for the same range. The range is in the address; a date that
@@ -8,15 +8,30 @@
 // 1280 and 768 px; screenshots in test-artifacts/web/. Needs built apps/api and apps/web and the system
 // Chromium; skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
-import { startApi } from '../support/backends.mjs';
+import { repositoryRoot, startApi } from '../support/backends.mjs';
 import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, fetchDemoUsers, launchChromium, newPage, readNavLinks, screenshot, signInAs, startWebServer } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE_PATH = require.resolve('axe-core/axe.min.js');
 const PAGE = '/monitoring';
 const LINK = 'Suggestion monitoring';
+
+const { FIXTURE_MODEL_VERSION } = await import(path.join(repositoryRoot, 'apps', 'api', 'dist', 'fixtures', 'cohort.js'));
+// A calibration for the fixture vectors (as test/api/reuse.test.mjs writes one), so that some suggestions abstain.
+const CALIBRATION = {
+  kind: 'fundus-cbr-reuse-calibration',
+  modelVersion: FIXTURE_MODEL_VERSION,
+  rule: { neighbours: 25, weighting: 'similarity', softmaxTemperature: null, decision: 'argmax' },
+  calibration: { temperature: 1.5, smoothing: 0.01 },
+  minimumConfidence: 0.75,
+  referableThreshold: 0.5,
+  fittedOn: { note: 'hand-written for test/web/monitoring.test.mjs' },
+};
 
 const MONITORING = /* GraphQL */ `
   query Monitoring($from: LocalDate, $to: LocalDate) {
@@ -27,7 +42,7 @@ const MONITORING = /* GraphQL */ `
   }
 `;
 const FIRST_CASES = /* GraphQL */ `
-  query FirstCases { patients(first: 40) { nodes { cases(first: 2) { nodes { id } } } } }
+  query FirstCases { patients(first: 50) { nodes { cases(first: 1) { nodes { id } } } } }
 `;
 const SUGGEST = /* GraphQL */ `
   query Suggest($input: SimilarCasesInput!) { similarCases(input: $input) { suggestion { id status suggestedGrade } } }
@@ -72,7 +87,10 @@ const countMonitoringAudits = async (api) => (await api.db.sql.query("SELECT cou
 test('suggestion monitoring for admins against the real API, in headless Chromium', { timeout: 420_000 }, async (t) => {
   const browser = await launchChromium(t);
   if (!browser) return;
-  const api = await startApi('pglite', { cohort: 'demo-clinic' });
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-monitoring-'));
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify(CALIBRATION));
+  const api = await startApi('pglite', { cohort: 'test-clinic', env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
   t.after(() => api.close());
   const web = await startWebServer(t, { apiUrl: api.url });
   const { userOf } = await fetchDemoUsers(api);
@@ -88,7 +106,7 @@ test('suggestion monitoring for admins against the real API, in headless Chromiu
   };
 
   await t.test('before any revision the page says so plainly, and the navigation links it for the admin', async () => {
-    assert.equal((await apiMonitoring()).overall.revised, 0, 'the seeded demo has no revisions');
+    assert.equal((await apiMonitoring()).overall.revised, 0, 'the seeded cohort has no revisions');
     assert.ok((await readNavLinks(page)).includes(LINK));
     const empty = page.getByTestId('monitoring-empty');
     await empty.waitFor();
@@ -99,35 +117,38 @@ test('suggestion monitoring for admins against the real API, in headless Chromiu
     await assertNoSeriousAxeViolations(page, 'monitoring, empty');
   });
 
-  // Revisions as a clinician makes them: a search showing the suggestion, then the reading with its id.
+  // Revisions as a clinician makes them: a search showing the suggestion, then the reading with its id; some
+  // readings agree with the suggestion, some correct it, and some follow an abstention (nothing to compare).
   const listed = await api.graphql(FIRST_CASES);
   const caseIds = listed.body.data.patients.nodes.flatMap((patient) => patient.cases.nodes.map((found) => found.id));
+  const wanted = { agreed: 6, disagreed: 5, abstained: 3 };
   const seeded = { agreed: 0, disagreed: 0, abstained: 0 };
-  for (const [index, caseId] of caseIds.slice(0, 14).entries()) {
+  for (const [index, caseId] of caseIds.entries()) {
+    if (Object.keys(wanted).every((kind) => seeded[kind] === wanted[kind])) break;
     const { body } = await api.graphql(SUGGEST, { input: { imageId: caseId, k: 5 } });
     assert.equal(body.errors, undefined, JSON.stringify(body.errors));
     const { suggestion } = body.data.similarCases;
+    let kind;
     let drGrade;
-    if (suggestion.suggestedGrade === null) {
-      drGrade = index % 5;
-      seeded.abstained += 1;
-    } else if (index % 3 === 0) {
-      drGrade = (suggestion.suggestedGrade + 1 + (index % 4)) % 5;
-      seeded.disagreed += 1;
-    } else {
-      drGrade = suggestion.suggestedGrade;
-      seeded.agreed += 1;
-    }
+    if (suggestion.suggestedGrade === null) [kind, drGrade] = ['abstained', index % 5];
+    else if (seeded.disagreed < wanted.disagreed && (index % 2 === 0 || seeded.agreed === wanted.agreed)) [kind, drGrade] = ['disagreed', (suggestion.suggestedGrade + 1 + (index % 4)) % 5];
+    else [kind, drGrade] = ['agreed', suggestion.suggestedGrade];
+    if (seeded[kind] === wanted[kind]) continue;
     const revised = await api.graphql(REVISE, { input: { caseId, drGrade, suggestionId: suggestion.id } });
     assert.equal(revised.body.errors, undefined, JSON.stringify(revised.body.errors));
+    assert.equal(revised.body.data.reviseCase.suggestion.agrees, kind === 'abstained' ? null : kind === 'agreed');
+    seeded[kind] += 1;
   }
   t.diagnostic(`seeded revisions: ${JSON.stringify(seeded)}`);
-  assert.ok(seeded.agreed > 0 && seeded.disagreed > 0, 'some readings agree with the suggestion and some do not');
+  assert.deepEqual(seeded, wanted, 'the cohort gives agreeing, correcting and abstained readings');
 
   await t.test("every figure on the page is the API's: counts, agreement rate, the months behind the chart, both confusion matrices", async () => {
     const expected = await apiMonitoring();
-    assert.equal(expected.overall.revised, 14);
-    assert.ok(expected.overall.agreed > 0 && expected.overall.agreed < expected.overall.compared, 'the API sees agreement and disagreement');
+    assert.deepEqual(
+      [expected.overall.revised, expected.overall.compared, expected.overall.agreed, expected.overall.abstained],
+      [14, wanted.agreed + wanted.disagreed, wanted.agreed, wanted.abstained],
+      'the API counts the seeded revisions',
+    );
     await page.goto(`${web.baseUrl}${PAGE}`);
     await page.getByTestId('monitoring-results').waitFor();
     assert.deepEqual(await readCounts(page, 'overall-counts'), expectedCounts(expected.overall));
