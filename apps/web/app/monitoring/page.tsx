@@ -117,18 +117,18 @@ function MonitoringResults({ monitoring, values, month }: { monitoring: Suggesti
   const chosen = months.find((candidate) => candidate.period === chosenMonth) ?? null;
   return (
     <div className="results" data-testid="monitoring-results">
-      <section aria-labelledby="overall-heading" className="results-section">
+      <section aria-labelledby="overall-heading" className="results-section monitoring-section">
         <h2 id="overall-heading">All revisions, {range}</h2>
         <PeriodCounts period={overall} testId="overall-counts" />
       </section>
 
-      <section aria-labelledby="trend-heading" className="results-section">
+      <section aria-labelledby="trend-heading" className="results-section monitoring-section">
         <h2 id="trend-heading">Agreement over time</h2>
         <AgreementChart points={months.map(({ period, agreementRate, compared }) => ({ period, agreementRate, compared }))} />
         <MonthsTable months={months} monthHref={(period) => monitoringHref(values, period)} />
       </section>
 
-      <section aria-labelledby="confusion-heading" className="results-section">
+      <section aria-labelledby="confusion-heading" className="results-section monitoring-section">
         <h2 id="confusion-heading">Suggested grade against the clinician’s grade</h2>
         <ConfusionMatrix period={overall} caption={`Confusion matrix, ${range}: suggested grade (rows) by the clinician’s grade (columns)`} testId="confusion-overall" />
         <form className="monitoring-form month-form" method="get" action={PAGE.href} aria-label="Month of the confusion matrix">
