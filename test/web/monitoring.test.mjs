@@ -122,18 +122,22 @@ test('suggestion monitoring for admins against the real API, in headless Chromiu
   const listed = await api.graphql(FIRST_CASES);
   const caseIds = listed.body.data.patients.nodes.flatMap((patient) => patient.cases.nodes.map((found) => found.id));
   const wanted = { agreed: 6, disagreed: 5, abstained: 3 };
-  const seeded = { agreed: 0, disagreed: 0, abstained: 0 };
-  for (const [index, caseId] of caseIds.entries()) {
-    if (Object.keys(wanted).every((kind) => seeded[kind] === wanted[kind])) break;
+  // Every suggestion first, then the readings: a reading changes the reference grade, and with it later votes.
+  const shown = [];
+  for (const caseId of caseIds) {
     const { body } = await api.graphql(SUGGEST, { input: { imageId: caseId, k: 5 } });
     assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-    const { suggestion } = body.data.similarCases;
-    let kind;
-    let drGrade;
-    if (suggestion.suggestedGrade === null) [kind, drGrade] = ['abstained', index % 5];
-    else if (seeded.disagreed < wanted.disagreed && (index % 2 === 0 || seeded.agreed === wanted.agreed)) [kind, drGrade] = ['disagreed', (suggestion.suggestedGrade + 1 + (index % 4)) % 5];
-    else [kind, drGrade] = ['agreed', suggestion.suggestedGrade];
-    if (seeded[kind] === wanted[kind]) continue;
+    shown.push({ caseId, suggestion: body.data.similarCases.suggestion });
+  }
+  const abstained = shown.filter(({ suggestion }) => suggestion.suggestedGrade === null).slice(0, wanted.abstained);
+  const suggested = shown.filter(({ suggestion }) => suggestion.suggestedGrade !== null);
+  const readings = [
+    ...suggested.slice(0, wanted.agreed).map(({ caseId, suggestion }) => ({ kind: 'agreed', caseId, suggestion, drGrade: suggestion.suggestedGrade })),
+    ...suggested.slice(wanted.agreed, wanted.agreed + wanted.disagreed).map(({ caseId, suggestion }, index) => ({ kind: 'disagreed', caseId, suggestion, drGrade: (suggestion.suggestedGrade + 1 + (index % 4)) % 5 })),
+    ...abstained.map(({ caseId, suggestion }, index) => ({ kind: 'abstained', caseId, suggestion, drGrade: index % 5 })),
+  ];
+  const seeded = { agreed: 0, disagreed: 0, abstained: 0 };
+  for (const { kind, caseId, suggestion, drGrade } of readings) {
     const revised = await api.graphql(REVISE, { input: { caseId, drGrade, suggestionId: suggestion.id } });
     assert.equal(revised.body.errors, undefined, JSON.stringify(revised.body.errors));
     assert.equal(revised.body.data.reviseCase.suggestion.agrees, kind === 'abstained' ? null : kind === 'agreed');
