@@ -10,7 +10,10 @@
 // Screenshots at 1280 and 768 px; axe-core on the new controls. Needs built apps/api and apps/web and the system
 // Chromium; skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { TINY_MODEL, TINY_REGION_MODEL, startApi } from '../support/backends.mjs';
 import { DESKTOP, TABLET, assertFitsWidth, fetchDemoUsers, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
@@ -55,6 +58,18 @@ const EXPLAIN = /* GraphQL */ `
   }
 `;
 
+// A calibration for the tiny region model's version (hand-written: the tiny model is untrained), so the panel's
+// calibrated view (probability per grade, P(referable), abstention) is drawn from the real API's answer.
+const TINY_REGION_CALIBRATION = {
+  kind: 'fundus-cbr-reuse-calibration',
+  modelVersion: 'tiny-test-regions-1',
+  rule: { neighbours: 15, weighting: 'similarity', softmaxTemperature: null, decision: 'argmax' },
+  calibration: { temperature: 1.5, smoothing: 0.01 },
+  minimumConfidence: 0.3,
+  referableThreshold: 0.5,
+  fittedOn: { note: 'hand-written for test/web/cbr-workflow.test.mjs' },
+};
+
 const percent = (value) => `${(value * 100).toFixed(0)}%`;
 const hitIds = (page) => page.locator('table.hits tbody tr').evaluateAll((rows) => rows.map((row) => row.querySelector('td a[href^="/cases/"]').getAttribute('href').split('/').pop()));
 
@@ -68,8 +83,12 @@ async function assertNoSeriousAxeViolations(page, label) {
 test('reuse, revise and relevance feedback on the search page, against the real API, in headless Chromium', { timeout: 600_000 }, async (t) => {
   const browser = await launchChromium(t);
   if (!browser) return;
-  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_REGION_MODEL, photographs: true });
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-cbr-workflow-'));
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify(TINY_REGION_CALIBRATION));
+  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_REGION_MODEL, photographs: true, env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
   t.after(() => api.close());
+  assert.equal(api.embedder.metadata.modelVersion, TINY_REGION_CALIBRATION.modelVersion, 'the calibration is for the loaded model');
   const web = await startWebServer(t, { apiUrl: api.url });
   const { userOf } = await fetchDemoUsers(api);
   const clinician = userOf('demo-clinician');
@@ -86,6 +105,7 @@ test('reuse, revise and relevance feedback on the search page, against the real 
   await t.test('the suggestion panel shows what the API suggests for the same search', async () => {
     const { body } = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: K } });
     const expected = body.data.similarCases.suggestion;
+    assert.ok(['SUGGESTED', 'ABSTAINED'].includes(expected.status), `a calibrated suggestion, not ${expected.status}: ${expected.reason}`);
     const panel = page.getByTestId('suggestion');
     assert.equal(await panel.getAttribute('data-status'), expected.status);
     const headline = await panel.getByTestId('suggested-grade').innerText();
@@ -93,17 +113,12 @@ test('reuse, revise and relevance feedback on the search page, against the real 
       assert.equal(headline, 'Abstained');
       assert.match(await panel.getByTestId('suggestion-reason').innerText(), new RegExp(`^Abstained: ${expected.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     } else if (expected.suggestedGrade !== null) assert.match(headline, new RegExp(`^${expected.suggestedGrade} – `));
-    if (expected.gradeProbabilities) {
-      const shown = await panel.getByTestId('grade-probabilities').locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim())));
-      assert.deepEqual(
-        shown,
-        expected.gradeProbabilities.map(({ grade, probability }) => [percent(probability), String(expected.hitGrades.find((count) => count.grade === grade)?.count ?? 0)]),
-      );
-      assert.match(await panel.getByTestId('referable').innerText(), new RegExp(`P\\(referable DR, grade 2 or more\\): ${percent(expected.referableProbability)}`));
-    } else {
-      const shown = await panel.getByTestId('hit-grades').locator('tbody td').allInnerTexts();
-      assert.deepEqual(shown.map(Number), expected.hitGrades.map((count) => count.count));
-    }
+    const shown = await panel.getByTestId('grade-probabilities').locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim())));
+    assert.deepEqual(
+      shown,
+      expected.gradeProbabilities.map(({ grade, probability }) => [percent(probability), String(expected.hitGrades.find((count) => count.grade === grade)?.count ?? 0)]),
+    );
+    assert.match(await panel.getByTestId('referable').innerText(), new RegExp(`P\\(referable DR, grade 2 or more\\): ${percent(expected.referableProbability)}`));
     const outcomes = await panel.getByTestId('outcomes').innerText();
     assert.match(outcomes, new RegExp(`Treated after the visit: ${expected.outcomes.treatedAfter} of ${expected.outcomes.hits}`));
     for (const window of expected.outcomes.worsening) {
@@ -290,6 +305,17 @@ test('on a model without a feature map, explanation and region search are refuse
   await signInAs(page, web.baseUrl, userOf('demo-clinician'), { from: searchPath });
   await page.locator('table.hits').waitFor();
   const [first] = await hitIds(page);
+
+  // No calibration for this model version: the panel shows the plain vote's hit grades and says why.
+  const suggested = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: 3 } });
+  const uncalibrated = suggested.body.data.similarCases.suggestion;
+  assert.equal(uncalibrated.status, 'UNCALIBRATED');
+  const panel = page.getByTestId('suggestion');
+  assert.equal(await panel.getAttribute('data-status'), 'UNCALIBRATED');
+  assert.deepEqual((await panel.getByTestId('hit-grades').locator('tbody td').allInnerTexts()).map(Number), uncalibrated.hitGrades.map((count) => count.count));
+  assert.equal(await panel.getByTestId('grade-probabilities').count(), 0, 'no probabilities without a calibration');
+  assert.equal(await panel.getByTestId('suggestion-reason').innerText(), uncalibrated.reason);
+  assert.match(uncalibrated.reason, /^Uncalibrated: /);
 
   const explained = await api.graphql(EXPLAIN, { input: { imageId: query.id, caseId: first } });
   assert.equal(explained.body.errors?.[0]?.extensions?.code, 'MODEL_UNAVAILABLE');
