@@ -4,6 +4,7 @@
 //   npm run build && nice -n 10 npm run bench:search -- [--cases 100000] [--queries 100] [--ef 100,200,400,800]
 //       [--sets srahim,eyepacs-raw,idrid,mexico]
 //       [--embeddings DIR] [--max-scan-tuples 20000] [--upkeep-rows 200] [--data ../shared/data] [--keep]
+//       [--rebuild ivfflat|hnsw] [--compare]
 //   Again on a kept database, searches only: DATABASE_URL=<the kept one> npm run bench:search -- --cases N --existing
 //   PostgreSQL: source .ci/env && DATABASE_URL=$TEST_DATABASE_URL nice -n 10 npm run bench:search -- --cases 1000000
 //
@@ -21,6 +22,12 @@
 // recall@10 = |approximate ∩ exact| / |exact|; latencies are wall time around searchSimilarImages (Prisma, one
 // query at a time), and for the shipped settings also the database's own planning + execution time. Writes into a fresh PGlite directory or a scratch copy of
 // DATABASE_URL's database (bench/scratch-database.mjs), dropped afterwards.
+//
+// --rebuild KIND: after the load (or on the --existing database), every grade's index is rebuilt as KIND through
+// the vector-index command's service (search/vector-indexes.ts: IVFFlat lists from the grade's rows), timed and
+// sized (`rebuild`), before the searches. --compare: the searches also run before the rebuild, on the indexes the
+// database had (`millisecondsBefore`), against the same exact results, so both index kinds are measured in one run.
+// `--ef none` runs the shipped settings only.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -35,7 +42,10 @@ import { createScratchEnvironment } from './scratch-database.mjs';
 
 const caseCount = Number(option('cases', 100_000));
 const queryCount = Number(option('queries', 100));
-const efValues = String(option('ef', '100,200,400,800')).split(',').map(Number);
+const efOption = String(option('ef', '100,200,400,800'));
+const efValues = efOption === 'none' ? [] : efOption.split(',').map(Number);
+const rebuildKind = option('rebuild', null);
+const compare = process.argv.includes('--compare');
 const maxScanTuples = Number(option('max-scan-tuples', 20_000));
 const dataDir = path.resolve(root, option('data', '../shared/data'));
 const modelPath = path.resolve(root, option('model', 'models/fundus-cbr.onnx'));
@@ -44,9 +54,10 @@ const PREVALENCE = [0.735, 0.07, 0.151, 0.025, 0.02];
 const K = 10;
 const MODEL_VERSION_FALLBACK = 'bench';
 
-const [{ loadConfig }, { openDatabase }, search, { Embedder }, { Prisma }] = await Promise.all([
-  api('config.js'), api('db/database.js'), api('search/similar-images.js'), api('embedding/embedder.js'), api('generated/prisma/client.js'),
+const [{ loadConfig }, { openDatabase }, search, { Embedder }, { Prisma }, vectorIndexes] = await Promise.all([
+  api('config.js'), api('db/database.js'), api('search/similar-images.js'), api('embedding/embedder.js'), api('generated/prisma/client.js'), api('search/vector-indexes.js'),
 ]);
+if (rebuildKind !== null) vectorIndexes.parseKind(rebuildKind);
 
 // ---- real embeddings, cached outside the repository
 const embedder = await Embedder.load({ modelPath, device: 'cpu' });
@@ -253,54 +264,84 @@ const round = (value, digits = 2) => Number(value.toFixed(digits));
 for (let warm = 0; warm < 20; warm += 1) {
   await search.searchSimilarImages(db.prisma, request(queries[warm % queries.length], scenarios[warm % scenarios.length][1], 'APPROXIMATE'));
 }
-const results = {};
+// The ground truth once per scenario and query: the exact path's hits and time, shared by both index sets.
+const truths = {};
 for (const [name, filters] of scenarios) {
-  const exactMs = [];
-  // 'shipped': the default tuning (one statement on the session's settings without a grade filter, SET LOCAL of
-  // the grade-filtered ef_search with one); each ef: that ef_search for every search, SET LOCAL in a transaction.
-  const variants = ['shipped', ...efValues];
-  const perEf = Object.fromEntries(variants.map((ef) => [ef, { ms: [], recall: [], short: 0 }]));
+  truths[name] = [];
   for (const vector of queries) {
     const [ms, exact] = await timed(() => search.searchSimilarImages(db.prisma, request(vector, filters, 'EXACT')));
-    exactMs.push(ms);
-    const truth = new Set(exact.map((hit) => hit.imageId));
-    for (const ef of variants) {
-      const tuning = ef === 'shipped' ? search.APPROXIMATE_SEARCH_TUNING : { efSearch: ef, efSearchGradeFiltered: ef, maxScanTuples };
-      const [approximateMs, hits] = await timed(() => search.searchSimilarImages(db.prisma, request(vector, filters, 'APPROXIMATE'), tuning));
-      perEf[ef].ms.push(approximateMs);
-      perEf[ef].recall.push(truth.size === 0 ? 1 : hits.filter((hit) => truth.has(hit.imageId)).length / truth.size);
-      if (hits.length < Math.min(K, truth.size)) perEf[ef].short += 1;
-    }
+    truths[name].push({ ms, ids: new Set(exact.map((hit) => hit.imageId)) });
   }
-  // The database's own time for the shipped statement (planning + execution, EXPLAIN ANALYZE without per-node
-  // timing): what the design costs, apart from the client and from waiting for a core on a shared machine.
-  const serverMs = [];
-  for (const vector of queries) {
-    const shipped = search.APPROXIMATE_SEARCH_TUNING;
-    const settings = Object.entries(search.vectorSessionSettings(shipped, filters.drGrades.length > 0 ? shipped.efSearchGradeFiltered : shipped.efSearch));
-    const [, explained] = await db.prisma.$transaction([
-      db.prisma.$queryRaw`SELECT ${Prisma.join(settings.map(([setting, value]) => Prisma.sql`set_config(${setting}, ${value}, true)`))}`,
-      db.prisma.$queryRaw(Prisma.sql`EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) ${search.approximateSearchSql(request(vector, filters, 'APPROXIMATE'))}`),
-    ]);
-    const text = explained.map((row) => row['QUERY PLAN']).join('\n');
-    serverMs.push(Number(/Planning Time: ([\d.]+)/.exec(text)[1]) + Number(/Execution Time: ([\d.]+)/.exec(text)[1]));
-  }
-  // Which indexes the planner picks for the approximate statement.
-  const plan = await db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${search.approximateSearchSql(request(queries[0], filters, 'APPROXIMATE'))}`);
-  const planText = plan.map((row) => row['QUERY PLAN']).join('\n');
   const exactPlan = (await db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${search.exactSearchSql(request(queries[0], filters, 'EXACT'))}`)).map((row) => row['QUERY PLAN']).join('\n');
-  if (/hnsw/.test(exactPlan)) throw new Error(`the exact statement walks an HNSW index under "${name}": the ground truth would be approximate`);
-  results[name] = {
-    plan: [...new Set(planText.match(/image_embedding_\w+/g) ?? ['sequential scan'])].join(' '),
-    exact: { p50: round(percentile(exactMs, 50)), p95: round(percentile(exactMs, 95)) },
-    shippedServerMs: { p50: round(percentile(serverMs, 50)), p95: round(percentile(serverMs, 95)) },
-    approximate: Object.fromEntries(variants.map((ef) => {
-      const { ms, recall, short } = perEf[ef];
-      return [ef === 'shipped' ? 'shipped' : `ef${ef}`, { recallAt10: round(recall.reduce((a, b) => a + b, 0) / recall.length, 3), recallMin: round(Math.min(...recall), 2), p50: round(percentile(ms, 50)), p95: round(percentile(ms, 95)), short }];
-    })),
-  };
-  process.stderr.write(`${name}: ${JSON.stringify(results[name])}\n`);
+  if (/hnsw|ivfflat/.test(exactPlan)) throw new Error(`the exact statement scans a vector index under "${name}": the ground truth would be approximate`);
 }
+
+async function measureScenarios(label) {
+  const results = {};
+  for (const [name, filters] of scenarios) {
+    const exactMs = truths[name].map((truth) => truth.ms);
+    // 'shipped': the default tuning (one statement on the session's settings, or SET LOCAL of the grade-filtered
+    // ef_search where a filtered grade still has an HNSW graph); each ef: that ef_search for every search, SET
+    // LOCAL in a transaction.
+    const variants = ['shipped', ...efValues];
+    const perEf = Object.fromEntries(variants.map((ef) => [ef, { ms: [], recall: [], short: 0 }]));
+    for (const [index, vector] of queries.entries()) {
+      const truth = truths[name][index].ids;
+      for (const ef of variants) {
+        const tuning = ef === 'shipped' ? search.APPROXIMATE_SEARCH_TUNING : { ...search.APPROXIMATE_SEARCH_TUNING, efSearch: ef, efSearchGradeFiltered: ef, maxScanTuples };
+        const [approximateMs, hits] = await timed(() => search.searchSimilarImages(db.prisma, request(vector, filters, 'APPROXIMATE'), tuning));
+        perEf[ef].ms.push(approximateMs);
+        perEf[ef].recall.push(truth.size === 0 ? 1 : hits.filter((hit) => truth.has(hit.imageId)).length / truth.size);
+        if (hits.length < Math.min(K, truth.size)) perEf[ef].short += 1;
+      }
+    }
+    // The database's own time for the shipped statement (planning + execution, EXPLAIN ANALYZE without per-node
+    // timing): what the design costs, apart from the client and from waiting for a core on a shared machine.
+    const serverMs = [];
+    const graphGrades = await search.hnswGrades(db.prisma);
+    for (const vector of queries) {
+      const shipped = search.APPROXIMATE_SEARCH_TUNING;
+      const walksGraph = filters.drGrades.length > 0 && filters.drGrades.length < 5 && filters.drGrades.some((grade) => graphGrades.has(grade));
+      const settings = Object.entries(search.vectorSessionSettings(shipped, walksGraph ? shipped.efSearchGradeFiltered : shipped.efSearch));
+      const [, explained] = await db.prisma.$transaction([
+        db.prisma.$queryRaw`SELECT ${Prisma.join(settings.map(([setting, value]) => Prisma.sql`set_config(${setting}, ${value}, true)`))}`,
+        db.prisma.$queryRaw(Prisma.sql`EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) ${search.approximateSearchSql(request(vector, filters, 'APPROXIMATE'))}`),
+      ]);
+      const text = explained.map((row) => row['QUERY PLAN']).join('\n');
+      serverMs.push(Number(/Planning Time: ([\d.]+)/.exec(text)[1]) + Number(/Execution Time: ([\d.]+)/.exec(text)[1]));
+    }
+    // Which indexes the planner picks for the approximate statement.
+    const plan = await db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${search.approximateSearchSql(request(queries[0], filters, 'APPROXIMATE'))}`);
+    const planText = plan.map((row) => row['QUERY PLAN']).join('\n');
+    results[name] = {
+      plan: [...new Set(planText.match(/image_embedding_\w+/g) ?? ['sequential scan'])].join(' '),
+      exact: { p50: round(percentile(exactMs, 50)), p95: round(percentile(exactMs, 95)) },
+      shippedServerMs: { p50: round(percentile(serverMs, 50)), p95: round(percentile(serverMs, 95)) },
+      approximate: Object.fromEntries(variants.map((ef) => {
+        const { ms, recall, short } = perEf[ef];
+        return [ef === 'shipped' ? 'shipped' : `ef${ef}`, { recallAt10: round(recall.reduce((a, b) => a + b, 0) / recall.length, 3), recallMin: round(Math.min(...recall), 2), p50: round(percentile(ms, 50)), p95: round(percentile(ms, 95)), short }];
+      })),
+    };
+    process.stderr.write(`${label} ${name}: ${JSON.stringify(results[name])}\n`);
+  }
+  return results;
+}
+
+const resultsBefore = rebuildKind !== null && compare ? await measureScenarios('before') : null;
+// ---- the rebuild step: every grade's index as --rebuild's kind, through the vector-index command's service
+const rebuild = {};
+if (rebuildKind !== null) {
+  for (const grade of vectorIndexes.VECTOR_INDEX_GRADES) {
+    const built = await vectorIndexes.rebuildVectorIndex({ db, grade, kind: rebuildKind });
+    rebuild[built.name] = { lists: built.lists, rows: built.rows, seconds: built.seconds, megabytes: built.megabytes, dropped: built.dropped };
+    process.stderr.write(`rebuilt ${JSON.stringify(built)}\n`);
+  }
+  search.forgetIndexKinds(db.prisma);
+  for (let warm = 0; warm < 20; warm += 1) {
+    await search.searchSimilarImages(db.prisma, request(queries[warm % queries.length], scenarios[warm % scenarios.length][1], 'APPROXIMATE'));
+  }
+}
+const results = await measureScenarios(rebuildKind ?? 'shipped');
 
 // ---- index upkeep: what one ingested case and one re-embedded photograph pay at this size, through the same
 // statement ingestion and `npm run reembed` use (upsertImageEmbedding: grade copy trigger + one HNSW insert).
@@ -319,7 +360,7 @@ for (let i = 0; i < upkeepRows; i += 1) {
   upkeep.reembedMs.push(reembedMs);
 }
 const [copied] = await db.sql.query(`SELECT count(*)::int AS n FROM image_embedding e JOIN fundus_image fi ON fi.id = e.image_id WHERE e.dr_grade IS NOT DISTINCT FROM fi.dr_grade AND (e.model_version = '${modelVersion}-next' OR e.image_id >= '${uuid(3, caseCount)}')`);
-if (copied.n !== 2 * upkeepRows) throw new Error(`grade copied on ${copied.n} of ${2 * upkeepRows} upserted embeddings`);
+if (upkeepRows > 0 && copied.n !== 2 * upkeepRows) throw new Error(`grade copied on ${copied.n} of ${2 * upkeepRows} upserted embeddings`);
 
 const report = {
   date: new Date().toISOString().slice(0, 10),
@@ -339,8 +380,13 @@ const report = {
   indexBuild,
   indexBuildSeconds: existing ? null : round(Object.values(indexBuild).reduce((sum, index) => sum + index.seconds, 0), 1),
   indexMegabytes: existing ? null : round(Object.values(indexBuild).reduce((sum, index) => sum + index.megabytes, 0), 1),
+  rebuildKind,
+  rebuild,
+  rebuildSeconds: rebuildKind === null ? null : round(Object.values(rebuild).reduce((sum, index) => sum + index.seconds, 0), 1),
+  rebuildMegabytes: rebuildKind === null ? null : round(Object.values(rebuild).reduce((sum, index) => sum + index.megabytes, 0), 1),
+  millisecondsBefore: resultsBefore,
   milliseconds: results,
-  upkeepMsPerRow: Object.fromEntries(Object.entries(upkeep).map(([name, values]) => [name, { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)) }])),
+  upkeepMsPerRow: upkeepRows === 0 ? null : Object.fromEntries(Object.entries(upkeep).map(([name, values]) => [name, { p50: round(percentile(values, 50)), p95: round(percentile(values, 95)) }])),
 };
 console.log(JSON.stringify(report, null, 2));
 await db.close();

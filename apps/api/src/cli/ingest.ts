@@ -12,6 +12,7 @@
 import path from 'node:path';
 import { loadConfig, type AppConfig } from '../config.js';
 import { openDatabase, refreshPlannerStatistics } from '../db/database.js';
+import { vectorIndexStatus } from '../search/vector-indexes.js';
 import { acquireLockFile } from '../db/lock-file.js';
 import { Embedder, EmbedderError } from '../embedding/embedder.js';
 import { openImport, parseImportFormat } from '../importers/detect-format.js';
@@ -167,7 +168,12 @@ async function main(): Promise<number> {
       shown = items.findIndex((item) => item.ok && ++seen === args.limit) + 1;
     }
     summary = await ingestRecords({ prisma: db.prisma, embedder, items, limit: args.limit, onProgress: (state) => progress.update(state, shown) });
-    if (summary.added > 0) await refreshPlannerStatistics(db);
+    if (summary.added > 0) {
+      await refreshPlannerStatistics(db);
+      // IVFFlat learnt its lists from the rows at its last rebuild: say when a grade has outgrown them.
+      const due = (await vectorIndexStatus({ db })).filter((grade) => grade.recommendation !== null);
+      for (const grade of due) write(`hint: grade ${grade.grade}: ${grade.recommendation}: npm run vector-index -- rebuild --grade ${grade.grade}\n`);
+    }
   } finally {
     await db.close();
     await embedder.release();

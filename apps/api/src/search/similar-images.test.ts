@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { approximateSearchSql, toVectorParameter, type SimilarImageSearch } from './similar-images.js';
+import { APPROXIMATE_SEARCH_TUNING, approximateSearchSql, toVectorParameter, vectorSessionOptions, vectorSessionSettings, type SimilarImageSearch } from './similar-images.js';
 
 const NO_FILTERS = { drGrades: [], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] };
 const search = (drGrades: number[]): SimilarImageSearch => ({
@@ -41,4 +41,17 @@ test('no grade filter merges all five grades and the ungraded photographs', () =
 test('a grade outside 0-4 never becomes SQL', () => {
   assert.throws(() => approximateSearchSql(search([5])), /not an integer 0-4/);
   assert.throws(() => approximateSearchSql(search([1.5])), /not an integer 0-4/);
+});
+
+test('every search session carries both index kinds\' settings: a grade may have either after a rebuild', () => {
+  assert.deepEqual(vectorSessionSettings(), {
+    'hnsw.ef_search': '100',
+    'hnsw.iterative_scan': 'relaxed_order',
+    'hnsw.max_scan_tuples': '20000',
+    'ivfflat.probes': '10',
+    'ivfflat.iterative_scan': 'relaxed_order',
+    'ivfflat.max_probes': '100',
+  });
+  assert.ok(APPROXIMATE_SEARCH_TUNING.maxProbes > APPROXIMATE_SEARCH_TUNING.probes, 'the iterative scan may read past the first probes');
+  assert.match(vectorSessionOptions(), /-c ivfflat\.probes=10 -c ivfflat\.iterative_scan=relaxed_order -c ivfflat\.max_probes=100/);
 });

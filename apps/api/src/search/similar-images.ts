@@ -1,16 +1,20 @@
-// Every pgvector query of the application lives in this module.
+// Every pgvector query of the application lives in this module (and its index upkeep in vector-indexes.ts).
 //
 // Two paths, one contract (the k most cosine-similar photographs of one model version under the filters, best
 // first, never fewer than k when k rows match):
-// - approximate (the default): one HNSW graph per reference grade (partial indexes of migration 0007 over
-//   image_embedding.dr_grade, a trigger-kept copy of fundus_image.dr_grade). A grade filter walks only the graphs
-//   of its grades; no grade filter merges the top k of every grade's graph and of the ungraded one. The other
-//   filters (eye, sex, age, treatments, the excluded patient) are checked on the rows the walk returns, with
-//   pgvector's iterative scan going on past ef_search until k rows pass or max_scan_tuples were visited. If the
-//   walk still returns fewer than k, the filtered set is small (under k in max_scan_tuples candidates) and the
-//   exact path answers instead. What holds is measured recall@10 against the exact path (bench/README.md), not
-//   exact top-k: a shared graph under a selective WHERE lost most of it (../shared/TOOLCHAIN.md).
-// - exact: the filtered ORDER BY distance + 0, id LIMIT k. The `+ 0` is what keeps the planner off the HNSW
+// - approximate (the default): one partial vector index per reference grade over image_embedding.dr_grade, a
+//   trigger-kept copy of fundus_image.dr_grade: migration 0007's HNSW graphs, which `npm run vector-index --
+//   rebuild` replaces with IVFFlat indexes whose lists are learnt from the grade's rows (vector-indexes.ts; at 1M
+//   cases IVFFlat held recall@10 1.0 under a grade filter at a fraction of HNSW's cost, bench/README.md). A grade
+//   has one index, so the planner has one to pick, and the statement is the same whichever kind it is. A grade
+//   filter scans only its grades' indexes; no grade filter merges the top k of every grade's index and of the
+//   ungraded graph. The other filters (eye, sex, age, treatments, the excluded patient) are checked on the rows
+//   the scan returns, with pgvector's iterative scans going on until k rows pass or a bound is reached (HNSW:
+//   max_scan_tuples visited rows; IVFFlat: max_probes lists). If a scan still returns fewer than k, the filtered
+//   set is small and the exact path answers instead. What holds is measured recall@10 against the exact path
+//   (bench/README.md), not exact top-k: a shared graph under a selective WHERE lost most of it
+//   (../shared/TOOLCHAIN.md).
+// - exact: the filtered ORDER BY distance + 0, id LIMIT k. The `+ 0` is what keeps the planner off the vector
 //   indexes: with a bare `<=>` as the first sort key, PGlite's planner (PostgreSQL 18) walked a grade's partial
 //   index and sorted its output by id (an incremental sort), an approximate answer. So every matching row is
 //   ranked. For evaluation, and as the small-set fallback.
@@ -46,23 +50,29 @@ export type SimilarImageHit = { imageId: string; similarity: number; grade: numb
 
 /**
  * pgvector settings of the approximate path, chosen by bench/search-filtered.mjs at 100k and 1M cases
- * (bench/README.md). Without a grade filter a query's neighbours sit in its own grade's graph, where the walk
+ * (bench/README.md). HNSW: without a grade filter a query's neighbours sit in its own grade's graph, where the walk
  * starts out towards them: ef_search 100 gave recall@10 1.0 at 1M. Under a grade filter most queries come from
  * another grade's region of the space and the walk of the filtered graph can end in a wrong cluster: at 1M,
- * ef_search 100 gave 0.73-0.92 per grade, 400 gave 0.94-1.0 and 800 0.99-1.0, so grade-filtered searches walk
- * with 800 (the database's own time stays a few milliseconds; wall p95 under load in bench/README.md).
+ * ef_search 100 gave 0.73-0.92 per grade, 400 gave 0.94-1.0 and 800 0.99-1.0, so grade-filtered searches of a
+ * grade that still has its HNSW graph walk with 800 (SET LOCAL). IVFFlat compares the query with every list centre
+ * first, so a query from another region is not misled: probes 10 held recall@10 1.0 at 1M for every grade filter,
+ * with and without one, and needs no per-search setting.
  */
 export type ApproximateSearchTuning = {
   /** Candidates each graph's walk keeps without a grade filter (hnsw.ef_search, the session's setting). */
   efSearch: number;
-  /** hnsw.ef_search under a grade filter (SET LOCAL in the search's transaction). */
+  /** hnsw.ef_search under a grade filter (SET LOCAL in the search's transaction), for grades with an HNSW graph. */
   efSearchGradeFiltered: number;
   /** Rows one graph's iterative scan may visit before it gives up (hnsw.max_scan_tuples). */
   maxScanTuples: number;
+  /** Lists an IVFFlat scan reads first (ivfflat.probes, the session's setting). */
+  probes: number;
+  /** Lists an IVFFlat iterative scan may read in all before it gives up (ivfflat.max_probes). */
+  maxProbes: number;
 };
-export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, efSearchGradeFiltered: 800, maxScanTuples: 20_000 };
+export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, efSearchGradeFiltered: 800, maxScanTuples: 20_000, probes: 10, maxProbes: 100 };
 
-/** The ICDR grades the partial HNSW indexes are per; null is the graph of ungraded photographs. */
+/** The ICDR grades the partial vector indexes are per; null is the (HNSW) graph of ungraded photographs. */
 const INDEXED_GRADES = [0, 1, 2, 3, 4] as const;
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
@@ -171,7 +181,14 @@ export function approximateSearchSql(search: SimilarImageSearch): Prisma.Sql {
  * (db/database.ts), so a search without a grade filter is one statement, without a transaction around it.
  */
 export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING, efSearch = tuning.efSearch): Record<string, string> {
-  return { 'hnsw.ef_search': String(efSearch), 'hnsw.iterative_scan': 'relaxed_order', 'hnsw.max_scan_tuples': String(tuning.maxScanTuples) };
+  return {
+    'hnsw.ef_search': String(efSearch),
+    'hnsw.iterative_scan': 'relaxed_order',
+    'hnsw.max_scan_tuples': String(tuning.maxScanTuples),
+    'ivfflat.probes': String(tuning.probes),
+    'ivfflat.iterative_scan': 'relaxed_order',
+    'ivfflat.max_probes': String(tuning.maxProbes),
+  };
 }
 
 /** The same settings as libpq startup options (`-c name=value ...`), for every pool that runs searches. */
@@ -179,10 +196,40 @@ export function vectorSessionOptions(): string {
   return Object.entries(vectorSessionSettings()).map(([name, value]) => `-c ${name}=${value}`).join(' ');
 }
 
+/** How long a process trusts what it read of the grades' index kinds; a rebuild elsewhere is seen within this. */
+const INDEX_KINDS_TTL_MS = 60_000;
+const hnswGradesCache = new WeakMap<PrismaClient, { readAt: number; grades: Promise<Set<number>> }>();
+
+/**
+ * The grades whose partial index is (still) an HNSW graph: only their grade-filtered walks need the larger
+ * ef_search. Read from the catalogue once a minute per client; `npm run vector-index -- rebuild` in another
+ * process is seen within that minute (until then a rebuilt grade gets one needless SET LOCAL, or a grade rebuilt
+ * back to HNSW walks at the session's ef_search).
+ */
+export function hnswGrades(prisma: PrismaClient): Promise<Set<number>> {
+  const cached = hnswGradesCache.get(prisma);
+  if (cached && Date.now() - cached.readAt < INDEX_KINDS_TTL_MS) return cached.grades;
+  const grades = prisma.$queryRaw<{ predicate: string }[]>`
+    SELECT coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS predicate
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
+    WHERE i.indrelid = 'image_embedding'::regclass AND am.amname = 'hnsw' AND i.indisvalid`
+    .then((rows) => new Set(rows.map((row) => /^\(dr_grade = (\d)\)$/.exec(row.predicate)).filter((match) => match !== null).map((match) => Number(match[1]))));
+  grades.catch(() => hnswGradesCache.delete(prisma));
+  hnswGradesCache.set(prisma, { readAt: Date.now(), grades });
+  return grades;
+}
+
+/** Forget the cached index kinds (after a rebuild in this process). */
+export function forgetIndexKinds(prisma: PrismaClient): void {
+  hnswGradesCache.delete(prisma);
+}
+
 async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
   // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
   const gradeFiltered = search.filters.drGrades.length > 0 && search.filters.drGrades.length < INDEXED_GRADES.length;
-  const efSearch = Math.max(gradeFiltered ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
+  // Under a grade filter only an HNSW graph needs the larger ef_search; IVFFlat grades run on the session's settings.
+  const graphGrades = gradeFiltered ? await hnswGrades(prisma) : new Set<number>();
+  const efSearch = Math.max(gradeFiltered && search.filters.drGrades.some((grade) => graphGrades.has(grade)) ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
   if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
   // Other settings (grade filters, a benchmark's sweep, k above ef_search): SET LOCAL in the search's own
   // transaction, so the pooled connection goes back with the session's.
