@@ -28,6 +28,7 @@ from fundus_cbr.data import (  # noqa: E402
     load_split,
     read_cache_index,
     read_lesion_boxes,
+    split_of_patient,
 )
 from fundus_cbr.evaluation import evaluate_models, per_grade_markdown, results_to_markdown  # noqa: E402
 
@@ -41,6 +42,9 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", required=True, help="JSON results file")
+    parser.add_argument("--lesion-split", choices=("all", "held-out"), default="all",
+                        help="held-out: only lesion images no model trained on (IDRiD copies of test patients, and "
+                             "DIARETDB1), for models trained with idrid")
     parser.add_argument("--no-case-base", action="store_true",
                         help="skip the search of the test photographs against every other patient's photographs")
     args = parser.parse_args()
@@ -62,6 +66,10 @@ def main() -> None:
     lesion_records, lesion_images, boxes = [], None, {}
     if args.data:
         lesion_records = [r for r in read_cache_index(args.cache) if r.source_set == LESION_SET]
+        if args.lesion_split == "held-out":
+            # An IDRiD copy carries its photograph's patient id as split key; an unlinked image (DIARETDB1) has none.
+            lesion_records = [r for r in lesion_records if not r.split_key or split_of_patient(
+                r.split_key, config.test_fraction, config.validation_fraction) == "test"]
         lesion_images = load_images(lesion_records, args.cache, size)
         boxes = read_lesion_boxes(os.path.join(args.data, "lesions", "boxes.csv"))
     case_base = None
@@ -73,6 +81,7 @@ def main() -> None:
     results = evaluate_models(models, test, lesion_records, lesion_images, boxes, majority, args.reference, args.bootstrap,
                               log=lambda line: print(line, flush=True), case_base=case_base)
     results["selection"] = selection
+    results["lesion_split"] = args.lesion_split
     results["majority_grade"] = majority
     results["wall_seconds"] = time.time() - started
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

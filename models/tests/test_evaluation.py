@@ -118,3 +118,34 @@ def test_expand_with_neighbours_adds_weighted_neighbours_of_other_patients_only(
     by_hand = np.array([1.0 + 0.36 * 0.6, 0.36 * 0.8])
     np.testing.assert_allclose(expanded[0], by_hand / np.linalg.norm(by_hand), atol=1e-12)
     assert np.isclose(np.linalg.norm(expanded[0]), 1.0)
+
+
+def test_each_source_is_its_own_group_and_searches_the_same_whole_case_base():
+    import torch
+
+    from fundus_cbr.config import ModelConfig
+    from fundus_cbr.data import LoadedSplit, make_synthetic_fundus
+    from fundus_cbr.evaluation import CASE_BASE_GROUP, case_base_group, evaluate_models
+    from fundus_cbr.model import FundusEmbedder
+
+    images, grades = make_synthetic_fundus(30, 32, seed=1)
+    sources = ["srahim"] * 4 + ["aptos"] * 4 + ["mexico"] * 2 + ["srahim"] * 20
+    records = [CacheRecord(f"{i}.png", sources[i], f"{i}.jpg", f"p{i}", "", int(grades[i]), 32, 32, 0, 0, 32)
+               for i in range(30)]
+    patients = np.array([r.patient_id for r in records])
+    test = LoadedSplit(records[:10], images[:10], grades[:10], patients[:10])
+    case_base = LoadedSplit(records[10:], images[10:], grades[10:], patients[10:])
+    torch.manual_seed(0)
+    models = {name: FundusEmbedder(ModelConfig(input_size=32, attention=kind)) for name, kind in (("a", "mirror"), ("b", "none"))}
+    results = evaluate_models(models, test, [], None, {}, 0, "a", bootstrap=10, log=lambda line: None, case_base=case_base)
+    groups = results["groups"]
+    assert groups["as_taken"]["a"]["queries"] == 4 and groups["aptos"]["a"]["queries"] == 4
+    assert groups["mexico"]["a"]["queries"] == 2
+    # The case base holds the test photographs as taken (srahim and aptos, not mexico: training material) + 20.
+    assert groups[case_base_group("aptos")]["a"]["queries"] == 4
+    assert groups[case_base_group("aptos")]["a"]["gallery_images"] == 28
+    assert groups[CASE_BASE_GROUP]["a"]["queries"] == 4
+    assert case_base_group("mexico") not in groups and case_base_group("idrid") not in groups
+    # A slice of the whole search is scored exactly as that source's queries alone would be: same per-query P@10.
+    assert groups[case_base_group("srahim")]["a"]["summary"] == groups[CASE_BASE_GROUP]["a"]["summary"]
+    assert {"aptos", "mexico", case_base_group("aptos")} <= set(results["paired_differences"]["a - b"])

@@ -95,7 +95,8 @@ for (const backend of BACKENDS) {
       ]));
       const indexes = await vectorIndexRows();
       assert.deepEqual(indexes.map((row) => row.indexname), ['image_embedding_hnsw_ungraded', ...[0, 1, 2, 3, 4].map((grade) => `image_embedding_ivfflat_grade_${grade}`)]);
-      assert.match(indexes[5].indexdef, /USING ivfflat \(embedding vector_cosine_ops\) WITH \(lists='1'\) WHERE \(dr_grade = 4\)/);
+      assert.match(indexes[5].indexdef, new RegExp(`USING ivfflat \\(embedding vector_cosine_ops\\) WITH \\(lists='${vectorIndexes.ivfflatListsFor(counts[4])}'\\) WHERE \\(dr_grade = 4\\)`));
+      assert.ok(counts[0] <= 100, `grade 0 holds ${counts[0]} rows: at most 10 lists, so probes 10 read them all and searches below are exact`);
       const status = await vectorIndexes.vectorIndexStatus({ db });
       for (const grade of status) {
         assert.equal(grade.indexes.length, 1);
@@ -155,13 +156,13 @@ for (const backend of BACKENDS) {
       const ivfflat = { name: 'image_embedding_ivfflat_grade_2', kind: 'ivfflat', lists: 150, valid: true, megabytes: 1 };
       const build = { kind: 'ivfflat', lists: 150, rowsAtBuild: 150_000, builtAt: new Date() };
       assert.equal(vectorIndexes.rebuildRecommendation(ivfflat, 290_000, build), null, 'under 2x');
-      assert.match(vectorIndexes.rebuildRecommendation(ivfflat, 310_000, build), /rows grew from 150000 at build to 310000 .*lists 150, 310 for the rows now\): rebuild recommended/);
+      assert.match(vectorIndexes.rebuildRecommendation(ivfflat, 310_000, build), /rows grew from 150000 at build to 310000 .*lists 150, 557 for the rows now\): rebuild recommended/);
       const tiny = { ...ivfflat, lists: 1 };
-      assert.equal(vectorIndexes.rebuildRecommendation(tiny, 900, { ...build, lists: 1, rowsAtBuild: 100 }), null, 'lists stay 1: nothing to gain');
+      assert.equal(vectorIndexes.rebuildRecommendation(tiny, 2, { ...build, lists: 1, rowsAtBuild: 0 }), null, 'lists stay 1: nothing to gain');
       assert.match(vectorIndexes.rebuildRecommendation({ ...ivfflat, kind: 'hnsw', lists: null }, 50_000, null), /HNSW over 50000 rows \(>= 50000\): rebuild as ivfflat recommended/);
       assert.equal(vectorIndexes.rebuildRecommendation({ ...ivfflat, kind: 'hnsw', lists: null }, 49_999, null), null);
       assert.match(vectorIndexes.rebuildRecommendation(undefined, 10, null), /no vector index/);
-      assert.deepEqual([1, 999, 1500, 100_000, 1_000_000, 4_000_000].map(vectorIndexes.ivfflatListsFor), [1, 1, 2, 100, 1000, 2000]);
+      assert.deepEqual([0, 1, 2, 99, 100, 1500, 100_000, 1_000_000, 4_000_000].map(vectorIndexes.ivfflatListsFor), [1, 1, 1, 10, 10, 39, 316, 1000, 2000]);
     });
   });
 }

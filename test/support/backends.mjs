@@ -54,6 +54,8 @@ export async function createTestDatabase(kind, { templateUrl: templateUrlText = 
 
 /** A running API on a free port over a fresh database seeded with the named fixture cohort. */
 export const TINY_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models', 'tiny-fundus-cbr.onnx');
+/** The tiny model with a feature_map output and a region head: search by region and explanations work on it. */
+export const TINY_REGION_MODEL = path.join(repositoryRoot, 'test', 'fixtures', 'models', 'tiny-fundus-cbr-regions.onnx');
 
 /**
  * `modelPath`: load that ONNX model as the API's embedder; without it the API runs with no model.

@@ -115,6 +115,7 @@ test('axe-core finds no serious or critical violation on any page, at 1280 px an
       // role=tab: axe's nested-interactive (serious). Only that rule is off, and only inside GraphiQL's root.
       axe: { thirdParty: { root: '.graphiql-container', rules: ['nested-interactive'] } },
     },
+    { label: 'suggestion monitoring, no revisions yet', as: 'demo-admin', path: '/monitoring', ready: (page) => page.getByTestId('monitoring-empty').waitFor() },
     { label: 'refusal (researcher on search)', as: 'demo-researcher', path: '/search', ready: (page) => page.locator(PAGE_ALERT).waitFor() },
   ];
 

@@ -1,14 +1,21 @@
 // The case-based reasoning cycle on the search page, in headless Chromium against the real API on the seeded demo
-// database (embedded PGlite, the demo-clinic cohort embedded by the tiny test model): the suggestion panel shows
-// what the API suggests for the same search (grade or abstention, calibrated probabilities, P(referable), outcomes
-// of similar patients); the clinician's reading of the stored query photograph is recorded through reviseCase
-// (refusals by code, nothing written) and the case then shows it; relevance marks refine the search, the address
-// keeps the refined search and a reload shows the same hits. Screenshots at 1280 and 768 px; axe-core on the new
-// controls. Needs built apps/api and apps/web and the system Chromium; skipped only when Chromium is missing.
+// database (embedded PGlite, the demo-clinic cohort embedded by the tiny region test model, which has the
+// contract's feature_map output and a region head): the suggestion panel shows what the API suggests for the same
+// search (grade or abstention, calibrated probabilities, P(referable), outcomes of similar patients); the
+// clinician's reading of the stored query photograph is recorded through reviseCase (refusals by code, nothing
+// written) and the case then shows it; relevance marks refine the search, the address keeps the refined search and
+// a reload shows the same hits; the compare view's correspondence maps are explainSimilarity's grids, value by
+// value; a rectangle drawn on the crop runs the region search and the page's hits are the API's. A second, small
+// API and web server on the plain tiny model (no feature map) show the refusal path: MODEL_UNAVAILABLE by code.
+// Screenshots at 1280 and 768 px; axe-core on the new controls. Needs built apps/api and apps/web and the system
+// Chromium; skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
-import { TINY_MODEL, startApi } from '../support/backends.mjs';
+import { TINY_MODEL, TINY_REGION_MODEL, startApi } from '../support/backends.mjs';
 import { DESKTOP, TABLET, assertFitsWidth, fetchDemoUsers, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
@@ -47,9 +54,21 @@ const REFINE = /* GraphQL */ `
 
 const EXPLAIN = /* GraphQL */ `
   query Explain($input: ExplainSimilarityInput!) {
-    explainSimilarity(input: $input) { queryMap { width height values } hitMap { width height } matches { similarity } }
+    explainSimilarity(input: $input) { queryMap { width height values } hitMap { width height values } matches { similarity } }
   }
 `;
+
+// A calibration for the tiny region model's version (hand-written: the tiny model is untrained), so the panel's
+// calibrated view (probability per grade, P(referable), abstention) is drawn from the real API's answer.
+const TINY_REGION_CALIBRATION = {
+  kind: 'fundus-cbr-reuse-calibration',
+  modelVersion: 'tiny-test-regions-1',
+  rule: { neighbours: 15, weighting: 'similarity', softmaxTemperature: null, decision: 'argmax' },
+  calibration: { temperature: 1.5, smoothing: 0.01 },
+  minimumConfidence: 0.3,
+  referableThreshold: 0.5,
+  fittedOn: { note: 'hand-written for test/web/cbr-workflow.test.mjs' },
+};
 
 const percent = (value) => `${(value * 100).toFixed(0)}%`;
 const hitIds = (page) => page.locator('table.hits tbody tr').evaluateAll((rows) => rows.map((row) => row.querySelector('td a[href^="/cases/"]').getAttribute('href').split('/').pop()));
@@ -64,8 +83,12 @@ async function assertNoSeriousAxeViolations(page, label) {
 test('reuse, revise and relevance feedback on the search page, against the real API, in headless Chromium', { timeout: 600_000 }, async (t) => {
   const browser = await launchChromium(t);
   if (!browser) return;
-  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_MODEL, photographs: true });
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-cbr-workflow-'));
+  t.after(() => fs.rm(dir, { recursive: true, force: true }));
+  await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify(TINY_REGION_CALIBRATION));
+  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_REGION_MODEL, photographs: true, env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
   t.after(() => api.close());
+  assert.equal(api.embedder.metadata.modelVersion, TINY_REGION_CALIBRATION.modelVersion, 'the calibration is for the loaded model');
   const web = await startWebServer(t, { apiUrl: api.url });
   const { userOf } = await fetchDemoUsers(api);
   const clinician = userOf('demo-clinician');
@@ -82,6 +105,7 @@ test('reuse, revise and relevance feedback on the search page, against the real 
   await t.test('the suggestion panel shows what the API suggests for the same search', async () => {
     const { body } = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: K } });
     const expected = body.data.similarCases.suggestion;
+    assert.ok(['SUGGESTED', 'ABSTAINED'].includes(expected.status), `a calibrated suggestion, not ${expected.status}: ${expected.reason}`);
     const panel = page.getByTestId('suggestion');
     assert.equal(await panel.getAttribute('data-status'), expected.status);
     const headline = await panel.getByTestId('suggested-grade').innerText();
@@ -89,17 +113,12 @@ test('reuse, revise and relevance feedback on the search page, against the real 
       assert.equal(headline, 'Abstained');
       assert.match(await panel.getByTestId('suggestion-reason').innerText(), new RegExp(`^Abstained: ${expected.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     } else if (expected.suggestedGrade !== null) assert.match(headline, new RegExp(`^${expected.suggestedGrade} – `));
-    if (expected.gradeProbabilities) {
-      const shown = await panel.getByTestId('grade-probabilities').locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim())));
-      assert.deepEqual(
-        shown,
-        expected.gradeProbabilities.map(({ grade, probability }) => [percent(probability), String(expected.hitGrades.find((count) => count.grade === grade)?.count ?? 0)]),
-      );
-      assert.match(await panel.getByTestId('referable').innerText(), new RegExp(`P\\(referable DR, grade 2 or more\\): ${percent(expected.referableProbability)}`));
-    } else {
-      const shown = await panel.getByTestId('hit-grades').locator('tbody td').allInnerTexts();
-      assert.deepEqual(shown.map(Number), expected.hitGrades.map((count) => count.count));
-    }
+    const shown = await panel.getByTestId('grade-probabilities').locator('tbody tr').evaluateAll((rows) => rows.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.innerText.trim())));
+    assert.deepEqual(
+      shown,
+      expected.gradeProbabilities.map(({ grade, probability }) => [percent(probability), String(expected.hitGrades.find((count) => count.grade === grade)?.count ?? 0)]),
+    );
+    assert.match(await panel.getByTestId('referable').innerText(), new RegExp(`P\\(referable DR, grade 2 or more\\): ${percent(expected.referableProbability)}`));
     const outcomes = await panel.getByTestId('outcomes').innerText();
     assert.match(outcomes, new RegExp(`Treated after the visit: ${expected.outcomes.treatedAfter} of ${expected.outcomes.hits}`));
     for (const window of expected.outcomes.worsening) {
@@ -197,18 +216,9 @@ test('reuse, revise and relevance feedback on the search page, against the real 
     const compare = page.locator('section.compare');
     await compare.waitFor();
     const { body } = await api.graphql(EXPLAIN, { input: { imageId: query.id, caseId: second } });
+    assert.equal(body.errors, undefined, `the region model explains: ${JSON.stringify(body.errors)}`);
     const hint = compare.getByTestId('explanation-hint');
     const correspondence = compare.getByLabel('Which regions correspond');
-    if (body.errors) {
-      // The tiny test model has no feature-map output: the API refuses (MODEL_UNAVAILABLE) and the view says so.
-      const { code } = body.errors[0].extensions;
-      t.diagnostic(`explainSimilarity refused with ${code}: only the refusal is drawn with this model`);
-      assert.match(await hint.innerText(), new RegExp(`No correspondence maps: .*\\(error code ${code}\\)`));
-      assert.equal(await correspondence.isDisabled(), true);
-      assert.equal(await compare.getByRole('img', { name: /^Heat map of / }).count(), 2, 'the attention maps stay');
-      await assertNoSeriousAxeViolations(page, 'compare view without correspondence maps');
-      return;
-    }
     const expected = body.data.explainSimilarity;
     assert.match(await hint.innerText(), new RegExp(`${expected.matches.length} strongest mutual matches`));
     await correspondence.check();
@@ -218,6 +228,12 @@ test('reuse, revise and relevance feedback on the search page, against the real 
     assert.equal(await maps.nth(0).getAttribute('viewBox'), `0 0 ${expected.queryMap.width} ${expected.queryMap.height}`);
     assert.equal(await maps.nth(1).getAttribute('viewBox'), `0 0 ${expected.hitMap.width} ${expected.hitMap.height}`);
     assert.equal(Number(await maps.nth(0).getAttribute('data-cells')), expected.queryMap.values.length);
+    assert.deepEqual([expected.queryMap.width, expected.queryMap.height], [8, 8], "the region model's feature grid");
+    // Every cell drawn is the API's value for that cell, in row-major order, on both sides.
+    const drawn = (map) => map.locator('rect').evaluateAll((cells) => cells.map((cell) => Number(cell.getAttribute('data-value'))));
+    assert.deepEqual(await drawn(maps.nth(0)), expected.queryMap.values);
+    assert.deepEqual(await drawn(maps.nth(1)), expected.hitMap.values);
+    assert.ok(expected.matches.length > 0, 'some regions correspond');
     await screenshot(page, 'cbr-explanation-1280.png');
     await assertNoSeriousAxeViolations(page, 'compare view with correspondence maps');
     await compare.getByLabel('Where the model looked (attention)').check();
@@ -244,14 +260,13 @@ test('reuse, revise and relevance feedback on the search page, against the real 
     await page.locator('#results-heading, [data-error-code]').first().waitFor();
     const region = { x: filled[0] / 100, y: filled[1] / 100, width: filled[2] / 100, height: filled[3] / 100 };
     const { body } = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: K, region } });
-    if (body.errors) {
-      // The tiny test model has no feature-map output: the API refuses region search, and the page says so by code.
-      const { code } = body.errors[0].extensions;
-      t.diagnostic(`region search refused with ${code} by this model`);
-      assert.equal(await page.locator(`[data-error-code="${code}"]`).count(), 1);
-    } else {
-      assert.deepEqual(await hitIds(page), body.data.similarCases.hits.map((hit) => hit.case.id));
-    }
+    assert.equal(body.errors, undefined, `the region model searches by region: ${JSON.stringify(body.errors)}`);
+    assert.equal(await page.locator('main [data-error-code]').count(), 0, 'the page searched without an error');
+    assert.deepEqual(await hitIds(page), body.data.similarCases.hits.map((hit) => hit.case.id), "the page's hits are the API's region search");
+    // The page's own search was recorded with that rectangle (the API's search log).
+    const [recorded] = await api.db.sql.query("SELECT region FROM similar_case_search WHERE subject = 'demo-clinician' AND region IS NOT NULL AND id <> $1 ORDER BY created_at DESC LIMIT 1", [body.data.similarCases.searchId]);
+    for (const key of ['x', 'y', 'width', 'height']) assert.ok(Math.abs(recorded.region[key] - region[key]) < 1e-9, `recorded region ${JSON.stringify(recorded.region)}`);
+    await screenshot(page, 'cbr-region-results-1280.png');
   });
 
   await t.test('a region of zero width, or outside the photograph, is reported and nothing is searched', async () => {
@@ -272,4 +287,54 @@ test('reuse, revise and relevance feedback on the search page, against the real 
     await assertNoSeriousAxeViolations(narrow, 'CBR controls at 768 px');
     await context.close();
   });
+});
+
+test('on a model without a feature map, explanation and region search are refused by code in the browser', { timeout: 300_000 }, async (t) => {
+  const browser = await launchChromium(t);
+  if (!browser) return;
+  // The plain tiny model (no feature_map output, no region head) on the smallest cohort: only the refusals matter.
+  const api = await startApi('pglite', { cohort: 'mini-clinic', modelPath: TINY_MODEL, photographs: true });
+  t.after(() => api.close());
+  assert.equal(api.embedder.supportsRegions, false);
+  const web = await startWebServer(t, { apiUrl: api.url });
+  const { userOf } = await fetchDemoUsers(api);
+  const listed = await api.graphql(FIRST_CASES);
+  const query = listed.body.data.patients.nodes.flatMap((patient) => patient.cases.nodes)[0];
+  const searchPath = `/search?imageId=${query.id}&k=3`;
+  const { page } = await newPage(browser, DESKTOP);
+  await signInAs(page, web.baseUrl, userOf('demo-clinician'), { from: searchPath });
+  await page.locator('table.hits').waitFor();
+  const [first] = await hitIds(page);
+
+  // No calibration for this model version: the panel shows the plain vote's hit grades and says why.
+  const suggested = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: 3 } });
+  const uncalibrated = suggested.body.data.similarCases.suggestion;
+  assert.equal(uncalibrated.status, 'UNCALIBRATED');
+  const panel = page.getByTestId('suggestion');
+  assert.equal(await panel.getAttribute('data-status'), 'UNCALIBRATED');
+  assert.deepEqual((await panel.getByTestId('hit-grades').locator('tbody td').allInnerTexts()).map(Number), uncalibrated.hitGrades.map((count) => count.count));
+  assert.equal(await panel.getByTestId('grade-probabilities').count(), 0, 'no probabilities without a calibration');
+  assert.equal(await panel.getByTestId('suggestion-reason').innerText(), uncalibrated.reason);
+  assert.match(uncalibrated.reason, /^Uncalibrated: /);
+
+  const explained = await api.graphql(EXPLAIN, { input: { imageId: query.id, caseId: first } });
+  assert.equal(explained.body.errors?.[0]?.extensions?.code, 'MODEL_UNAVAILABLE');
+  await Promise.all([page.waitForURL(/[?&]compare=/), page.getByRole('link', { name: 'Compare case 1 with the query' }).click()]);
+  const compare = page.locator('section.compare');
+  await compare.waitFor();
+  assert.match(await compare.getByTestId('explanation-hint').innerText(), /No correspondence maps: .*\(error code MODEL_UNAVAILABLE\)/);
+  assert.equal(await compare.getByLabel('Which regions correspond').isDisabled(), true);
+  assert.equal(await compare.getByRole('img', { name: /^Heat map of / }).count(), 2, 'the attention maps stay');
+  await screenshot(page, 'cbr-explanation-refused-1280.png');
+  await assertNoSeriousAxeViolations(page, 'compare view without correspondence maps');
+
+  const region = { x: 0.2, y: 0.3, width: 0.5, height: 0.3 };
+  const searched = await api.graphql(SUGGESTION, { input: { imageId: query.id, k: 3, region } });
+  assert.equal(searched.body.errors?.[0]?.extensions?.code, 'MODEL_UNAVAILABLE');
+  await page.goto(`${web.baseUrl}${searchPath}&regionX=20&regionY=30&regionWidth=50&regionHeight=30`);
+  const alert = page.locator('main [data-error-code="MODEL_UNAVAILABLE"]');
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /The search failed[\s\S]*no feature_map output or region head/);
+  assert.equal(await page.locator('table.hits').count(), 0);
+  await screenshot(page, 'cbr-region-refused-1280.png');
 });

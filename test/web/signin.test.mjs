@@ -33,6 +33,7 @@ const PAGE_LINKS = [
   // ehr-service may read patients of its own system over the API; it is an integration, and the page is for people.
   { operation: 'read-patient', label: 'Patients', except: ['ehr-service'] },
   { operation: 'cohort-statistics', label: 'Cohort statistics' },
+  { operation: 'read-suggestion-monitoring', label: 'Suggestion monitoring' },
   // Every role: the explorer's queries are checked by the API one by one (test/web/explorer.test.mjs).
   { operation: null, label: 'API explorer' },
 ];

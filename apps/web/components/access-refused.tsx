@@ -6,10 +6,10 @@ import type { Session } from '../lib/session';
  * What a page shows a role that may not use it, whether this app knew beforehand (lib/access.ts) or the API
  * refused the request (FORBIDDEN, with its message). Shows nothing the page would have loaded.
  */
-export function AccessRefused({ session, page, apiMessage }: { session: Session; page: AppPage; apiMessage?: string }) {
+export function AccessRefused({ session, page, apiMessage, code }: { session: Session; page: AppPage; apiMessage?: string; code?: string }) {
   const others = pagesFor(session.user.role).filter((other) => other.href !== page.href);
   return (
-    <section className="refusal" role="alert" aria-labelledby="refusal-heading" data-refused-page={page.operation}>
+    <section className="refusal" role="alert" aria-labelledby="refusal-heading" data-refused-page={page.operation} data-error-code={code}>
       <h2 id="refusal-heading">Not available to the {session.user.role} role</h2>
       <p>
         You are signed in as {session.user.name} ({session.user.role}). The {session.user.role} role may not {page.refusal},
@@ -18,6 +18,11 @@ export function AccessRefused({ session, page, apiMessage }: { session: Session;
       {apiMessage && (
         <p>
           The API said: <q>{apiMessage}</q>
+        </p>
+      )}
+      {code && (
+        <p className="alert-code">
+          Error code: <code>{code}</code>
         </p>
       )}
       {others.length > 0 ? (

@@ -7,7 +7,7 @@ export type Role = (typeof ROLES)[number];
 
 export const isRole = (value: unknown): value is Role => typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 
-export type PageId = 'search' | 'patients' | 'cohort-statistics' | 'explorer';
+export type PageId = 'search' | 'patients' | 'cohort-statistics' | 'monitoring' | 'explorer';
 
 export interface AppPage {
   href: string;
@@ -42,6 +42,13 @@ export const PAGES: Record<PageId, AppPage> = {
     refusal: 'read cohort statistics',
     roles: ['researcher', 'admin'],
   },
+  monitoring: {
+    href: '/monitoring',
+    label: 'Suggestion monitoring',
+    operation: 'read-suggestion-monitoring',
+    refusal: 'read the monitoring of grade suggestions against clinicians’ revisions',
+    roles: ['admin'],
+  },
   // Every role: each query still runs as the signed-in user under the API's own policy (app/explorer/graphql).
   explorer: {
     href: '/explorer',
@@ -52,7 +59,7 @@ export const PAGES: Record<PageId, AppPage> = {
   },
 };
 
-const PAGE_ORDER: readonly PageId[] = ['search', 'patients', 'cohort-statistics', 'explorer'];
+const PAGE_ORDER: readonly PageId[] = ['search', 'patients', 'cohort-statistics', 'monitoring', 'explorer'];
 
 /** A role this app does not know (a newer API) may use no page. */
 export function mayUsePage(role: string, page: PageId): boolean {

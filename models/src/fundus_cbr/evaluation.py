@@ -140,16 +140,27 @@ def make_validator(images: torch.Tensor, grades: np.ndarray, patients: np.ndarra
     return validate
 
 
+# "as_taken" stays srahim + eyepacs-raw (the per-patient sources the earlier models were reported on); every other
+# source is its own group and is never pooled with them (aptos and idrid have no patient ids: data.py).
 TEST_GROUPS = {
     "as_taken": ("srahim", "eyepacs-raw"),
     "srahim": ("srahim",),
     "eyepacs-raw": ("eyepacs-raw",),
+    "aptos": ("aptos",),
+    "idrid": ("idrid",),
     "eyepacs-processed": ("eyepacs-processed",),
+    "mexico": ("mexico",),
 }
 # The product's own situation: a new patient's photograph searches every stored case. Queries are the test patients'
 # photographs as taken; the gallery is every photograph as taken of every patient, training and validation patients
 # included (the case base a deployment starts from), the query's own patient excluded as always.
 CASE_BASE_GROUP = "as_taken_vs_case_base"
+# The same search, one source's test photographs as the queries (the gallery is the same whole case base).
+CASE_BASE_SOURCES = ("srahim", "eyepacs-raw", "aptos", "idrid")
+
+
+def case_base_group(source: str) -> str:
+    return f"{source}_vs_case_base"
 
 
 def evaluate_models(
@@ -173,26 +184,35 @@ def evaluate_models(
         name: np.flatnonzero(np.isin([r.source_set for r in test_split.records], sets)) for name, sets in TEST_GROUPS.items()
     }
     per_query_by_model: Dict[str, Dict[str, Dict[str, np.ndarray]]] = {}
-    query_members = group_members["as_taken"]
-    if case_base is not None and len(query_members):
-        gallery_grades = np.concatenate([test_split.grades[query_members], case_base.grades])
-        gallery_patients = np.concatenate([test_split.patients[query_members], case_base.patients])
-        if set(test_split.patients[query_members]) & set(case_base.patients):
+    # Case-base protocol: every test photograph as taken searches them all plus the case base; each case-base group
+    # is a slice of those queries (positions into case_queries).
+    sources = np.asarray([r.source_set for r in test_split.records])
+    case_queries = np.flatnonzero(np.isin(sources, CASE_BASE_SOURCES))
+    case_groups = {CASE_BASE_GROUP: np.flatnonzero(np.isin(sources[case_queries], TEST_GROUPS["as_taken"]))}
+    for source in CASE_BASE_SOURCES:
+        case_groups[case_base_group(source)] = np.flatnonzero(sources[case_queries] == source)
+    case_groups = {name: positions for name, positions in case_groups.items() if len(positions)}
+    if case_base is not None and len(case_queries):
+        gallery_grades = np.concatenate([test_split.grades[case_queries], case_base.grades])
+        gallery_patients = np.concatenate([test_split.patients[case_queries], case_base.patients])
+        if set(test_split.patients[case_queries]) & set(case_base.patients):
             raise ValueError("the case base must not hold test patients: they are already in the gallery")
     for model_name, model in models.items():
         embeddings, _ = embed_images(model, test_split.images)
         per_query_by_model[model_name] = {}
-        if case_base is not None and len(query_members):
+        if case_base is not None and len(case_queries):
             case_embeddings, _ = embed_images(model, case_base.images)
-            grades, patients = test_split.grades[query_members], test_split.patients[query_members]
-            per_query = retrieval_against(embeddings[query_members], grades, patients,
-                                          np.concatenate([embeddings[query_members], case_embeddings]),
+            grades, patients = test_split.grades[case_queries], test_split.patients[case_queries]
+            per_query = retrieval_against(embeddings[case_queries], grades, patients,
+                                          np.concatenate([embeddings[case_queries], case_embeddings]),
                                           gallery_grades, gallery_patients)
-            per_query_by_model[model_name][CASE_BASE_GROUP] = per_query
-            results["groups"].setdefault(CASE_BASE_GROUP, {})[model_name] = {
-                **score_per_query(per_query, grades, patients, bootstrap, seed),
-                "gallery_images": int(len(gallery_grades)),
-            }
+            for group, positions in case_groups.items():
+                sliced = {name: values[positions] for name, values in per_query.items()}
+                per_query_by_model[model_name][group] = sliced
+                results["groups"].setdefault(group, {})[model_name] = {
+                    **score_per_query(sliced, grades[positions], patients[positions], bootstrap, seed),
+                    "gallery_images": int(len(gallery_grades)),
+                }
         for group, members in group_members.items():
             if len(members) == 0:
                 continue
@@ -228,19 +248,20 @@ def evaluate_models(
         grades, patients = test_split.grades[members], test_split.patients[members]
         for name, entry in score_trivial_baselines(grades, patients, majority_grade, bootstrap, seed).items():
             results["groups"][group][name] = entry
-    if CASE_BASE_GROUP in results["groups"]:
-        grades, patients = test_split.grades[query_members], test_split.patients[query_members]
+    for group, positions in case_groups.items():
+        if group not in results["groups"]:
+            continue
+        members = case_queries[positions]
+        grades, patients = test_split.grades[members], test_split.patients[members]
         for name, entry in score_trivial_baselines(grades, patients, majority_grade, bootstrap, seed,
                                                    gallery_grades, gallery_patients).items():
-            results["groups"][CASE_BASE_GROUP][name] = entry
+            results["groups"][group][name] = entry
     if reference is not None and reference in per_query_by_model:
         for model_name in per_query_by_model:
             if model_name == reference:
                 continue
-            for group in ("as_taken", CASE_BASE_GROUP, "eyepacs-processed"):
-                if group not in per_query_by_model[reference]:
-                    continue
-                members = query_members if group == CASE_BASE_GROUP else group_members[group]
+            for group in per_query_by_model[reference]:
+                members = case_queries[case_groups[group]] if group in case_groups else group_members[group]
                 grades, patients = test_split.grades[members], test_split.patients[members]
                 paired = metrics.paired_bootstrap_difference(
                     per_query_by_model[reference][group], per_query_by_model[model_name][group], grades, patients,

@@ -11,6 +11,7 @@ import {
   TINY_MODEL,
   TINY_MODEL_INPUT_SIZE,
   TINY_MODEL_WITH_SIDECAR,
+  TINY_REGION_MODEL,
 } from './testing/fixtures.js';
 
 function l2Norm(vector: Float32Array): number {
@@ -124,6 +125,51 @@ describe('Embedder with the tiny contract model', () => {
     } finally {
       await rm(directory, { recursive: true, force: true });
     }
+  });
+});
+
+describe('Embedder with the tiny region model (feature_map output and region head)', () => {
+  let embedder: Embedder;
+  before(async () => {
+    embedder = await Embedder.load({ modelPath: TINY_REGION_MODEL, device: 'cpu', batchSize: 2 });
+  });
+  after(async () => {
+    await embedder.release();
+  });
+
+  it('loads the region head beside it, under a model version of its own', async () => {
+    assert.deepEqual(embedder.metadata, { modelVersion: 'tiny-test-regions-1', inputSize: 64, embeddingDim: 128, source: 'onnx-metadata' });
+    assert.equal(embedder.supportsRegions, true);
+    const plain = await Embedder.load({ modelPath: TINY_MODEL, device: 'cpu' });
+    try {
+      assert.equal(plain.supportsRegions, false, 'the plain tiny model has neither output nor head');
+      assert.notEqual(plain.metadata.modelVersion, embedder.metadata.modelVersion);
+    } finally {
+      await plain.release();
+    }
+  });
+
+  it('returns the 16-channel 8x8 feature map GeM pools, with the fundus share of each cell', async () => {
+    const embedded = await embedder.embedImage(await makeSyntheticFundusPng({ width: 160, height: 120, tint: 0.4 }));
+    assert.ok(embedded.featureMap);
+    assert.deepEqual([embedded.featureMap.channels, embedded.featureMap.height, embedded.featureMap.width], [16, 8, 8]);
+    assert.equal(embedded.featureMap.values.length, 16 * 64);
+    assert.ok(embedded.featureMap.values.every((value) => value > 0), 'ReLU + 0.05: every cell above GeM clamp');
+    assert.deepEqual([embedded.attention.width, embedded.attention.height], [8, 8]);
+    assert.equal(embedded.fundusShare?.length, 64);
+    assert.ok(embedded.fundusShare!.some((share) => share > 0.9) && embedded.fundusShare!.some((share) => share < 0.1), 'disc cells and surround cells');
+  });
+
+  it('pools a mask of ones into the whole-image embedding; a region gives another unit vector; the mask weights are relative', async () => {
+    const [image] = await embedder.embed([makeSyntheticPreprocessedImage(21)]);
+    assert.ok(image?.featureMap);
+    const ones = new Float32Array(64).fill(1);
+    const half = new Float32Array(64).map((_, cell) => (cell % 8 < 4 ? 1 : 0));
+    const [whole, region, scaled] = await embedder.embedRegions(image.featureMap, [ones, half, half.map((weight) => weight * 0.25)]);
+    assert.ok(maxAbsoluteDifference(whole!, image.embedding) < 1e-5, 'the region head of the whole grid is the model');
+    assert.ok(Math.abs(l2Norm(region!) - 1) < 1e-5);
+    assert.ok(maxAbsoluteDifference(region!, whole!) > 1e-3, 'half the grid is not the whole photograph');
+    assert.ok(maxAbsoluteDifference(region!, scaled!) < 1e-5, 'GeM over the mask divides by its sum');
   });
 });
 

@@ -28,6 +28,7 @@ export function AttentionGrid({ map, label, size, opacity = 1 }: { map: Attentio
             width={1.02}
             height={1.02}
             fill={heatColour(level)}
+            data-value={map.values[index]}
           />
         ))}
       </g>

@@ -339,3 +339,13 @@ export type RefineSearchMutationVariables = Exact<{
 
 
 export type RefineSearchMutation = { submitRelevanceFeedback: { recorded: number, markedSearchId: string, refined: { modelVersion: string, searchId: string, query: { id: string, patient: { mrn: string }, image: { id: string, eye: Eye }, visit: { date: string }, referenceGrading: { drGrade: number, drGradeName: string, maculopathy: boolean | null, source: GradeSource, grader: string | null } | null } | null, queryAttention: { width: number, height: number, values: Array<number> } | null, suggestion: { id: string, status: SuggestionStatus, suggestedGrade: number | null, suggestedGradeName: string | null, confidence: number | null, reason: string | null, referableProbability: number | null, referable: boolean | null, voters: number, rule: string, calibrationModelVersion: string | null, ungradedHits: number, gradeProbabilities: Array<{ grade: number, probability: number }> | null, vote: Array<{ grade: number, share: number, neighbours: number }>, hitGrades: Array<{ grade: number, gradeName: string, count: number }>, outcomes: { hits: number, undatedHits: number, treatedAfter: number, treatments: Array<{ type: TreatmentType, hits: number }>, worsening: Array<{ years: number, followedUp: number, worsened: number }> } }, hits: Array<{ rank: number, similarity: number, attention: { width: number, height: number, values: Array<number> } | null, case: { id: string, isSynthetic: boolean, image: { id: string, eye: Eye }, patient: { mrn: string, sex: Sex, birthYear: number | null }, referenceGrading: { drGrade: number, maculopathy: boolean | null } | null, diagnoses: Array<{ id: string, code: string, text: string }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }>, followUp: { gradings: Array<{ imageId: string, visitDate: string, drGrade: number }>, treatments: Array<{ id: string, type: TreatmentType, agent: AntiVegfAgent | null, date: string, eye: Laterality }> } } }> } } };
+
+export type SuggestionMonitoringQueryVariables = Exact<{
+  from?: string | null | undefined;
+  to?: string | null | undefined;
+}>;
+
+
+export type SuggestionMonitoringQuery = { suggestionMonitoring: { overall: { period: string, revised: number, compared: number, agreed: number, agreementRate: number | null, abstained: number, confusion: Array<Array<number>> }, months: Array<{ period: string, revised: number, compared: number, agreed: number, agreementRate: number | null, abstained: number, confusion: Array<Array<number>> }> } };
+
+export type AgreementPeriodFieldsFragment = { period: string, revised: number, compared: number, agreed: number, agreementRate: number | null, abstained: number, confusion: Array<Array<number>> };

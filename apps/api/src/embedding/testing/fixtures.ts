@@ -11,6 +11,8 @@ import type { PreprocessedImage } from '../preprocess.js';
 export const REPOSITORY_ROOT = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../..');
 export const TINY_MODEL = path.join(REPOSITORY_ROOT, 'test/fixtures/models/tiny-fundus-cbr.onnx');
 export const TINY_MODEL_WITH_SIDECAR = path.join(REPOSITORY_ROOT, 'test/fixtures/models/tiny-fundus-cbr-sidecar.onnx');
+/** With the contract's feature_map output (8 x 8 grid) and its region head beside it (`.region.onnx`). */
+export const TINY_REGION_MODEL = path.join(REPOSITORY_ROOT, 'test/fixtures/models/tiny-fundus-cbr-regions.onnx');
 export const TINY_MODEL_INPUT_SIZE = 64;
 
 /** Deterministic pseudo-random image (seeded LCG), already "preprocessed" to size x size. */

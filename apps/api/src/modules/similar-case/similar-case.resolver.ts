@@ -15,7 +15,7 @@ import { voteDepthFor } from './suggest-grade.service.js';
 export class SimilarCaseResolver {
   @Query(() => SimilarCasesResult, {
     description:
-      'The k cases most similar to a photograph by cosine similarity, filtered, best first. By default an approximate search (one vector index per reference grade: HNSW, or IVFFlat after `npm run vector-index -- rebuild`): every hit matches the filters and k hits come back whenever k cases match, but the hits are not guaranteed to be the exact top k; recall@10 against exact search is measured, not guaranteed: at least 0.97 for every filter benchmarked at 100k cases; at a million, 0.99 for every filter with the rebuilt IVFFlat indexes (0.96 with HNSW), with single queries as low as 0.7 (bench/README.md). Set input.exact for the exact top k.',
+      'The k cases most similar to a photograph by cosine similarity, filtered, best first. By default an approximate search (one vector index per reference grade: HNSW, or IVFFlat after `npm run vector-index -- rebuild`): every hit matches the filters and k hits come back whenever k cases match, but the hits are not guaranteed to be the exact top k; recall@10 against exact search is measured, not guaranteed: at least 0.97 for every filter benchmarked at 100k cases; at a million, 0.98 for every filter with the rebuilt IVFFlat indexes (0.96 with HNSW), with single queries as low as 0.6 (bench/README.md). Set input.exact for the exact top k.',
     complexity: ({ args, childComplexity }) => Math.min(Number(args.input?.k) || 1, 100) * childComplexity,
   })
   async similarCases(@Ctx() context: RequestContext, @Arg('input', () => SimilarCasesInput) input: SimilarCasesInput, @Info() info: GraphQLResolveInfo) {
