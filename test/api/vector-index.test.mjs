@@ -51,8 +51,10 @@ for (const backend of BACKENDS) {
     test('status: each grade has the migration\'s HNSW graph, its rows now, and no rebuild yet', async () => {
       const run = await cli('status', '--json');
       assert.equal(run.status, 0, run.stderr);
-      const status = JSON.parse(run.stdout);
+      const { grades: status, whole } = JSON.parse(run.stdout);
       const counts = await gradeCounts();
+      const [{ n: rows }] = await db.sql.query('SELECT count(*)::int AS n FROM image_embedding');
+      assert.deepEqual(whole, { index: null, rowsNow: rows, recommendation: null }, 'no whole-case-base index before a rebuild; none advised at this size');
       assert.deepEqual(status.map((grade) => grade.grade), [0, 1, 2, 3, 4]);
       for (const grade of status) {
         assert.deepEqual(grade.indexes.map((index) => [index.name, index.kind]), [[`image_embedding_hnsw_grade_${grade.grade}`, 'hnsw']]);
@@ -63,6 +65,7 @@ for (const backend of BACKENDS) {
       }
       const text = await cli('status');
       assert.match(text.stdout, /^grade 4: image_embedding_hnsw_grade_4 \(hnsw, [\d.]+ MB\); rows now \d+, never rebuilt/m);
+      assert.match(text.stdout, /^whole case base: none \(searches without a grade filter merge the grades' indexes\); rows now \d+$/m);
     });
 
     test('bad input exits 2 with a clear message and changes nothing', async () => {
@@ -74,6 +77,9 @@ for (const backend of BACKENDS) {
         [['rebuild', '--lists', '5'], /unknown option --lists/],
         [['reindex'], /unknown command "reindex"/],
         [['status', '--grade', '1'], /status takes no --grade/],
+        [['status', '--whole'], /status takes no --grade, --kind or --whole/],
+        [['rebuild', '--whole', '--grade', '2'], /give --grade or --whole, not both/],
+        [['rebuild', '--whole', '--kind', 'hnsw'], /the whole-case-base index is IVFFlat only/],
       ]) {
         const run = await cli(...args);
         assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
@@ -88,13 +94,18 @@ for (const backend of BACKENDS) {
     test('rebuild: every grade becomes one IVFFlat index with lists from its rows, recorded and audited', async () => {
       const run = await cli('rebuild', '--json');
       assert.equal(run.status, 0, run.stderr);
-      const built = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+      const lines = run.stdout.trim().split('\n').map((line) => JSON.parse(line));
+      const built = lines.filter((line) => !('whole' in line));
       const counts = await gradeCounts();
+      const [{ n: rows }] = await db.sql.query('SELECT count(*)::int AS n FROM image_embedding');
+      // Without --grade the whole-case-base index is built too, last: IVFFlat over every row, half precision.
+      assert.deepEqual(lines.at(-1).whole && [lines.at(-1).whole.name, lines.at(-1).whole.rows, lines.at(-1).whole.lists, lines.at(-1).whole.dimensions], [vectorIndexes.WHOLE_INDEX_NAME, rows, vectorIndexes.wholeIndexListsFor(rows), 128]);
       assert.deepEqual(built.map((one) => [one.grade, one.name, one.rows, one.lists, one.dropped]), [0, 1, 2, 3, 4].map((grade) => [
         grade, `image_embedding_ivfflat_grade_${grade}`, counts[grade], vectorIndexes.ivfflatListsFor(counts[grade]), [`image_embedding_hnsw_grade_${grade}`],
       ]));
       const indexes = await vectorIndexRows();
-      assert.deepEqual(indexes.map((row) => row.indexname), ['image_embedding_hnsw_ungraded', ...[0, 1, 2, 3, 4].map((grade) => `image_embedding_ivfflat_grade_${grade}`)]);
+      assert.deepEqual(indexes.map((row) => row.indexname), ['image_embedding_hnsw_ungraded', ...[0, 1, 2, 3, 4].map((grade) => `image_embedding_ivfflat_grade_${grade}`), vectorIndexes.WHOLE_INDEX_NAME]);
+      assert.match(indexes[6].indexdef, new RegExp(`USING ivfflat \\(\\(\\(?embedding\\)?::halfvec\\(128\\)\\) halfvec_cosine_ops\\) WITH \\(lists='${vectorIndexes.wholeIndexListsFor(rows)}'\\)$`));
       assert.match(indexes[5].indexdef, new RegExp(`USING ivfflat \\(embedding vector_cosine_ops\\) WITH \\(lists='${vectorIndexes.ivfflatListsFor(counts[4])}'\\) WHERE \\(dr_grade = 4\\)`));
       assert.ok(counts[0] <= 100, `grade 0 holds ${counts[0]} rows: at most 10 lists, so probes 10 read them all and searches below are exact`);
       const status = await vectorIndexes.vectorIndexStatus({ db });
@@ -105,7 +116,9 @@ for (const backend of BACKENDS) {
         assert.equal(grade.recommendation, null);
       }
       const audit = await db.sql.query("SELECT outcome, details FROM audit_event WHERE operation = 'maintain-vector-index' ORDER BY seq");
-      assert.deepEqual(audit.map((row) => [row.outcome, row.details.action, row.details.grade ?? null]), [['OK', 'status', null], ['OK', 'status', null], ...[0, 1, 2, 3, 4].map((grade) => ['OK', 'rebuild', grade])]);
+      assert.deepEqual(audit.map((row) => [row.outcome, row.details.action, row.details.grade ?? (row.details.whole ? 'whole' : null)]), [['OK', 'status', null], ['OK', 'status', null], ...[0, 1, 2, 3, 4].map((grade) => ['OK', 'rebuild', grade]), ['OK', 'rebuild', 'whole']]);
+      const whole = await vectorIndexes.wholeIndexStatus({ db });
+      assert.deepEqual([whole.index.name, whole.index.lists, whole.rowsNow, whole.recommendation], [vectorIndexes.WHOLE_INDEX_NAME, vectorIndexes.wholeIndexListsFor(rows), rows, null]);
     });
 
     test('after the rebuild, searches return k hits and the same hits as EXACT, also through the IVFFlat indexes', async () => {
@@ -141,6 +154,36 @@ for (const backend of BACKENDS) {
       assert.ok(compared >= 10, `only ${compared} grade-filtered searches had 5 hits`);
     });
 
+    test('without a grade filter, and for the vote\'s graded neighbours, searches take the whole-case-base index: the same hits as EXACT', async () => {
+      search.forgetIndexKinds(db.prisma);
+      assert.equal(await search.wholeIndexDimensions(db.prisma), 128);
+      const queries = await db.sql.query("SELECT fi.id::text AS id, fi.patient_id::text AS patient FROM fundus_image fi JOIN image_embedding e ON e.image_id = fi.id ORDER BY fi.content_hash LIMIT 6");
+      for (const { id, patient } of queries) {
+        for (const filters of [NO_FILTERS, search.EVERY_GRADE_FILTERS, { ...NO_FILTERS, eye: 'RIGHT', ageMin: 40 }]) {
+          const request = (mode) => ({ modelVersion, query: { imageId: id }, k: 5, filters, excludePatientId: patient, mode });
+          const exact = await search.searchSimilarImages(db.prisma, request('EXACT'));
+          assert.ok(exact.length > 0);
+          const [plan, rows] = await db.prisma.$transaction(async (tx) => {
+            await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
+            const statement = search.wholeIndexSearchSql(request('APPROXIMATE'), 128);
+            const found = await tx.$queryRaw(statement);
+            const shown = await tx.$queryRaw(Prisma.sql`EXPLAIN ${statement}`);
+            return [shown.map((row) => row['QUERY PLAN']).join('\n'), found];
+          });
+          // (Under the selective eye + age filter at this size the planner may rank the few matching rows itself.)
+          if (filters.eye === null) assert.match(plan, new RegExp(vectorIndexes.WHOLE_INDEX_NAME), JSON.stringify(filters));
+          assert.deepEqual(rows.map((row) => row.image_id), exact.map((hit) => hit.imageId), JSON.stringify(filters));
+          // The service's own path answers the same (it takes the whole-case-base index when there is one).
+          assert.deepEqual((await search.searchSimilarImages(db.prisma, request('APPROXIMATE'))).map((hit) => hit.imageId), exact.map((hit) => hit.imageId));
+          if (filters === search.EVERY_GRADE_FILTERS) assert.ok(exact.every((hit) => hit.grade !== null), 'the voters are graded');
+        }
+      }
+      // A grade filter never takes it: its statement orders by the full-precision distance.
+      const [{ id }] = queries;
+      const graded = await db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${search.approximateSearchSql({ modelVersion, query: { imageId: id }, k: 5, filters: { ...NO_FILTERS, drGrades: [2] }, excludePatientId: null, mode: 'APPROXIMATE' })}`);
+      assert.doesNotMatch(graded.map((row) => row['QUERY PLAN']).join('\n'), new RegExp(vectorIndexes.WHOLE_INDEX_NAME));
+    });
+
     test('rebuild --grade 0 --kind hnsw brings back the migration\'s graph; grade-filtered walks of it use the larger ef_search', async () => {
       const run = await cli('rebuild', '--grade', '0', '--kind', 'hnsw');
       assert.equal(run.status, 0, run.stderr);
@@ -150,6 +193,18 @@ for (const backend of BACKENDS) {
       assert.deepEqual([grade0.build.kind, grade0.build.lists], ['hnsw', null]);
       search.forgetIndexKinds(db.prisma);
       assert.deepEqual([...(await search.hnswGrades(db.prisma))], [0]);
+    });
+
+    test('rebuild --kind hnsw for every grade also drops the whole-case-base index; searches without a filter merge the graphs again', async () => {
+      const run = await cli('rebuild', '--kind', 'hnsw');
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stdout, /^whole case base: dropped the whole-case-base index$/m);
+      assert.deepEqual((await vectorIndexRows()).map((row) => row.indexname), ['image_embedding_hnsw_grade_0', 'image_embedding_hnsw_grade_1', 'image_embedding_hnsw_grade_2', 'image_embedding_hnsw_grade_3', 'image_embedding_hnsw_grade_4', 'image_embedding_hnsw_ungraded']);
+      search.forgetIndexKinds(db.prisma);
+      assert.equal(await search.wholeIndexDimensions(db.prisma), null);
+      const [{ id, patient }] = await db.sql.query('SELECT fi.id::text AS id, fi.patient_id::text AS patient FROM fundus_image fi ORDER BY fi.content_hash LIMIT 1');
+      const request = (mode) => ({ modelVersion, query: { imageId: id }, k: 5, filters: NO_FILTERS, excludePatientId: patient, mode });
+      assert.deepEqual((await search.searchSimilarImages(db.prisma, request('APPROXIMATE'))).map((hit) => hit.imageId), (await search.searchSimilarImages(db.prisma, request('EXACT'))).map((hit) => hit.imageId));
     });
 
     test('status recommends a rebuild when an IVFFlat grade more than doubled and its lists would grow', () => {
