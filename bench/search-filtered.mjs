@@ -305,13 +305,13 @@ async function measureScenarios(label) {
       const settings = Object.entries(search.vectorSessionSettings(shipped, walksGraph ? shipped.efSearchGradeFiltered : shipped.efSearch));
       const [, explained] = await db.prisma.$transaction([
         db.prisma.$queryRaw`SELECT ${Prisma.join(settings.map(([setting, value]) => Prisma.sql`set_config(${setting}, ${value}, true)`))}`,
-        db.prisma.$queryRaw(Prisma.sql`EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) ${search.approximateSearchSql(request(vector, filters, 'APPROXIMATE'))}`),
+        db.prisma.$queryRaw(Prisma.sql`EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) ${await search.approximateStatementFor(db.prisma, request(vector, filters, 'APPROXIMATE'))}`),
       ]);
       const text = explained.map((row) => row['QUERY PLAN']).join('\n');
       serverMs.push(Number(/Planning Time: ([\d.]+)/.exec(text)[1]) + Number(/Execution Time: ([\d.]+)/.exec(text)[1]));
     }
     // Which indexes the planner picks for the approximate statement.
-    const plan = await db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${search.approximateSearchSql(request(queries[0], filters, 'APPROXIMATE'))}`);
+    const plan = await db.prisma.$queryRaw(Prisma.sql`EXPLAIN ${await search.approximateStatementFor(db.prisma, request(queries[0], filters, 'APPROXIMATE'))}`);
     const planText = plan.map((row) => row['QUERY PLAN']).join('\n');
     results[name] = {
       plan: [...new Set(planText.match(/image_embedding_\w+/g) ?? ['sequential scan'])].join(' '),

@@ -12,7 +12,7 @@
 import path from 'node:path';
 import { loadConfig, type AppConfig } from '../config.js';
 import { openDatabase, refreshPlannerStatistics } from '../db/database.js';
-import { vectorIndexStatus } from '../search/vector-indexes.js';
+import { vectorIndexStatus, wholeIndexStatus } from '../search/vector-indexes.js';
 import { acquireLockFile } from '../db/lock-file.js';
 import { Embedder, EmbedderError } from '../embedding/embedder.js';
 import { openImport, parseImportFormat } from '../importers/detect-format.js';
@@ -173,6 +173,8 @@ async function main(): Promise<number> {
       // IVFFlat learnt its lists from the rows at its last rebuild: say when a grade has outgrown them.
       const due = (await vectorIndexStatus({ db })).filter((grade) => grade.recommendation !== null);
       for (const grade of due) write(`hint: grade ${grade.grade}: ${grade.recommendation}: npm run vector-index -- rebuild --grade ${grade.grade}\n`);
+      const whole = await wholeIndexStatus({ db });
+      if (whole.recommendation) write(`hint: whole case base: ${whole.recommendation}: npm run vector-index -- rebuild --whole\n`);
     }
   } finally {
     await db.close();

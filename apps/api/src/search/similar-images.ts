@@ -276,12 +276,22 @@ export function wholeIndexSearchSql(search: SimilarImageSearch, dimensions: numb
     LIMIT ${search.k}`;
 }
 
+/**
+ * The statement the approximate path runs on the session's settings: the whole-case-base index's when there is one
+ * and the search has no grade filter (or every grade: the voters), else the per-grade one. For EXPLAIN (benchmarks,
+ * tests) as much as for the search.
+ */
+export async function approximateStatementFor(prisma: PrismaClient, search: SimilarImageSearch): Promise<Prisma.Sql> {
+  const everyGrade = search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
+  const dimensions = everyGrade ? await wholeIndexDimensions(prisma) : null;
+  return dimensions === null ? approximateSearchSql(search) : wholeIndexSearchSql(search, dimensions);
+}
+
 async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
   // No grade filter, or every grade (the voters): the whole-case-base index when there is one, one scan.
   const everyGrade = search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
-  if (everyGrade && tuning === APPROXIMATE_SEARCH_TUNING) {
-    const dimensions = await wholeIndexDimensions(prisma);
-    if (dimensions !== null) return toHits(await prisma.$queryRaw<HitRow[]>(wholeIndexSearchSql(search, dimensions)));
+  if (everyGrade && tuning === APPROXIMATE_SEARCH_TUNING && (await wholeIndexDimensions(prisma)) !== null) {
+    return toHits(await prisma.$queryRaw<HitRow[]>(await approximateStatementFor(prisma, search)));
   }
   // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
   const gradeFiltered = search.filters.drGrades.length > 0 && search.filters.drGrades.length < INDEXED_GRADES.length;
