@@ -7,8 +7,10 @@
 //   rebuild` replaces with IVFFlat indexes whose lists are learnt from the grade's rows (vector-indexes.ts; at 1M
 //   cases IVFFlat held recall@10 1.0 under a grade filter at a fraction of HNSW's cost, bench/README.md). A grade
 //   has one index, so the planner has one to pick, and the statement is the same whichever kind it is. A grade
-//   filter scans only its grades' indexes; no grade filter merges the top k of every grade's index and of the
-//   ungraded graph. The other filters (eye, sex, age, treatments, the excluded patient) are checked on the rows
+//   filter scans only its grades' indexes; no grade filter (and every grade: the reuse step's voters) takes the
+//   whole-case-base index when the rebuild has made one (IVFFlat over every row in half precision, candidates
+//   re-ranked in full precision: wholeIndexSearchSql), and otherwise merges the top k of every grade's index and
+//   of the ungraded graph. The other filters (eye, sex, age, treatments, the excluded patient) are checked on the rows
 //   the scan returns, with pgvector's iterative scans going on until k rows pass or a bound is reached (HNSW:
 //   max_scan_tuples visited rows; IVFFlat: max_probes lists). If a scan still returns fewer than k, the filtered
 //   set is small and the exact path answers instead. What holds is measured recall@10 against the exact path
