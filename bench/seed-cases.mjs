@@ -1,6 +1,10 @@
 // Synthetic cases for benchmarks, written in bulk by SQL: N photographs of N/2 patients (two eyes), grades at a
 // fixed mix, random unit embeddings of the given model version. Search cost depends on row count and dimension,
 // not on what the vectors mean.
+import { api } from './cli.mjs';
+
+const { refreshPlannerStatistics } = await api('db/database.js');
+
 export async function seedSyntheticCases(db, { caseCount, modelVersion, dimension }) {
   const patients = Math.ceil(caseCount / 2);
   await db.sql.exec(`
@@ -21,7 +25,7 @@ export async function seedSyntheticCases(db, { caseCount, modelVersion, dimensio
     SELECT fi.id, '${modelVersion.replace(/'/g, "''")}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${dimension})) r) n)
     FROM fundus_image fi;
   `);
-  // As the product does after its own bulk writes (refreshPlannerStatistics): without statistics the planner takes
-  // the fresh tables for empty and ranks each grade by a btree scan and sort instead of walking its HNSW graph.
-  await db.sql.exec('ANALYZE image_embedding, fundus_image, patient, visit, grading');
+  // As the product does after its own bulk writes: without statistics the planner takes the fresh tables for empty
+  // and ranks each grade by a btree scan and sort instead of walking its HNSW graph.
+  await refreshPlannerStatistics(db);
 }

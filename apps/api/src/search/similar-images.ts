@@ -198,56 +198,65 @@ export function vectorSessionOptions(): string {
   return Object.entries(vectorSessionSettings()).map(([name, value]) => `-c ${name}=${value}`).join(' ');
 }
 
-/** How long a process trusts what it read of the grades' index kinds; a rebuild elsewhere is seen within this. */
+/** How long a process trusts what it read of the index layout; a rebuild elsewhere is seen within this. */
 const INDEX_KINDS_TTL_MS = 60_000;
-const hnswGradesCache = new WeakMap<PrismaClient, { readAt: number; grades: Promise<Set<number>> }>();
+
+/** The whole-case-base index's name (search/vector-indexes.ts builds it under this name). */
+export const WHOLE_INDEX_NAME = 'image_embedding_ivfflat_whole';
 
 /**
- * The grades whose partial index is (still) an HNSW graph: only their grade-filtered walks need the larger
- * ef_search. Read from the catalogue once a minute per client; `npm run vector-index -- rebuild` in another
- * process is seen within that minute (until then a rebuilt grade gets one needless SET LOCAL, or a grade rebuilt
- * back to HNSW walks at the session's ef_search).
+ * What the approximate path needs to know of image_embedding's vector indexes: the grades whose partial index is
+ * (still) an HNSW graph (only their grade-filtered walks need the larger ef_search), and the dimensions of the
+ * whole-case-base index's half-precision expression (`embedding::halfvec(D)`), null when there is none.
  */
-export function hnswGrades(prisma: PrismaClient): Promise<Set<number>> {
-  const cached = hnswGradesCache.get(prisma);
-  if (cached && Date.now() - cached.readAt < INDEX_KINDS_TTL_MS) return cached.grades;
-  const grades = prisma.$queryRaw<{ predicate: string }[]>`
-    SELECT coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS predicate
+type IndexLayout = { hnswGrades: Set<number>; wholeDimensions: number | null };
+const indexLayoutCache = new WeakMap<PrismaClient, { readAt: number; layout: Promise<IndexLayout> }>();
+
+/**
+ * The index layout, read from the catalogue in one statement once a minute per client; `npm run vector-index --
+ * rebuild` in another process is seen within that minute (until then a rebuilt grade gets one needless SET LOCAL,
+ * a grade rebuilt back to HNSW walks at the session's ef_search, and a new or dropped whole-case-base index is
+ * not yet taken, or is missed once and the per-grade path answers).
+ */
+function indexLayout(prisma: PrismaClient): Promise<IndexLayout> {
+  const cached = indexLayoutCache.get(prisma);
+  if (cached && Date.now() - cached.readAt < INDEX_KINDS_TTL_MS) return cached.layout;
+  const layout = prisma.$queryRaw<{ name: string; kind: string; predicate: string; definition: string }[]>`
+    SELECT c.relname AS name, am.amname AS kind, coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS predicate,
+           pg_get_indexdef(c.oid) AS definition
     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam
-    WHERE i.indrelid = 'image_embedding'::regclass AND am.amname = 'hnsw' AND i.indisvalid`
-    .then((rows) => new Set(rows.map((row) => /^\(dr_grade = (\d)\)$/.exec(row.predicate)).filter((match) => match !== null).map((match) => Number(match[1]))));
-  grades.catch(() => hnswGradesCache.delete(prisma));
-  hnswGradesCache.set(prisma, { readAt: Date.now(), grades });
-  return grades;
-}
-
-/** Forget the cached index kinds (after a rebuild in this process). */
-export function forgetIndexKinds(prisma: PrismaClient): void {
-  hnswGradesCache.delete(prisma);
-  wholeIndexCache.delete(prisma);
-}
-
-/** search/vector-indexes.ts WHOLE_INDEX_NAME (not imported: that module imports the database layer). */
-const WHOLE_INDEX = 'image_embedding_ivfflat_whole';
-const wholeIndexCache = new WeakMap<PrismaClient, { readAt: number; dimensions: Promise<number | null> }>();
-
-/**
- * The dimensions of the whole-case-base index's half-precision expression (`embedding::halfvec(D)`), or null when
- * there is none (`npm run vector-index -- rebuild` builds it). Read from the catalogue once a minute per client.
- */
-export function wholeIndexDimensions(prisma: PrismaClient): Promise<number | null> {
-  const cached = wholeIndexCache.get(prisma);
-  if (cached && Date.now() - cached.readAt < INDEX_KINDS_TTL_MS) return cached.dimensions;
-  const dimensions = prisma.$queryRaw<{ definition: string }[]>`
-    SELECT pg_get_indexdef(c.oid) AS definition FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
-    WHERE c.relname = ${WHOLE_INDEX} AND i.indrelid = 'image_embedding'::regclass AND i.indisvalid`
+    WHERE i.indrelid = 'image_embedding'::regclass AND am.amname IN ('hnsw', 'ivfflat') AND i.indisvalid`
     .then((rows) => {
-      const match = rows[0] ? /halfvec\((\d+)\)/.exec(rows[0].definition) : null;
-      return match ? Number(match[1]) : null;
+      const whole = rows.find((row) => row.name === WHOLE_INDEX_NAME);
+      const dimensions = whole ? /halfvec\((\d+)\)/.exec(whole.definition) : null;
+      return {
+        hnswGrades: new Set(rows.filter((row) => row.kind === 'hnsw').map((row) => /^\(dr_grade = (\d)\)$/.exec(row.predicate)).filter((match) => match !== null).map((match) => Number(match[1]))),
+        wholeDimensions: dimensions ? Number(dimensions[1]) : null,
+      };
     });
-  dimensions.catch(() => wholeIndexCache.delete(prisma));
-  wholeIndexCache.set(prisma, { readAt: Date.now(), dimensions });
-  return dimensions;
+  layout.catch(() => indexLayoutCache.delete(prisma));
+  indexLayoutCache.set(prisma, { readAt: Date.now(), layout });
+  return layout;
+}
+
+/** The grades whose partial index is (still) an HNSW graph. */
+export async function hnswGrades(prisma: PrismaClient): Promise<Set<number>> {
+  return (await indexLayout(prisma)).hnswGrades;
+}
+
+/** The dimensions of the whole-case-base index (`npm run vector-index -- rebuild` builds it), or null. */
+export async function wholeIndexDimensions(prisma: PrismaClient): Promise<number | null> {
+  return (await indexLayout(prisma)).wholeDimensions;
+}
+
+/** Forget the cached index layout (after a rebuild in this process). */
+export function forgetIndexKinds(prisma: PrismaClient): void {
+  indexLayoutCache.delete(prisma);
+}
+
+/** No grade filter, or every ICDR grade (the reuse step's voters): what the whole-case-base index serves. */
+function coversEveryGrade(search: SimilarImageSearch): boolean {
+  return search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
 }
 
 /** Candidates the whole-case-base index returns for the full-precision re-ranking: four times k, at least 40. */
@@ -284,21 +293,21 @@ export function wholeIndexSearchSql(search: SimilarImageSearch, dimensions: numb
  * tests) as much as for the search.
  */
 export async function approximateStatementFor(prisma: PrismaClient, search: SimilarImageSearch): Promise<Prisma.Sql> {
-  const everyGrade = search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
-  const dimensions = everyGrade ? await wholeIndexDimensions(prisma) : null;
+  const dimensions = coversEveryGrade(search) ? await wholeIndexDimensions(prisma) : null;
   return dimensions === null ? approximateSearchSql(search) : wholeIndexSearchSql(search, dimensions);
 }
 
 async function searchApproximately(prisma: PrismaClient, search: SimilarImageSearch, tuning: ApproximateSearchTuning): Promise<SimilarImageHit[]> {
   // No grade filter, or every grade (the voters): the whole-case-base index when there is one, one scan.
-  const everyGrade = search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
-  if (everyGrade && tuning === APPROXIMATE_SEARCH_TUNING && (await wholeIndexDimensions(prisma)) !== null) {
-    return toHits(await prisma.$queryRaw<HitRow[]>(await approximateStatementFor(prisma, search)));
+  const everyGrade = coversEveryGrade(search);
+  const layout = await indexLayout(prisma);
+  if (everyGrade && tuning === APPROXIMATE_SEARCH_TUNING && layout.wholeDimensions !== null) {
+    return toHits(await prisma.$queryRaw<HitRow[]>(wholeIndexSearchSql(search, layout.wholeDimensions)));
   }
   // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
-  const gradeFiltered = search.filters.drGrades.length > 0 && search.filters.drGrades.length < INDEXED_GRADES.length;
+  const gradeFiltered = !everyGrade;
   // Under a grade filter only an HNSW graph needs the larger ef_search; IVFFlat grades run on the session's settings.
-  const graphGrades = gradeFiltered ? await hnswGrades(prisma) : new Set<number>();
+  const graphGrades = layout.hnswGrades;
   const efSearch = Math.max(gradeFiltered && search.filters.drGrades.some((grade) => graphGrades.has(grade)) ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
   if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
   // Other settings (grade filters, a benchmark's sweep, k above ef_search): SET LOCAL in the search's own

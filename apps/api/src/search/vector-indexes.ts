@@ -20,6 +20,9 @@ import pg from 'pg';
 import type { Database } from '../db/database.js';
 import type { SqlRunner } from '../db/sql-runner.js';
 import { AppError } from '../errors.js';
+import { WHOLE_INDEX_NAME } from './similar-images.js';
+
+export { WHOLE_INDEX_NAME };
 
 export const VECTOR_INDEX_KINDS = ['ivfflat', 'hnsw'] as const;
 export type VectorIndexKind = (typeof VECTOR_INDEX_KINDS)[number];
@@ -89,9 +92,16 @@ const gradeOfPredicate = (predicate: string): number | null => {
   return match ? Number(match[1]) : null;
 };
 
+const toMegabytes = (bytes: number) => Number((Number(bytes) / 2 ** 20).toFixed(1));
+
 function toGradeIndex(row: IndexRow): GradeIndex {
   const lists = (row.options ?? []).map((option) => /^lists=(\d+)$/.exec(option)).find(Boolean);
-  return { name: row.name, kind: row.kind, lists: lists ? Number(lists[1]) : row.kind === 'ivfflat' ? 100 : null, valid: row.valid, megabytes: Number((Number(row.bytes) / 2 ** 20).toFixed(1)) };
+  return { name: row.name, kind: row.kind, lists: lists ? Number(lists[1]) : row.kind === 'ivfflat' ? 100 : null, valid: row.valid, megabytes: toMegabytes(row.bytes) };
+}
+
+async function indexMegabytes(sql: SqlRunner, name: string): Promise<number> {
+  const [size] = await sql.query<{ bytes: number }>(`SELECT pg_relation_size('${name}')::float8 AS bytes`);
+  return toMegabytes(size?.bytes ?? 0);
 }
 
 export function rebuildRecommendation(index: GradeIndex | undefined, rowsNow: number, build: GradeIndexStatus['build']): string | null {
@@ -173,9 +183,7 @@ export async function rebuildVectorIndex(options: { db: Pick<Database, 'kind' | 
     );
     // The planner's row estimates for the partial predicate, so it costs the new index right from the next query.
     await sql.exec('ANALYZE image_embedding');
-    const [size] = await sql.query<{ bytes: number }>(`SELECT pg_relation_size('${name}')::float8 AS bytes`);
-    const bytes = size?.bytes ?? 0;
-    return { grade, kind, name, lists, rows, seconds: Number(seconds.toFixed(1)), megabytes: Number((Number(bytes) / 2 ** 20).toFixed(1)), dropped: others.map((other) => other.name) };
+    return { grade, kind, name, lists, rows, seconds: Number(seconds.toFixed(1)), megabytes: await indexMegabytes(sql, name), dropped: others.map((other) => other.name) };
   });
 }
 
@@ -192,7 +200,6 @@ export async function rebuildVectorIndex(options: { db: Pick<Database, 'kind' | 
 // lists gave recall@10 1.000 at 1.8 ms p50 / 6.0 ms p95 database time; 1,000 lists 3.6 / 9.8 ms), so the lists at
 // build say the rows the index was built for, and `status` needs no record of its own.
 
-export const WHOLE_INDEX_NAME = 'image_embedding_ivfflat_whole';
 /** Rows per list of the whole-case-base index. */
 export const WHOLE_INDEX_ROWS_PER_LIST = 500;
 const WHOLE_INDEX_MAINTENANCE_WORK_MEM = '1GB';
@@ -244,8 +251,7 @@ export async function rebuildWholeIndex(options: { db: Pick<Database, 'kind' | '
     await sql.exec(`DROP INDEX ${concurrently} IF EXISTS ${WHOLE_INDEX_NAME}`);
     await sql.exec(`ALTER INDEX ${building} RENAME TO ${WHOLE_INDEX_NAME}`);
     await sql.exec('ANALYZE image_embedding');
-    const [size] = await sql.query<{ bytes: number }>(`SELECT pg_relation_size('${WHOLE_INDEX_NAME}')::float8 AS bytes`);
-    return { name: WHOLE_INDEX_NAME, lists, rows, dimensions, seconds: Number(seconds.toFixed(1)), megabytes: Number((Number(size?.bytes ?? 0) / 2 ** 20).toFixed(1)) };
+    return { name: WHOLE_INDEX_NAME, lists, rows, dimensions, seconds: Number(seconds.toFixed(1)), megabytes: await indexMegabytes(sql, WHOLE_INDEX_NAME) };
   });
 }
 
