@@ -3,23 +3,14 @@
 // tied to its model version, abstention, the hits' grades and outcomes, the suggestion log, the clinician's
 // revision (grading, reference grade, diagnosis, agreement) and the admins' monitoring; bad input writes nothing.
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BACKENDS, POSTGRES_SKIP_REASON, countRows, repositoryRoot, startApi } from '../support/backends.mjs';
+import { handWrittenCalibration, writeCalibrationFile } from '../support/reuse-calibration.mjs';
 
 const { FIXTURE_MODEL_VERSION } = await import(path.join(repositoryRoot, 'apps', 'api', 'dist', 'fixtures', 'cohort.js'));
 
-const CALIBRATION = {
-  kind: 'fundus-cbr-reuse-calibration',
-  modelVersion: FIXTURE_MODEL_VERSION,
-  rule: { neighbours: 25, weighting: 'similarity', softmaxTemperature: null, decision: 'argmax' },
-  calibration: { temperature: 1.5, smoothing: 0.01 },
-  minimumConfidence: 0.75,
-  referableThreshold: 0.5,
-  fittedOn: { note: 'hand-written for the tests' },
-};
+const CALIBRATION = handWrittenCalibration();
 
 const SUGGESTION_FIELDS = `id status suggestedGrade suggestedGradeName confidence reason gradeProbabilities { grade probability }
   referableProbability referable voters vote { grade share neighbours } rule calibrationModelVersion
@@ -84,16 +75,15 @@ for (const backend of BACKENDS) {
   describe(`reuse and revise on ${backend}`, { skip: backend === 'postgres' && POSTGRES_SKIP_REASON }, () => {
     let api;
     let universe;
-    let dir;
+    let written;
     before(async () => {
-      dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-reuse-'));
-      await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify(CALIBRATION));
-      api = await startApi(backend, { env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
+      written = await writeCalibrationFile(CALIBRATION);
+      api = await startApi(backend, { env: { REUSE_CALIBRATION_PATH: written.file } });
       universe = await loadUniverse(api.db);
     });
     after(async () => {
       await api?.close();
-      if (dir) await fs.rm(dir, { recursive: true, force: true });
+      await written?.remove();
     });
 
     const search = async (input, as = 'demo-clinician') => {
@@ -260,15 +250,14 @@ for (const backend of BACKENDS) {
 
 describe('a calibration for another model version is not used, and says why', () => {
   let api;
-  let dir;
+  let written;
   before(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-reuse-'));
-    await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify({ ...CALIBRATION, modelVersion: '9.9.9+wdeadbeef' }));
-    api = await startApi('pglite', { env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
+    written = await writeCalibrationFile({ ...CALIBRATION, modelVersion: '9.9.9+wdeadbeef' });
+    api = await startApi('pglite', { env: { REUSE_CALIBRATION_PATH: written.file } });
   });
   after(async () => {
     await api?.close();
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
+    await written?.remove();
   });
 
   test('UNCALIBRATED: a plain 10-NN vote, no probabilities, the reason naming both versions', async () => {

@@ -10,12 +10,10 @@
 // Screenshots at 1280 and 768 px; axe-core on the new controls. Needs built apps/api and apps/web and the system
 // Chromium; skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
 import { TINY_MODEL, TINY_REGION_MODEL, startApi } from '../support/backends.mjs';
+import { handWrittenCalibration, writeCalibrationFile } from '../support/reuse-calibration.mjs';
 import { DESKTOP, TABLET, assertFitsWidth, fetchDemoUsers, launchChromium, newPage, screenshot, signInAs, startWebServer } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
@@ -60,15 +58,11 @@ const EXPLAIN = /* GraphQL */ `
 
 // A calibration for the tiny region model's version (hand-written: the tiny model is untrained), so the panel's
 // calibrated view (probability per grade, P(referable), abstention) is drawn from the real API's answer.
-const TINY_REGION_CALIBRATION = {
-  kind: 'fundus-cbr-reuse-calibration',
+const TINY_REGION_CALIBRATION = handWrittenCalibration({
   modelVersion: 'tiny-test-regions-1',
   rule: { neighbours: 15, weighting: 'similarity', softmaxTemperature: null, decision: 'argmax' },
-  calibration: { temperature: 1.5, smoothing: 0.01 },
   minimumConfidence: 0.3,
-  referableThreshold: 0.5,
-  fittedOn: { note: 'hand-written for test/web/cbr-workflow.test.mjs' },
-};
+});
 
 const percent = (value) => `${(value * 100).toFixed(0)}%`;
 const hitIds = (page) => page.locator('table.hits tbody tr').evaluateAll((rows) => rows.map((row) => row.querySelector('td a[href^="/cases/"]').getAttribute('href').split('/').pop()));
@@ -83,10 +77,9 @@ async function assertNoSeriousAxeViolations(page, label) {
 test('reuse, revise and relevance feedback on the search page, against the real API, in headless Chromium', { timeout: 600_000 }, async (t) => {
   const browser = await launchChromium(t);
   if (!browser) return;
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-cbr-workflow-'));
-  t.after(() => fs.rm(dir, { recursive: true, force: true }));
-  await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify(TINY_REGION_CALIBRATION));
-  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_REGION_MODEL, photographs: true, env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
+  const written = await writeCalibrationFile(TINY_REGION_CALIBRATION);
+  t.after(written.remove);
+  const api = await startApi('pglite', { cohort: 'demo-clinic', modelPath: TINY_REGION_MODEL, photographs: true, env: { REUSE_CALIBRATION_PATH: written.file } });
   t.after(() => api.close());
   assert.equal(api.embedder.metadata.modelVersion, TINY_REGION_CALIBRATION.modelVersion, 'the calibration is for the loaded model');
   const web = await startWebServer(t, { apiUrl: api.url });

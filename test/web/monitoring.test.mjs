@@ -8,12 +8,10 @@
 // 1280 and 768 px; screenshots in test-artifacts/web/. Needs built apps/api and apps/web and the system
 // Chromium; skipped only when Chromium is missing.
 import assert from 'node:assert/strict';
-import fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
-import { repositoryRoot, startApi } from '../support/backends.mjs';
+import { startApi } from '../support/backends.mjs';
+import { handWrittenCalibration, writeCalibrationFile } from '../support/reuse-calibration.mjs';
 import { DESKTOP, PAGE_ALERT, TABLET, assertFitsWidth, fetchDemoUsers, launchChromium, newPage, readNavLinks, screenshot, signInAs, startWebServer } from './browser.mjs';
 
 const require = createRequire(import.meta.url);
@@ -21,17 +19,8 @@ const AXE_PATH = require.resolve('axe-core/axe.min.js');
 const PAGE = '/monitoring';
 const LINK = 'Suggestion monitoring';
 
-const { FIXTURE_MODEL_VERSION } = await import(path.join(repositoryRoot, 'apps', 'api', 'dist', 'fixtures', 'cohort.js'));
-// A calibration for the fixture vectors (as test/api/reuse.test.mjs writes one), so that some suggestions abstain.
-const CALIBRATION = {
-  kind: 'fundus-cbr-reuse-calibration',
-  modelVersion: FIXTURE_MODEL_VERSION,
-  rule: { neighbours: 25, weighting: 'similarity', softmaxTemperature: null, decision: 'argmax' },
-  calibration: { temperature: 1.5, smoothing: 0.01 },
-  minimumConfidence: 0.75,
-  referableThreshold: 0.5,
-  fittedOn: { note: 'hand-written for test/web/monitoring.test.mjs' },
-};
+// A calibration for the fixture vectors (as test/api/reuse.test.mjs uses), so that some suggestions abstain.
+const CALIBRATION = handWrittenCalibration();
 
 const MONITORING = /* GraphQL */ `
   query Monitoring($from: LocalDate, $to: LocalDate) {
@@ -87,10 +76,9 @@ const countMonitoringAudits = async (api) => (await api.db.sql.query("SELECT cou
 test('suggestion monitoring for admins against the real API, in headless Chromium', { timeout: 420_000 }, async (t) => {
   const browser = await launchChromium(t);
   if (!browser) return;
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-monitoring-'));
-  t.after(() => fs.rm(dir, { recursive: true, force: true }));
-  await fs.writeFile(path.join(dir, 'reuse.json'), JSON.stringify(CALIBRATION));
-  const api = await startApi('pglite', { cohort: 'test-clinic', env: { REUSE_CALIBRATION_PATH: path.join(dir, 'reuse.json') } });
+  const written = await writeCalibrationFile(CALIBRATION);
+  t.after(written.remove);
+  const api = await startApi('pglite', { cohort: 'test-clinic', env: { REUSE_CALIBRATION_PATH: written.file } });
   t.after(() => api.close());
   const web = await startWebServer(t, { apiUrl: api.url });
   const { userOf } = await fetchDemoUsers(api);
