@@ -61,6 +61,32 @@ for (const backend of BACKENDS) {
       assert.deepEqual(await countRows(api.db), before, 'searching by upload stores nothing');
     });
 
+    test('search by a stored case: its attention map and the hits\' are the stored ones, and the hits\' cost no statement when not asked for', async () => {
+      const stored = new Map((await api.db.sql.query('SELECT image_id::text AS id, attention_width * attention_height AS cells FROM image_embedding WHERE model_version = $1 AND attention_map IS NOT NULL', [api.embedder.metadata.modelVersion])).map((row) => [row.id, Number(row.cells)]));
+      const WITH_MAPS = 'query M($input: SimilarCasesInput!) { similarCases(input: $input) { queryAttention { width height values } hits { case { id } attention { width height values } } } }';
+      const WITHOUT_MAPS = 'query N($input: SimilarCasesInput!) { similarCases(input: $input) { queryAttention { width height values } hits { case { id } } } }';
+      const input = { imageId: embeddedCaseIds[3], k: 5, excludeSamePatient: false };
+      const run = async (document) => {
+        const before = api.db.statementCount();
+        const { body } = await api.graphql(document, { input });
+        assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+        return { result: body.data.similarCases, statements: api.db.statementCount() - before };
+      };
+      await run(WITH_MAPS); // warm-up: first-use queries
+      const withMaps = await run(WITH_MAPS);
+      const withoutMaps = await run(WITHOUT_MAPS);
+      // The query photograph's map comes with the check that it is embedded, asked for or not.
+      for (const { result } of [withMaps, withoutMaps]) assert.equal(result.queryAttention.values.length, stored.get(embeddedCaseIds[3]));
+      assert.equal(withMaps.result.hits.length, 5);
+      for (const hit of withMaps.result.hits) {
+        assert.ok(stored.get(hit.case.id) > 0, `hit ${hit.case.id} has a stored map`);
+        assert.equal(hit.attention.values.length, stored.get(hit.case.id));
+        assert.equal(hit.attention.values.length, hit.attention.width * hit.attention.height);
+      }
+      assert.deepEqual(withoutMaps.result.hits.map((hit) => hit.case.id), withMaps.result.hits.map((hit) => hit.case.id));
+      assert.equal(withoutMaps.statements, withMaps.statements - 1, `with the hits' maps ${withMaps.statements} statements, without ${withoutMaps.statements}`);
+    });
+
     test('the same token serves a second search with filters', async () => {
       const accepted = await upload(api, photographs[2]);
       const { body } = await api.graphql(SEARCH, { input: { uploadToken: accepted.body.uploadToken, k: 3, filters: { eye: 'LEFT' } } });

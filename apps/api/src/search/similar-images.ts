@@ -363,10 +363,16 @@ export async function findNewestModelVersion(prisma: PrismaClient): Promise<stri
   return rows[0]?.model_version ?? null;
 }
 
-export async function hasEmbedding(prisma: PrismaClient, imageId: string, modelVersion: string): Promise<boolean> {
-  const rows = await prisma.$queryRaw<{ found: boolean }[]>`
-    SELECT EXISTS (SELECT 1 FROM image_embedding WHERE image_id = ${imageId}::uuid AND model_version = ${modelVersion}) AS found`;
-  return rows[0]?.found === true;
+/**
+ * A stored photograph's embedding of this version, as far as a search by it needs to know in one statement:
+ * null when there is none; else its attention map (null for a model without one).
+ */
+export async function findStoredEmbedding(prisma: PrismaClient, imageId: string, modelVersion: string): Promise<{ attention: AttentionMap | null } | null> {
+  const rows = await prisma.$queryRaw<{ attention_map: Uint8Array | null; attention_width: number | null; attention_height: number | null }[]>`
+    SELECT attention_map, attention_width, attention_height FROM image_embedding WHERE image_id = ${imageId}::uuid AND model_version = ${modelVersion}`;
+  const row = rows[0];
+  if (!row) return null;
+  return { attention: row.attention_map && row.attention_width && row.attention_height ? decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height) : null };
 }
 
 export type AttentionMap = { width: number; height: number; values: Float32Array };

@@ -39,6 +39,7 @@ export class SimilarCaseResolver {
           voteDepth: selectsField(info, 'suggestion') ? voteDepthFor(context.reuseCalibration) : 0,
           region: input.region ?? null,
           embedder: context.embedder,
+          hitAttention: selectsField(info, 'hits', 'attention'),
         }));
         return recordSearch({ prisma: context.db.prisma, viewer: context.viewer, result: found, k: input.k, excludeSamePatient: input.excludeSamePatient });
       },

@@ -1,7 +1,7 @@
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { findAttentionMaps, findNewestModelVersion, hasAnyEmbedding, hasEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
+import { findAttentionMaps, findNewestModelVersion, findStoredEmbedding, hasAnyEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
@@ -99,6 +99,7 @@ export async function findSimilarCases({
   voteDepth = 0,
   region,
   embedder,
+  hitAttention = true,
 }: {
   prisma: PrismaClient;
   uploads: OwnUploads;
@@ -116,6 +117,8 @@ export async function findSimilarCases({
   region?: Region | null;
   /** Needed for a region: the feature map comes from the loaded model. */
   embedder?: Embedder | null;
+  /** Load the hits' attention maps (false when nobody asked for them: each hit's is then null). */
+  hitAttention?: boolean;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
@@ -137,11 +140,12 @@ export async function findSimilarCases({
     const queryImageId = requireUuid(imageId, 'imageId');
     query = (await loadCases(prisma, [queryImageId])).get(queryImageId) ?? null;
     if (!query) throw notFound(`No case with id ${queryImageId}`, { field: 'imageId' });
-    if (!modelVersion || !(await hasEmbedding(prisma, queryImageId, modelVersion))) {
+    const stored = modelVersion ? await findStoredEmbedding(prisma, queryImageId, modelVersion) : null;
+    if (!modelVersion || !stored) {
       throw new AppError('EMBEDDING_UNAVAILABLE', `Case ${queryImageId} has no embedding for model version ${modelVersion ?? '(none)'} yet; run \`npm run reembed\``, { field: 'imageId' });
     }
     version = modelVersion;
-    queryAttention = (await findAttentionMaps(prisma, [queryImageId], version)).get(queryImageId) ?? null;
+    queryAttention = stored.attention;
     searchQuery = { imageId: queryImageId };
     wholeQuery = searchQuery;
     queryContentHash = query.image.contentHash;
@@ -198,7 +202,7 @@ export async function findSimilarCases({
     hits = await searchSimilarImages(prisma, search);
   }
   const hitIds = hits.map((hit) => hit.imageId);
-  const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), findAttentionMaps(prisma, hitIds, version)]);
+  const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), hitAttention ? findAttentionMaps(prisma, hitIds, version) : new Map<string, AttentionMap>()]);
   return {
     query,
     queryAttention,
