@@ -11,11 +11,13 @@ import json
 import os
 import sys
 import time
+from typing import List, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from fundus_cbr.checkpoint import load_checkpoint, read_checkpoint_extra  # noqa: E402
 from fundus_cbr.config import TrainConfig  # noqa: E402
@@ -35,7 +37,10 @@ from fundus_cbr.evaluation import evaluate_models, per_grade_markdown, results_t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache", required=True)
+    parser.add_argument("--cache", required=True, action="append",
+                        help="cache dir (npm run build-cache); repeat it with caches of other sizes: a model whose "
+                             "input size has a cache of its own reads that one (the product's preprocessing at that "
+                             "size), else the first cache resized")
     parser.add_argument("--data", default=None, help="shared data dir (for lesions/boxes.csv); lesions skipped without it")
     parser.add_argument("--model", action="append", required=True, help="name=checkpoint.pt, repeatable")
     parser.add_argument("--reference", default=None, help="model name that paired differences are computed against")
@@ -58,6 +63,8 @@ def main() -> None:
         models[name] = load_checkpoint(path)
         extra = read_checkpoint_extra(path)
         selection[name] = {"checkpoint": path, "selected_step": extra.get("step"), "validation": extra.get("validation")}
+    caches = args.cache
+    args.cache = caches[0]
     size = next(iter(models.values())).config.input_size
     test = load_split(args.cache, "test", GRADED_SETS, config.test_fraction, config.validation_fraction, size)
     train_grades = np.asarray([r.grade for r in read_cache_index(args.cache) if r.source_set in GRADED_SETS
@@ -78,8 +85,12 @@ def main() -> None:
                  for split in ("train", "validation")]
         case_base = LoadedSplit(parts[0].records + parts[1].records, torch.cat([p.images for p in parts]),
                                 np.concatenate([p.grades for p in parts]), np.concatenate([p.patients for p in parts]))
+    images_by_model = {}
+    for name, model in models.items():
+        if model.config.input_size != size:
+            images_by_model[name] = images_at_size(caches, model.config.input_size, test, case_base, lesion_records)
     results = evaluate_models(models, test, lesion_records, lesion_images, boxes, majority, args.reference, args.bootstrap,
-                              log=lambda line: print(line, flush=True), case_base=case_base)
+                              log=lambda line: print(line, flush=True), case_base=case_base, images_by_model=images_by_model)
     results["selection"] = selection
     results["lesion_split"] = args.lesion_split
     results["majority_grade"] = majority

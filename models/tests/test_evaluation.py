@@ -149,3 +149,35 @@ def test_each_source_is_its_own_group_and_searches_the_same_whole_case_base():
     # A slice of the whole search is scored exactly as that source's queries alone would be: same per-query P@10.
     assert groups[case_base_group("srahim")]["a"]["summary"] == groups[CASE_BASE_GROUP]["a"]["summary"]
     assert {"aptos", "mexico", case_base_group("aptos")} <= set(results["paired_differences"]["a - b"])
+
+
+def test_a_model_of_another_input_size_is_scored_on_its_own_images_of_the_same_photographs():
+    import torch
+
+    from fundus_cbr.config import ModelConfig
+    from fundus_cbr.data import LoadedSplit, make_synthetic_fundus
+    from fundus_cbr.evaluation import CASE_BASE_GROUP, evaluate_models
+    from fundus_cbr.model import FundusEmbedder
+
+    images, grades = make_synthetic_fundus(30, 32, seed=0)
+    records = [CacheRecord(f"{i}.png", "srahim", f"{i}.jpg", f"p{i // 2}", "L", int(grades[i]), 32, 32, 0, 0, 32)
+               for i in range(30)]
+    patients = np.array([r.patient_id for r in records])
+    test = LoadedSplit(records[:10], images[:10], grades[:10], patients[:10])
+    case_base = LoadedSplit(records[10:], images[10:], grades[10:], patients[10:])
+    large = torch.nn.functional.interpolate(images.float(), size=48, mode="bilinear", align_corners=False).round().to(torch.uint8)
+    torch.manual_seed(0)
+    small_model = FundusEmbedder(ModelConfig(input_size=32, attention="mirror"))
+    large_model = FundusEmbedder(ModelConfig(input_size=48, attention="mirror"))
+    large_model.load_state_dict(small_model.state_dict())
+    own = {"large": (large[:10], large[10:], None)}
+    results = evaluate_models({"small": small_model, "large": large_model}, test, [], None, {}, 0, "small", bootstrap=10,
+                              log=lambda line: None, case_base=case_base, images_by_model=own)
+    assert results["groups"][CASE_BASE_GROUP]["large"]["queries"] == 10
+    # Same weights, other pixels: the 48-px model saw the 48-px images, not the 32-px ones it was not built for.
+    seen = []
+    original = large_model.forward
+    large_model.forward = lambda batch, *args, **kwargs: (seen.append(batch.shape[-1]), original(batch, *args, **kwargs))[1]
+    evaluate_models({"small": small_model, "large": large_model}, test, [], None, {}, 0, None, bootstrap=0,
+                    log=lambda line: None, case_base=case_base, images_by_model=own)
+    assert seen and set(seen) == {48}

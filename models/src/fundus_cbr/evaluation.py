@@ -175,10 +175,13 @@ def evaluate_models(
     seed: int = 0,
     log=print,
     case_base=None,
+    images_by_model: Optional[Dict[str, tuple]] = None,
 ) -> Dict[str, object]:
     """Held-out test patients: every group's retrieval figures with patient-bootstrap intervals for every model,
     trivial baselines, paired differences against `reference`, and lesion mass ratios. With `case_base` (a
-    LoadedSplit of the other patients' photographs as taken), also CASE_BASE_GROUP."""
+    LoadedSplit of the other patients' photographs as taken), also CASE_BASE_GROUP. `images_by_model` gives a
+    model its own (test, case base, lesion) images, the same photographs in the same order at its input size;
+    models not in it take the splits' own images."""
     results: Dict[str, object] = {"groups": {}, "lesions": {}, "paired_differences": {}}
     group_members = {
         name: np.flatnonzero(np.isin([r.source_set for r in test_split.records], sets)) for name, sets in TEST_GROUPS.items()
@@ -198,10 +201,12 @@ def evaluate_models(
         if set(test_split.patients[case_queries]) & set(case_base.patients):
             raise ValueError("the case base must not hold test patients: they are already in the gallery")
     for model_name, model in models.items():
-        embeddings, _ = embed_images(model, test_split.images)
+        test_images, case_images, model_lesion_images = (images_by_model or {}).get(
+            model_name, (test_split.images, case_base.images if case_base is not None else None, lesion_images))
+        embeddings, _ = embed_images(model, test_images)
         per_query_by_model[model_name] = {}
         if case_base is not None and len(case_queries):
-            case_embeddings, _ = embed_images(model, case_base.images)
+            case_embeddings, _ = embed_images(model, case_images)
             grades, patients = test_split.grades[case_queries], test_split.patients[case_queries]
             per_query = retrieval_against(embeddings[case_queries], grades, patients,
                                           np.concatenate([embeddings[case_queries], case_embeddings]),
@@ -222,7 +227,7 @@ def evaluate_models(
             results["groups"].setdefault(group, {})[model_name] = score_per_query(per_query, grades, patients, bootstrap, seed)
         log(f"{model_name}: as-taken macro P@10 {results['groups']['as_taken'][model_name]['summary']['macro_p@10']:.3f}")
         if lesion_images is not None and len(lesion_records):
-            _, heat_maps = embed_images(model, lesion_images)
+            _, heat_maps = embed_images(model, model_lesion_images)
             ratios = lesion_ratios(heat_maps, lesion_records, lesion_boxes, model.config.input_size)
             mean, interval = bootstrap_mean(ratios, bootstrap, seed)
             results["lesions"][model_name] = {
