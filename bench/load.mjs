@@ -4,7 +4,7 @@
 // (HTTP status >= 400, GraphQL errors, socket errors and timeouts: must be none), throughput, p50/p95/p99 of each
 // HTTP request; and the API process's resident memory (idle, peak, end). The load generator is autocannon.
 //
-//   npm run build && npm run bench:load [-- --duration 120] [--connections 32] [--backends postgres,pglite,postgres+pool32,postgres+production]
+//   npm run build && npm run bench:load [-- --duration 120] [--connections 32] [--backends postgres,pglite,postgres+pool32,postgres+production,postgres+production+apis2]
 //        [--mix 20,8,4] [--model models/fundus-cbr.onnx] [--json out.json] [--profile DIR]
 //
 // PostgreSQL: a scratch copy of DATABASE_URL's (else TEST_DATABASE_URL's) database (bench/scratch-database.mjs);
@@ -84,6 +84,12 @@ function errorOf(status, body) {
  * n-th response of a connection belongs to step n mod steps (pipelining 1 keeps them in order).
  */
 function runOperation({ baseUrl, tally, clients, requests, onStart }) {
+  if (Array.isArray(baseUrl)) {
+    // One autocannon instance per API process, the clients split between them; one tally, results summed.
+    const shares = baseUrl.map((_, index) => Math.floor(clients / baseUrl.length) + (index < clients % baseUrl.length ? 1 : 0));
+    return Promise.all(baseUrl.map((url, index) => runOperation({ baseUrl: url, tally, clients: shares[index], requests, onStart })))
+      .then((results) => (results.every((result) => result === null) ? null : { timeouts: results.reduce((total, result) => total + (result?.timeouts ?? 0), 0) }));
+  }
   if (clients === 0) return Promise.resolve(null);
   const position = new WeakMap();
   const instance = autocannon({
@@ -185,13 +191,19 @@ async function sampleDatabase(url) {
 async function runBackend(variant) {
   const [kind, ...tweaks] = variant.split('+');
   const variantEnv = {};
+  let apiProcesses = 1;
   for (const tweak of tweaks) {
     const pool = /^pool(\d+)$/.exec(tweak);
+    const apis = /^apis(\d+)$/.exec(tweak);
     if (pool) variantEnv.DATABASE_POOL_SIZE = pool[1];
+    // Stateless API replicas on one database (upload tokens and rate limits live in it): each operation's clients
+    // are split between the processes, as a load balancer would.
+    else if (apis) apiProcesses = Number(apis[1]);
     // graphql-js checks every failed instanceof for a second copy of itself unless NODE_ENV is production.
     else if (tweak === 'production') variantEnv.NODE_ENV = 'production';
-    else throw new Error(`unknown variant ${tweak} (known: poolN, production)`);
+    else throw new Error(`unknown variant ${tweak} (known: poolN, production, apisN)`);
   }
+  if (apiProcesses > 1 && kind !== 'postgres') throw new Error('several API processes need PostgreSQL: the embedded database is one process\'s');
   if (kind === 'postgres') {
     const url = process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL;
     if (!url) return { database: kind, skipped: 'set DATABASE_URL (or TEST_DATABASE_URL) to a PostgreSQL with pgvector' };
@@ -202,16 +214,19 @@ async function runBackend(variant) {
   const scratch = await createScratchEnvironment();
   const env = Object.fromEntries(Object.entries(scratch.env).filter(([, value]) => value !== undefined));
   const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fundus-load-keys-'));
-  let server;
+  const servers = [];
   try {
     const seeded = await seed(scratch.env);
     const output = [];
-    server = await startApiProcess({
-      env: { ...env, MODEL_PATH: modelPath, AUTH_LOCAL_KEY_DIR: keyDir, RATE_LIMIT_PER_MINUTE: '10000000', LOG_LEVEL: 'warn', ...extraEnv, ...variantEnv },
-      output,
-      timeoutMs: 300_000,
-      nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [],
-    });
+    for (let index = 0; index < apiProcesses; index += 1) {
+      servers.push(await startApiProcess({
+        env: { ...env, MODEL_PATH: modelPath, AUTH_LOCAL_KEY_DIR: keyDir, RATE_LIMIT_PER_MINUTE: '10000000', LOG_LEVEL: 'warn', ...extraEnv, ...variantEnv },
+        output,
+        timeoutMs: 300_000,
+        nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`] : [],
+      }));
+    }
+    const server = servers[0];
     const authorization = `Bearer ${await server.tokenFor('demo-clinician')}`;
     const json = { 'content-type': 'application/json', authorization };
     const photographs = await Promise.all([0, 1, 2, 3].map(syntheticJpeg));
@@ -222,8 +237,9 @@ async function runBackend(variant) {
     const runId = Date.now().toString(36);
     let ingestSerial = 0;
 
-    // Warm-up: a few of each, outside the figures.
-    for (let index = 0; index < 5; index += 1) {
+    // Warm-up: a few of each on every process, outside the figures.
+    for (let index = 0; index < 5 * servers.length; index += 1) {
+      const server = servers[index % servers.length];
       const response = await fetch(server.url, { method: 'POST', headers: json, body: JSON.stringify({ query: SEARCH_BY_CASE, variables: { input: { imageId: caseIds[index], k: 10, filters: { drGrades: [index % 5] } } } }) });
       const body = await response.json();
       if (body.errors) throw new Error(`warm-up search failed: ${JSON.stringify(body.errors).slice(0, 300)}`);
@@ -241,18 +257,21 @@ async function runBackend(variant) {
       if (error) recordError(tally, `${step}: ${error}`);
       return error;
     };
-    const idleRss = rssMiB(server.pid);
-    const cpuBefore = cpuSeconds(server.pid);
+    const sum = (values) => (values.some((value) => value === null) ? null : values.reduce((total, value) => total + value, 0));
+    const rssOfApis = () => sum(servers.map((one) => rssMiB(one.pid)));
+    const cpuOfApis = () => sum(servers.map((one) => cpuSeconds(one.pid)));
+    const idleRss = rssOfApis();
+    const cpuBefore = cpuOfApis();
     const stopSampling = kind === 'postgres' ? await sampleDatabase(env.DATABASE_URL) : null;
     const rss = [];
     const sampler = setInterval(() => {
-      const value = rssMiB(server.pid);
+      const value = rssOfApis();
       if (value !== null) rss.push(value);
     }, 500);
     const started = Date.now();
     const results = await Promise.all([
       runOperation({
-        baseUrl: server.baseUrl,
+        baseUrl: servers.map((one) => one.baseUrl),
         tally: tallies.searchByCase,
         clients: mix.searchByCase,
         requests: [{
@@ -262,7 +281,7 @@ async function runBackend(variant) {
         }],
       }),
       runOperation({
-        baseUrl: server.baseUrl,
+        baseUrl: servers.map((one) => one.baseUrl),
         tally: tallies.searchByPhotograph,
         clients: mix.searchByPhotograph,
         requests: [
@@ -281,7 +300,7 @@ async function runBackend(variant) {
         ],
       }),
       runOperation({
-        baseUrl: server.baseUrl,
+        baseUrl: servers.map((one) => one.baseUrl),
         tally: tallies.ingest,
         clients: mix.ingest,
         requests: [
@@ -311,16 +330,15 @@ async function runBackend(variant) {
     ]);
     const elapsed = (Date.now() - started) / 1000;
     clearInterval(sampler);
-    const endRss = rssMiB(server.pid);
-    const apiCpuSeconds = cpuSeconds(server.pid) - cpuBefore;
+    const endRss = rssOfApis();
+    const apiCpuSeconds = cpuOfApis() - cpuBefore;
     const databaseBackends = stopSampling ? await stopSampling() : null;
     for (const [key, result] of Object.entries({ searchByCase: results[0], searchByPhotograph: results[1], ingest: results[2] })) {
       if (!result) continue;
       // autocannon's own counts: timeouts and non-2xx, besides what onResponse saw in the bodies.
       if (result.timeouts) recordError(tallies[key], `${result.timeouts} timeouts`);
     }
-    await server.stop();
-    server = null;
+    for (const one of servers.splice(0)) await one.stop();
     const stored = await countIngested(scratch.env);
     const operations = Object.entries(tallies).filter(([key]) => mix[key] > 0).map(([key, tally]) => ({
       operation: tally.name,
@@ -337,18 +355,20 @@ async function runBackend(variant) {
     const requests = Object.values(tallies).reduce((sum, tally) => sum + Object.values(tally.latencies).reduce((n, values) => n + values.length, 0), 0);
     return {
       database: variant,
+      apiProcesses,
       cases: caseIds.length,
       seedSeconds: Number(seeded.seconds.toFixed(1)),
       seconds: Number(elapsed.toFixed(1)),
       operations,
       ingest: { acknowledged: tallies.ingest.acknowledged, stored, lost: tallies.ingest.acknowledged - Math.min(stored, tallies.ingest.acknowledged) },
+      // Summed over the API processes (utilisation: cores' worth).
       apiCpu: { seconds: Number(apiCpuSeconds.toFixed(1)), msPerRequest: Number(((apiCpuSeconds * 1000) / Math.max(requests, 1)).toFixed(1)), utilisation: Number((apiCpuSeconds / elapsed).toFixed(2)) },
       databaseBackends,
       apiRssMiB: { idle: idleRss && Math.round(idleRss), peak: rss.length ? Math.round(Math.max(...rss)) : null, end: endRss && Math.round(endRss) },
       apiWarnings: output.filter((line) => /"level":(40|50|60)/.test(line)).slice(0, 5),
     };
   } finally {
-    if (server) await server.stop();
+    for (const one of servers) await one.stop();
     await scratch.drop();
     fs.rmSync(keyDir, { recursive: true, force: true });
   }
