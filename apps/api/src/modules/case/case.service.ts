@@ -1,14 +1,14 @@
-// Loading cases: a fixed number of queries for any number of cases (never one query per case), so a search
-// with k = 100 costs what k = 1 costs: the images, then at once the diagnoses, treatments and photographs (with
-// gradings) of all their patients, split per case in memory.
+// Loading cases: a fixed number of statements for any number of cases (never one query per case), so a search
+// with k = 100 costs what k = 1 costs: the photographs, and at once the gradings, diagnoses, treatments, HbA1c
+// readings and links of all their patients, split per case in memory (loadCases).
 //
 // A case is the photograph at its visit: its diagnoses and treatments are those dated on or before the visit date
 // (what was known then). Everything dated later, and the gradings of later photographs of the same eye, is its
 // followUp, so a search hit never shows a grade-0 photograph beside the PDR it developed years later as if the
 // two were seen together.
 import { notFound } from '../../errors.js';
-import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
-import type { Laterality } from '../../generated/prisma/enums.js';
+import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import type { AntiVegfAgent, DiabetesType, GradeSource, ImageQuality, Laterality, Sex, TreatmentType } from '../../generated/prisma/enums.js';
 import { checkPageSize, decodeCursor, toPage, type Page } from '../common/pagination.js';
 import { UNDATED_VISIT_DATE } from '../common/clinical-dates.js';
 import { ICDR_GRADE_NAMES } from '../common/enums.js';
@@ -20,20 +20,7 @@ const toDate = (value: Date) => value.toISOString().slice(0, 10);
 /** The patient rows include that every patient view needs (dataset, HbA1c history, external links). */
 export const patientInclude = { dataset: true, hba1cReadings: { orderBy: { measuredOn: 'asc' } }, externalLinks: true } satisfies Prisma.PatientInclude;
 
-const caseInclude = {
-  visit: true,
-  gradings: { orderBy: [{ gradedOn: 'asc' }, { createdAt: 'asc' }] },
-  externalLinks: true,
-  patient: { include: patientInclude },
-} satisfies Prisma.FundusImageInclude;
-
-type LoadedImage = Awaited<ReturnType<typeof findImages>>[number];
-
-function findImages(prisma: PrismaClient, imageIds: string[]) {
-  return prisma.fundusImage.findMany({ where: { id: { in: imageIds } }, include: caseInclude });
-}
-
-export function toPatient(patient: LoadedImage['patient']): Patient {
+export function toPatient(patient: Prisma.PatientGetPayload<{ include: typeof patientInclude }>): Patient {
   return {
     id: patient.id,
     mrn: patient.mrn,
@@ -49,21 +36,6 @@ export function toPatient(patient: LoadedImage['patient']): Patient {
   };
 }
 
-function toGrading(grading: LoadedImage['gradings'][number]): Grading {
-  return {
-    id: grading.id,
-    drGrade: grading.drGrade,
-    drGradeName: ICDR_GRADE_NAMES[grading.drGrade] ?? 'Unknown',
-    maculopathy: grading.maculopathy,
-    macularEdemaRisk: grading.macularEdemaRisk,
-    source: grading.source,
-    grader: grading.grader,
-    originalScale: grading.originalScale,
-    originalValue: grading.originalValue,
-    date: toDate(grading.gradedOn),
-  };
-}
-
 /** The reference grading: the latest grading that a person or a dataset made (model suggestions never count). */
 export function pickReferenceGrading<T extends { source: string }>(gradingsOldestFirst: T[]): T | null {
   for (let index = gradingsOldestFirst.length - 1; index >= 0; index -= 1) {
@@ -75,85 +47,158 @@ export function pickReferenceGrading<T extends { source: string }>(gradingsOldes
 
 const appliesToEye = (laterality: Laterality, eye: 'LEFT' | 'RIGHT') => laterality === eye || laterality === 'BOTH' || laterality === 'UNSPECIFIED';
 
-type PatientPhotograph = Awaited<ReturnType<typeof findPatientPhotographs>>[number];
-
-/** Every photograph of these patients with its visit date and gradings: the source of later gradings. */
-function findPatientPhotographs(prisma: PrismaClient, patientIds: string[]) {
-  return prisma.fundusImage.findMany({
-    where: { patientId: { in: patientIds } },
-    select: { id: true, patientId: true, eye: true, visit: { select: { visitDate: true } }, gradings: { orderBy: [{ gradedOn: 'asc' }, { createdAt: 'asc' }] } },
-  });
-}
-
-function groupByPatient<T extends { patientId: string }>(rows: T[]): Map<string, T[]> {
-  const groups = new Map<string, T[]>();
-  for (const row of rows) {
-    const group = groups.get(row.patientId);
-    if (group) group.push(row);
-    else groups.set(row.patientId, [row]);
-  }
-  return groups;
-}
+type LaterGradingSource = { imageId: string; eye: string; visitDate: string; gradings: Grading[] };
 
 /** The gradings of the patient's photographs of `eye` taken after `visitDate`, by visit date, oldest first. */
-function findLaterGradings(photographs: PatientPhotograph[], eye: 'LEFT' | 'RIGHT', visitDate: string): FollowUpGrading[] {
+function findLaterGradings(photographs: LaterGradingSource[], eye: 'LEFT' | 'RIGHT', visitDate: string): FollowUpGrading[] {
   return photographs
-    .filter((photograph) => photograph.eye === eye && toDate(photograph.visit.visitDate) > visitDate)
-    .sort((a, b) => a.visit.visitDate.getTime() - b.visit.visitDate.getTime() || a.id.localeCompare(b.id))
+    .filter((photograph) => photograph.eye === eye && photograph.visitDate > visitDate)
+    .sort((a, b) => (a.visitDate < b.visitDate ? -1 : a.visitDate > b.visitDate ? 1 : a.imageId.localeCompare(b.imageId)))
     .flatMap((photograph) =>
       photograph.gradings.map((grading) => ({
-        imageId: photograph.id,
-        visitDate: toDate(photograph.visit.visitDate),
-        date: toDate(grading.gradedOn),
+        imageId: photograph.imageId,
+        visitDate: photograph.visitDate,
+        date: grading.date,
         drGrade: grading.drGrade,
-        drGradeName: ICDR_GRADE_NAMES[grading.drGrade] ?? 'Unknown',
+        drGradeName: grading.drGradeName,
         maculopathy: grading.maculopathy,
         source: grading.source,
       })),
     );
 }
 
-/** Loads cases by photograph id; ids without a photograph are absent from the map. */
+function groupBy<T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const row of rows) {
+    const group = groups.get(key(row));
+    if (group) group.push(row);
+    else groups.set(key(row), [row]);
+  }
+  return groups;
+}
+
+type CaseRow = {
+  id: string; eye: 'LEFT' | 'RIGHT'; width: number; height: number; quality: ImageQuality; content_hash: string;
+  patient_id: string; visit_id: string; visit_date: string;
+  mrn: string; mrn_system: string; birth_year: number | null; sex: Sex; diabetes_type: DiabetesType; diabetes_diagnosis_year: number | null;
+  dataset_name: string; is_synthetic: boolean;
+};
+type PhotographGradingRow = {
+  image_id: string; patient_id: string; eye: string; visit_date: string;
+  grading_id: string | null; dr_grade: number | null; maculopathy: boolean | null; macular_edema_risk: number | null; source: GradeSource | null;
+  grader: string | null; original_scale: string | null; original_value: string | null; graded_on: string | null;
+};
+type DiagnosisRow = { id: string; patient_id: string; icd10_code: string; text: string; eye: Laterality; diagnosed_on: string };
+type TreatmentRow = { id: string; patient_id: string; type: TreatmentType; agent: AntiVegfAgent | null; eye: Laterality; performed_on: string; notes: string | null };
+type Hba1cRow = { patient_id: string; measured_on: string; percent: number };
+type LinkRow = { patient_id: string; system: string; identifier: string };
+
+const isoDate = (column: Prisma.Sql) => Prisma.sql`to_char(${column}, 'YYYY-MM-DD')`;
+
+/**
+ * Loads cases by photograph id; ids without a photograph are absent from the map. Six statements for any number
+ * of cases, sent at once (each names the cases' patients by a subquery, so none waits for another): the
+ * photographs with visit, patient and dataset; every photograph of those patients with its gradings (the cases'
+ * own and their follow-up); the patients' diagnoses, treatments, HbA1c readings and external links. Written in
+ * SQL because the search path loads two pages of cases a request: as Prisma includes they were 13 statements a
+ * load and most of the API's CPU per search (bench/README.md, "Statements per search by case").
+ */
 export async function loadCases(prisma: PrismaClient, imageIds: string[]): Promise<Map<string, Case>> {
-  const unique = [...new Set(imageIds)];
+  const unique = [...new Set(imageIds)].map((id) => requireUuid(id, 'id'));
   if (unique.length === 0) return new Map();
-  const images = await findImages(prisma, unique);
-  const patientIds = [...new Set(images.map((image) => image.patientId))];
-  const [diagnosisRows, treatmentRows, photographRows] = await Promise.all([
-    prisma.diagnosis.findMany({ where: { patientId: { in: patientIds } }, orderBy: [{ diagnosedOn: 'asc' }, { id: 'asc' }] }),
-    prisma.treatment.findMany({ where: { patientId: { in: patientIds } }, orderBy: [{ performedOn: 'asc' }, { id: 'asc' }] }),
-    findPatientPhotographs(prisma, patientIds),
+  const ids = Prisma.join(unique.map((id) => Prisma.sql`${id}::uuid`));
+  const patients = Prisma.sql`(SELECT patient_id FROM fundus_image WHERE id IN (${ids}))`;
+  const [caseRows, photographRows, diagnosisRows, treatmentRows, hba1cRows, linkRows] = await Promise.all([
+    prisma.$queryRaw<CaseRow[]>`
+      SELECT fi.id::text AS id, fi.eye::text AS eye, fi.width, fi.height, fi.quality::text AS quality, fi.content_hash,
+             fi.patient_id::text AS patient_id, v.id::text AS visit_id, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
+             p.mrn, p.mrn_system, p.birth_year, p.sex::text AS sex, p.diabetes_type::text AS diabetes_type, p.diabetes_diagnosis_year,
+             d.name AS dataset_name, d.is_synthetic
+      FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id JOIN patient p ON p.id = fi.patient_id JOIN dataset d ON d.id = p.dataset_id
+      WHERE fi.id IN (${ids})`,
+    prisma.$queryRaw<PhotographGradingRow[]>`
+      SELECT fi.id::text AS image_id, fi.patient_id::text AS patient_id, fi.eye::text AS eye, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
+             g.id::text AS grading_id, g.dr_grade, g.maculopathy, g.macular_edema_risk, g.source::text AS source, g.grader,
+             g.original_scale, g.original_value, ${isoDate(Prisma.sql`g.graded_on`)} AS graded_on
+      FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id LEFT JOIN grading g ON g.image_id = fi.id
+      WHERE fi.patient_id IN ${patients}
+      ORDER BY g.graded_on, g.created_at`,
+    prisma.$queryRaw<DiagnosisRow[]>`
+      SELECT id::text AS id, patient_id::text AS patient_id, icd10_code, text, eye::text AS eye, ${isoDate(Prisma.sql`diagnosed_on`)} AS diagnosed_on
+      FROM diagnosis WHERE patient_id IN ${patients} ORDER BY diagnosis.diagnosed_on, diagnosis.id`,
+    prisma.$queryRaw<TreatmentRow[]>`
+      SELECT id::text AS id, patient_id::text AS patient_id, type::text AS type, agent::text AS agent, eye::text AS eye,
+             ${isoDate(Prisma.sql`performed_on`)} AS performed_on, notes
+      FROM treatment WHERE patient_id IN ${patients} ORDER BY treatment.performed_on, treatment.id`,
+    prisma.$queryRaw<Hba1cRow[]>`
+      SELECT patient_id::text AS patient_id, ${isoDate(Prisma.sql`measured_on`)} AS measured_on, percent::float8 AS percent
+      FROM hba1c_reading WHERE patient_id IN ${patients} ORDER BY hba1c_reading.measured_on, hba1c_reading.id`,
+    prisma.$queryRaw<LinkRow[]>`
+      SELECT patient_id::text AS patient_id, system, identifier FROM external_link
+      WHERE patient_id IN ${patients} ORDER BY external_link.created_at, external_link.id`,
   ]);
-  const diagnosesByPatient = groupByPatient(diagnosisRows);
-  const treatmentsByPatient = groupByPatient(treatmentRows);
-  const photographsByPatient = groupByPatient(photographRows);
+  const photographs = new Map<string, LaterGradingSource & { patientId: string }>();
+  for (const row of photographRows) {
+    let photograph = photographs.get(row.image_id);
+    if (!photograph) photographs.set(row.image_id, (photograph = { imageId: row.image_id, patientId: row.patient_id, eye: row.eye, visitDate: row.visit_date, gradings: [] }));
+    if (row.grading_id === null) continue;
+    photograph.gradings.push({
+      id: row.grading_id,
+      drGrade: row.dr_grade!,
+      drGradeName: ICDR_GRADE_NAMES[row.dr_grade!] ?? 'Unknown',
+      maculopathy: row.maculopathy,
+      macularEdemaRisk: row.macular_edema_risk,
+      source: row.source!,
+      grader: row.grader,
+      originalScale: row.original_scale,
+      originalValue: row.original_value,
+      date: row.graded_on!,
+    });
+  }
+  const photographsByPatient = groupBy([...photographs.values()], (photograph) => photograph.patientId);
+  const diagnosesByPatient = groupBy(diagnosisRows, (row) => row.patient_id);
+  const treatmentsByPatient = groupBy(treatmentRows, (row) => row.patient_id);
+  const hba1cByPatient = groupBy(hba1cRows, (row) => row.patient_id);
+  const linksByPatient = groupBy(linkRows, (row) => row.patient_id);
   const cases = new Map<string, Case>();
-  for (const image of images) {
-    const gradings = image.gradings.map(toGrading);
-    const patient = toPatient(image.patient);
-    const visitDate = toDate(image.visit.visitDate);
-    const visitYear = image.visit.visitDate.getUTCFullYear();
+  for (const row of caseRows) {
+    const gradings = photographs.get(row.id)?.gradings ?? [];
+    const isSynthetic = row.is_synthetic;
+    const patient: Patient = {
+      id: row.patient_id,
+      mrn: row.mrn,
+      mrnSystem: row.mrn_system,
+      birthYear: row.birth_year,
+      sex: row.sex,
+      diabetesType: row.diabetes_type,
+      diabetesDiagnosisYear: row.diabetes_diagnosis_year,
+      dataset: { name: row.dataset_name, isSynthetic },
+      isSynthetic,
+      hba1cReadings: (hba1cByPatient.get(row.patient_id) ?? []).map((reading) => ({ date: reading.measured_on, percent: Number(reading.percent) })),
+      externalLinks: (linksByPatient.get(row.patient_id) ?? []).map(({ system, identifier }) => ({ system, identifier })),
+    };
+    const visitDate = row.visit_date;
     // ISO dates compare as strings; the visit date itself belongs to the visit.
-    const diagnoses = (diagnosesByPatient.get(image.patientId) ?? [])
-      .filter((diagnosis) => appliesToEye(diagnosis.eye, image.eye))
-      .map((diagnosis): Diagnosis => ({ id: diagnosis.id, code: diagnosis.icd10Code, text: diagnosis.text, eye: diagnosis.eye, date: toDate(diagnosis.diagnosedOn) }));
-    const treatments = (treatmentsByPatient.get(image.patientId) ?? [])
-      .filter((treatment) => appliesToEye(treatment.eye, image.eye))
-      .map((treatment): Treatment => ({ id: treatment.id, type: treatment.type, agent: treatment.agent, eye: treatment.eye, date: toDate(treatment.performedOn), notes: treatment.notes }));
-    cases.set(image.id, {
-      id: image.id,
-      isSynthetic: patient.isSynthetic,
-      image: { id: image.id, eye: image.eye, width: image.width, height: image.height, quality: image.quality, contentHash: image.contentHash },
+    const diagnoses = (diagnosesByPatient.get(row.patient_id) ?? [])
+      .filter((diagnosis) => appliesToEye(diagnosis.eye, row.eye))
+      .map((diagnosis): Diagnosis => ({ id: diagnosis.id, code: diagnosis.icd10_code, text: diagnosis.text, eye: diagnosis.eye, date: diagnosis.diagnosed_on }));
+    const treatments = (treatmentsByPatient.get(row.patient_id) ?? [])
+      .filter((treatment) => appliesToEye(treatment.eye, row.eye))
+      .map((treatment): Treatment => ({ id: treatment.id, type: treatment.type, agent: treatment.agent, eye: treatment.eye, date: treatment.performed_on, notes: treatment.notes }));
+    cases.set(row.id, {
+      id: row.id,
+      isSynthetic,
+      image: { id: row.id, eye: row.eye, width: row.width, height: row.height, quality: row.quality, contentHash: row.content_hash },
       patient,
-      visit: { id: image.visit.id, date: visitDate },
+      visit: { id: row.visit_id, date: visitDate },
       // The undated placeholder is no date to count an age from.
-      ageAtVisit: patient.birthYear === null || visitDate === UNDATED_VISIT_DATE ? null : visitYear - patient.birthYear,
+      ageAtVisit: patient.birthYear === null || visitDate === UNDATED_VISIT_DATE ? null : Number(visitDate.slice(0, 4)) - patient.birthYear,
       referenceGrading: pickReferenceGrading(gradings),
       gradings,
       diagnoses: diagnoses.filter((diagnosis) => diagnosis.date <= visitDate),
       treatments: treatments.filter((treatment) => treatment.date <= visitDate),
       followUp: {
-        gradings: findLaterGradings(photographsByPatient.get(image.patientId) ?? [], image.eye, visitDate),
+        gradings: findLaterGradings(photographsByPatient.get(row.patient_id) ?? [], row.eye, visitDate),
         diagnoses: diagnoses.filter((diagnosis) => diagnosis.date > visitDate),
         treatments: treatments.filter((treatment) => treatment.date > visitDate),
       },
