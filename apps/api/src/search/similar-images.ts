@@ -364,15 +364,19 @@ export async function findNewestModelVersion(prisma: PrismaClient): Promise<stri
 }
 
 /**
- * A stored photograph's embedding of this version, as far as a search by it needs to know in one statement:
- * null when there is none; else its attention map (null for a model without one).
+ * What a search by a stored photograph needs to know of it, in one statement: null when there is no such
+ * photograph; else its patient and content hash, whether it has an embedding of this version (none when the
+ * version is null) and, if so, its attention map (null for a model without one).
  */
-export async function findStoredEmbedding(prisma: PrismaClient, imageId: string, modelVersion: string): Promise<{ attention: AttentionMap | null } | null> {
-  const rows = await prisma.$queryRaw<{ attention_map: Uint8Array | null; attention_width: number | null; attention_height: number | null }[]>`
-    SELECT attention_map, attention_width, attention_height FROM image_embedding WHERE image_id = ${imageId}::uuid AND model_version = ${modelVersion}`;
+export async function findStoredPhotograph(prisma: PrismaClient, imageId: string, modelVersion: string | null): Promise<{ patientId: string; contentHash: string; embedded: boolean; attention: AttentionMap | null } | null> {
+  const rows = await prisma.$queryRaw<{ patient_id: string; content_hash: string; embedded: boolean; attention_map: Uint8Array | null; attention_width: number | null; attention_height: number | null }[]>`
+    SELECT fi.patient_id::text AS patient_id, fi.content_hash, e.image_id IS NOT NULL AS embedded, e.attention_map, e.attention_width, e.attention_height
+    FROM fundus_image fi LEFT JOIN image_embedding e ON e.image_id = fi.id AND e.model_version = ${modelVersion}
+    WHERE fi.id = ${imageId}::uuid`;
   const row = rows[0];
   if (!row) return null;
-  return { attention: row.attention_map && row.attention_width && row.attention_height ? decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height) : null };
+  const attention = row.attention_map && row.attention_width && row.attention_height ? decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height) : null;
+  return { patientId: row.patient_id, contentHash: row.content_hash, embedded: row.embedded, attention };
 }
 
 export type AttentionMap = { width: number; height: number; values: Float32Array };

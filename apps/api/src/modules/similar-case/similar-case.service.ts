@@ -1,7 +1,7 @@
 import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
-import { findAttentionMaps, findNewestModelVersion, findStoredEmbedding, hasAnyEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
+import { findAttentionMaps, findNewestModelVersion, findStoredPhotograph, hasAnyEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
 import { loadCases } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
@@ -129,7 +129,8 @@ export async function findSimilarCases({
   let queryContentHash: string;
   let uploadVector: Float32Array | null = null;
 
-  let query: Case | null = null;
+  // The stored photograph searched by (or whose bytes an upload repeats): its id and patient now, its case with the hits'.
+  let queryPhotograph: { id: string; patientId: string } | null = null;
   let version: string;
   let queryAttention: AttentionMap | null = null;
   let searchQuery: Parameters<typeof searchSimilarImages>[1]['query'];
@@ -138,17 +139,17 @@ export async function findSimilarCases({
   let wholeQuery: Parameters<typeof searchSimilarImages>[1]['query'];
   if (imageId) {
     const queryImageId = requireUuid(imageId, 'imageId');
-    query = (await loadCases(prisma, [queryImageId])).get(queryImageId) ?? null;
-    if (!query) throw notFound(`No case with id ${queryImageId}`, { field: 'imageId' });
-    const stored = modelVersion ? await findStoredEmbedding(prisma, queryImageId, modelVersion) : null;
-    if (!modelVersion || !stored) {
+    const stored = await findStoredPhotograph(prisma, queryImageId, modelVersion);
+    if (!stored) throw notFound(`No case with id ${queryImageId}`, { field: 'imageId' });
+    queryPhotograph = { id: queryImageId, patientId: stored.patientId };
+    if (!modelVersion || !stored.embedded) {
       throw new AppError('EMBEDDING_UNAVAILABLE', `Case ${queryImageId} has no embedding for model version ${modelVersion ?? '(none)'} yet; run \`npm run reembed\``, { field: 'imageId' });
     }
     version = modelVersion;
     queryAttention = stored.attention;
     searchQuery = { imageId: queryImageId };
     wholeQuery = searchQuery;
-    queryContentHash = query.image.contentHash;
+    queryContentHash = stored.contentHash;
     if (regionModel && searchRegion) {
       if (regionModel.metadata.modelVersion !== version) {
         throw new AppError('EMBEDDING_UNAVAILABLE', `Search by region needs the loaded model ${regionModel.metadata.modelVersion}, but searches use ${version}`, { field: 'region' });
@@ -179,14 +180,14 @@ export async function findSimilarCases({
     }
     // The same bytes stored already (saved earlier): that case is the query, as if searched by its id, so the
     // clinician is told the photograph is on file (it is never its own hit).
-    const stored = await prisma.fundusImage.findUnique({ where: { contentHash: upload.contentHash }, select: { id: true } });
-    if (stored) query = (await loadCases(prisma, [stored.id])).get(stored.id) ?? null;
+    const stored = await prisma.fundusImage.findUnique({ where: { contentHash: upload.contentHash }, select: { id: true, patientId: true } });
+    if (stored) queryPhotograph = stored;
   }
 
-  const excludePatientId = excludeSamePatient && query ? query.patient.id : null;
+  const excludePatientId = excludeSamePatient && queryPhotograph ? queryPhotograph.patientId : null;
   const search: SimilarImageSearch = { modelVersion: version, query: searchQuery, k, filters: normalised, excludePatientId, mode: exact ? 'EXACT' : 'APPROXIMATE' };
   // A region's hits are never the vote's neighbourhood: that is the whole photograph's.
-  const isPlainNeighbourhood = !isFiltered(normalised) && (query === null || excludePatientId !== null) && searchRegion === null;
+  const isPlainNeighbourhood = !isFiltered(normalised) && (queryPhotograph === null || excludePatientId !== null) && searchRegion === null;
   let hits: SimilarImageHit[];
   let voters: SimilarImageHit[] | null = null;
   if (voteDepth > 0 && isPlainNeighbourhood) {
@@ -197,12 +198,17 @@ export async function findSimilarCases({
     voters = graded.length >= voteDepth ? graded.slice(0, voteDepth) : null;
     hits = deeper.slice(0, k);
   } else if (voteDepth > 0) {
-    ({ hits, voters } = await searchSimilarImagesWithVoters(prisma, search, { count: voteDepth, excludePatientId: query?.patient.id ?? null, query: wholeQuery }));
+    ({ hits, voters } = await searchSimilarImagesWithVoters(prisma, search, { count: voteDepth, excludePatientId: queryPhotograph?.patientId ?? null, query: wholeQuery }));
   } else {
     hits = await searchSimilarImages(prisma, search);
   }
   const hitIds = hits.map((hit) => hit.imageId);
-  const [cases, attention] = await Promise.all([loadCases(prisma, hitIds), hitAttention ? findAttentionMaps(prisma, hitIds, version) : new Map<string, AttentionMap>()]);
+  // One load for the query's case and the hits' (the query is never its own hit, but may share their patients).
+  const [cases, attention] = await Promise.all([
+    loadCases(prisma, queryPhotograph ? [queryPhotograph.id, ...hitIds] : hitIds),
+    hitAttention ? findAttentionMaps(prisma, hitIds, version) : new Map<string, AttentionMap>(),
+  ]);
+  const query = queryPhotograph ? (cases.get(queryPhotograph.id) ?? null) : null;
   return {
     query,
     queryAttention,
