@@ -81,13 +81,9 @@ def test_a_separate_gallery_is_searched_without_the_query_patients_own_images():
     assert trivial["always_majority"]["summary"]["p@10_grade1"] == pytest.approx(2 / 10)  # the 2 others of 5, /10
 
 
-def test_evaluate_models_scores_test_photographs_against_the_whole_case_base():
-    import torch
-
-    from fundus_cbr.config import ModelConfig
+def _srahim_test_and_case_base():
+    """30 synthetic srahim photographs of 15 patients: the first 10 as test photographs, the rest as the case base."""
     from fundus_cbr.data import LoadedSplit, make_synthetic_fundus
-    from fundus_cbr.evaluation import CASE_BASE_GROUP, evaluate_models
-    from fundus_cbr.model import FundusEmbedder
 
     images, grades = make_synthetic_fundus(30, 32, seed=0)
     records = [CacheRecord(f"{i}.png", "srahim", f"{i}.jpg", f"p{i // 2}", "L", int(grades[i]), 32, 32, 0, 0, 32)
@@ -95,6 +91,17 @@ def test_evaluate_models_scores_test_photographs_against_the_whole_case_base():
     patients = np.array([r.patient_id for r in records])
     test = LoadedSplit(records[:10], images[:10], grades[:10], patients[:10])
     case_base = LoadedSplit(records[10:], images[10:], grades[10:], patients[10:])
+    return images, test, case_base
+
+
+def test_evaluate_models_scores_test_photographs_against_the_whole_case_base():
+    import torch
+
+    from fundus_cbr.config import ModelConfig
+    from fundus_cbr.evaluation import CASE_BASE_GROUP, evaluate_models
+    from fundus_cbr.model import FundusEmbedder
+
+    images, test, case_base = _srahim_test_and_case_base()
     torch.manual_seed(0)
     models = {name: FundusEmbedder(ModelConfig(input_size=32, attention=kind)) for name, kind in (("a", "mirror"), ("b", "none"))}
     results = evaluate_models(models, test, [], None, {}, 0, "a", bootstrap=20, log=lambda line: None, case_base=case_base)
@@ -155,16 +162,10 @@ def test_a_model_of_another_input_size_is_scored_on_its_own_images_of_the_same_p
     import torch
 
     from fundus_cbr.config import ModelConfig
-    from fundus_cbr.data import LoadedSplit, make_synthetic_fundus
     from fundus_cbr.evaluation import CASE_BASE_GROUP, evaluate_models
     from fundus_cbr.model import FundusEmbedder
 
-    images, grades = make_synthetic_fundus(30, 32, seed=0)
-    records = [CacheRecord(f"{i}.png", "srahim", f"{i}.jpg", f"p{i // 2}", "L", int(grades[i]), 32, 32, 0, 0, 32)
-               for i in range(30)]
-    patients = np.array([r.patient_id for r in records])
-    test = LoadedSplit(records[:10], images[:10], grades[:10], patients[:10])
-    case_base = LoadedSplit(records[10:], images[10:], grades[10:], patients[10:])
+    images, test, case_base = _srahim_test_and_case_base()
     large = torch.nn.functional.interpolate(images.float(), size=48, mode="bilinear", align_corners=False).round().to(torch.uint8)
     torch.manual_seed(0)
     small_model = FundusEmbedder(ModelConfig(input_size=32, attention="mirror"))
