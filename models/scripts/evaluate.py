@@ -35,6 +35,31 @@ from fundus_cbr.data import (  # noqa: E402
 from fundus_cbr.evaluation import evaluate_models, per_grade_markdown, results_to_markdown  # noqa: E402
 
 
+def cache_size(cache_dir: str) -> Optional[int]:
+    """The side of a cache's images (they are all one size), read from its first image."""
+    records = read_cache_index(cache_dir)
+    if not records:
+        return None
+    with Image.open(os.path.join(cache_dir, records[0].cache_path)) as image:
+        return image.size[0]
+
+
+def images_at_size(caches: List[str], size: int, test, case_base, lesion_records):
+    """The same photographs as the first cache's splits, in the same order, at another input size: from the cache
+    of that size when one was given, else the first cache's images resized."""
+    cache = next((c for c in caches if cache_size(c) == size), caches[0])
+    by_key = {(r.source_set, r.image): r for r in read_cache_index(cache)}
+
+    def load(records):
+        missing = [r.image for r in records if (r.source_set, r.image) not in by_key]
+        if missing:
+            raise SystemExit(f"{cache} lacks {len(missing)} photographs of the first cache, e.g. {missing[0]}")
+        return load_images([by_key[(r.source_set, r.image)] for r in records], cache, size)
+
+    return (load(test.records), load(case_base.records) if case_base is not None else None,
+            load(lesion_records) if lesion_records else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", required=True, action="append",

@@ -5,4 +5,4 @@ triplet loss for fundus image retrieval in ophthalmology", Biomedical Signal Pro
 """
 
 # The release; exports append "+w<hash of the weights>" (export.versioned), so retrained weights get a new version.
-MODEL_VERSION = "0.4.0"
+MODEL_VERSION = "0.5.0"
