@@ -187,7 +187,7 @@ for (const backend of BACKENDS) {
       // The same descriptor computed here from the stored photograph's bytes.
       const [{ bytes }] = await api.db.sql.query('SELECT b.bytes FROM image_blob b JOIN fundus_image fi ON fi.content_hash = b.sha256 WHERE fi.id = $1', [query.id]);
       const embedded = await embedder.embedImage(Buffer.from(bytes));
-      const [expected] = await embedder.embedRegions(embedded.featureMap, [regionCellMask(region, 8, 8)]);
+      const [expected] = await embedder.embedRegions(embedded.featureMap, [regionCellMask(region, embedded.featureMap.height, embedded.featureMap.width)]);
       assert.ok(dot(regionVector, expected) > 0.99999, 'the searched vector is the region descriptor');
       assert.ok(dot(regionVector, embedded.embedding) < 0.999, 'a region is not the whole photograph');
       const vectors = new Map((await api.db.sql.query('SELECT image_id::text AS id, embedding::text AS e FROM image_embedding')).map((r) => [r.id, parseVector(r.e)]));
@@ -240,7 +240,8 @@ for (const backend of BACKENDS) {
       const explanation = body.data.explainSimilarity;
       for (const map of [explanation.queryMap, explanation.hitMap]) {
         assert.equal(map.width * map.height, map.values.length);
-        assert.deepEqual([map.width, map.height], [8, 8]);
+        // The model's feature grid: one cell per 32 px of its input (8 x 8 at 256 px, 12 x 12 at 384).
+        assert.deepEqual([map.width, map.height], [embedder.metadata.inputSize / 32, embedder.metadata.inputSize / 32]);
         assert.ok(map.values.every((value) => value >= 0 && value <= 1));
         assert.ok(map.values.some((value) => value === 1) && map.values.some((value) => value === 0), 'rescaled over the fundus');
       }
