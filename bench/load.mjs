@@ -83,13 +83,7 @@ function errorOf(status, body) {
  * Runs one autocannon instance of `clients` connections whose every connection repeats `requests` in order; the
  * n-th response of a connection belongs to step n mod steps (pipelining 1 keeps them in order).
  */
-function runOperation({ baseUrl, tally, clients, requests, onStart }) {
-  if (Array.isArray(baseUrl)) {
-    // One autocannon instance per API process, the clients split between them; one tally, results summed.
-    const shares = baseUrl.map((_, index) => Math.floor(clients / baseUrl.length) + (index < clients % baseUrl.length ? 1 : 0));
-    return Promise.all(baseUrl.map((url, index) => runOperation({ baseUrl: url, tally, clients: shares[index], requests, onStart })))
-      .then((results) => (results.every((result) => result === null) ? null : { timeouts: results.reduce((total, result) => total + (result?.timeouts ?? 0), 0) }));
-  }
+function runInstance({ baseUrl, tally, clients, requests, onStart }) {
   if (clients === 0) return Promise.resolve(null);
   const position = new WeakMap();
   const instance = autocannon({
@@ -110,6 +104,16 @@ function runOperation({ baseUrl, tally, clients, requests, onStart }) {
   instance.on('reqError', (error) => recordError(tally, `socket: ${error.code ?? error.message}`));
   onStart?.(instance);
   return new Promise((resolve) => instance.on('done', resolve));
+}
+
+/**
+ * One operation's clients against the API processes: one autocannon instance per process with its share of the
+ * clients (as a load balancer would split them), one tally; null when no client ran, else the summed timeouts.
+ */
+async function runOperation({ baseUrls, clients, ...operation }) {
+  const shares = baseUrls.map((_, index) => Math.floor(clients / baseUrls.length) + (index < clients % baseUrls.length ? 1 : 0));
+  const results = await Promise.all(baseUrls.map((baseUrl, index) => runInstance({ ...operation, baseUrl, clients: shares[index] })));
+  return results.every((result) => result === null) ? null : { timeouts: results.reduce((total, result) => total + (result?.timeouts ?? 0), 0) };
 }
 
 /**
@@ -239,11 +243,11 @@ async function runBackend(variant) {
 
     // Warm-up: a few of each on every process, outside the figures.
     for (let index = 0; index < 5 * servers.length; index += 1) {
-      const server = servers[index % servers.length];
-      const response = await fetch(server.url, { method: 'POST', headers: json, body: JSON.stringify({ query: SEARCH_BY_CASE, variables: { input: { imageId: caseIds[index], k: 10, filters: { drGrades: [index % 5] } } } }) });
+      const target = servers[index % servers.length];
+      const response = await fetch(target.url, { method: 'POST', headers: json, body: JSON.stringify({ query: SEARCH_BY_CASE, variables: { input: { imageId: caseIds[index], k: 10, filters: { drGrades: [index % 5] } } } }) });
       const body = await response.json();
       if (body.errors) throw new Error(`warm-up search failed: ${JSON.stringify(body.errors).slice(0, 300)}`);
-      const uploaded = await fetch(`${server.baseUrl}/uploads`, { method: 'POST', headers: { 'content-type': 'image/jpeg', authorization }, body: photographs[index % 4] });
+      const uploaded = await fetch(`${target.baseUrl}/uploads`, { method: 'POST', headers: { 'content-type': 'image/jpeg', authorization }, body: photographs[index % 4] });
       if (uploaded.status !== 201) throw new Error(`warm-up upload answered ${uploaded.status}`);
     }
 
@@ -268,10 +272,11 @@ async function runBackend(variant) {
       const value = rssOfApis();
       if (value !== null) rss.push(value);
     }, 500);
+    const baseUrls = servers.map((one) => one.baseUrl);
     const started = Date.now();
     const results = await Promise.all([
       runOperation({
-        baseUrl: servers.map((one) => one.baseUrl),
+        baseUrls,
         tally: tallies.searchByCase,
         clients: mix.searchByCase,
         requests: [{
@@ -281,7 +286,7 @@ async function runBackend(variant) {
         }],
       }),
       runOperation({
-        baseUrl: servers.map((one) => one.baseUrl),
+        baseUrls,
         tally: tallies.searchByPhotograph,
         clients: mix.searchByPhotograph,
         requests: [
@@ -300,7 +305,7 @@ async function runBackend(variant) {
         ],
       }),
       runOperation({
-        baseUrl: servers.map((one) => one.baseUrl),
+        baseUrls,
         tally: tallies.ingest,
         clients: mix.ingest,
         requests: [
