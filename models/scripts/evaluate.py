@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
@@ -44,10 +44,13 @@ def cache_size(cache_dir: str) -> Optional[int]:
         return image.size[0]
 
 
-def images_at_size(caches: List[str], size: int, test, case_base, lesion_records):
-    """The same photographs as the first cache's splits, in the same order, at another input size: from the cache
-    of that size when one was given, else the first cache's images resized."""
-    cache = next((c for c in caches if cache_size(c) == size), caches[0])
+def cache_for(caches: List[str], sizes: Dict[str, Optional[int]], size: int) -> str:
+    """The cache whose images are `size` px (the product's preprocessing at that size), else the first (resized)."""
+    return next((c for c in caches if sizes[c] == size), caches[0])
+
+
+def images_at_size(cache: str, size: int, test, case_base, lesion_records):
+    """The same photographs as the first cache's splits, in the same order, read from `cache` at `size` px."""
     by_key = {(r.source_set, r.image): r for r in read_cache_index(cache)}
 
     def load(records):
@@ -88,32 +91,35 @@ def main() -> None:
         models[name] = load_checkpoint(path)
         extra = read_checkpoint_extra(path)
         selection[name] = {"checkpoint": path, "selected_step": extra.get("step"), "validation": extra.get("validation")}
+    # The first cache names the photographs (splits, order); each model reads them from the cache of its own size.
     caches = args.cache
-    args.cache = caches[0]
+    primary = caches[0]
+    sizes = {cache: cache_size(cache) for cache in caches}
     size = next(iter(models.values())).config.input_size
-    test = load_split(args.cache, "test", GRADED_SETS, config.test_fraction, config.validation_fraction, size)
-    train_grades = np.asarray([r.grade for r in read_cache_index(args.cache) if r.source_set in GRADED_SETS
+    test = load_split(primary, "test", GRADED_SETS, config.test_fraction, config.validation_fraction, size)
+    train_grades = np.asarray([r.grade for r in read_cache_index(primary) if r.source_set in GRADED_SETS
                                and r.grade >= 0])
     majority = int(np.bincount(train_grades).argmax())
     lesion_records, lesion_images, boxes = [], None, {}
     if args.data:
-        lesion_records = [r for r in read_cache_index(args.cache) if r.source_set == LESION_SET]
+        lesion_records = [r for r in read_cache_index(primary) if r.source_set == LESION_SET]
         if args.lesion_split == "held-out":
             # An IDRiD copy carries its photograph's patient id as split key; an unlinked image (DIARETDB1) has none.
             lesion_records = [r for r in lesion_records if not r.split_key or split_of_patient(
                 r.split_key, config.test_fraction, config.validation_fraction) == "test"]
-        lesion_images = load_images(lesion_records, args.cache, size)
+        lesion_images = load_images(lesion_records, primary, size)
         boxes = read_lesion_boxes(os.path.join(args.data, "lesions", "boxes.csv"))
     case_base = None
     if not args.no_case_base:
-        parts = [load_split(args.cache, split, AS_TAKEN_SETS, config.test_fraction, config.validation_fraction, size)
+        parts = [load_split(primary, split, AS_TAKEN_SETS, config.test_fraction, config.validation_fraction, size)
                  for split in ("train", "validation")]
         case_base = LoadedSplit(parts[0].records + parts[1].records, torch.cat([p.images for p in parts]),
                                 np.concatenate([p.grades for p in parts]), np.concatenate([p.patients for p in parts]))
     images_by_model = {}
     for name, model in models.items():
-        if model.config.input_size != size:
-            images_by_model[name] = images_at_size(caches, model.config.input_size, test, case_base, lesion_records)
+        own = cache_for(caches, sizes, model.config.input_size)
+        if model.config.input_size != size or own != primary:
+            images_by_model[name] = images_at_size(own, model.config.input_size, test, case_base, lesion_records)
     results = evaluate_models(models, test, lesion_records, lesion_images, boxes, majority, args.reference, args.bootstrap,
                               log=lambda line: print(line, flush=True), case_base=case_base, images_by_model=images_by_model)
     results["selection"] = selection

@@ -180,3 +180,33 @@ def test_onnx_to_checkpoint_rebuilds_a_model_that_embeds_as_its_onnx_file(tmp_pa
         assert torch.allclose(rebuilt(images).embedding, original(images).embedding, atol=1e-4)
         # Its BatchNorms are not the original's (those cannot be read back), yet they give the same outputs.
         assert not torch.allclose(rebuilt.backbone.bn1.weight, original.backbone.bn1.weight)
+
+
+def test_evaluate_script_scores_models_of_two_input_sizes_each_on_the_cache_of_its_size(tmp_path):
+    import json
+
+    small, large = _synthetic_cache(tmp_path / "cache64", size=64), _synthetic_cache(tmp_path / "cache96", size=96)
+    for cache, size in ((small, 64), (large, 96)):
+        trained = _run_train(cache, tmp_path / f"run{size}", "--input-size", str(size))
+        assert trained.returncode == 0, trained.stderr[-2000:]
+    out = tmp_path / "metrics.json"
+    # The first model is not of the first cache's size: it must read the 96-px cache, not the 64-px one resized.
+    result = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "evaluate.py"), "--cache", str(small), "--cache", str(large),
+         "--model", f"large={tmp_path / 'run96' / 'best.pt'}", "--model", f"small={tmp_path / 'run64' / 'best.pt'}",
+         "--reference", "large", "--bootstrap", "10", "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())
+    as_taken = results["groups"]["as_taken"]
+    assert {"large", "small"} <= set(as_taken) and as_taken["large"]["queries"] == as_taken["small"]["queries"] > 0
+    assert "large - small" in results["paired_differences"]
+
+    sys.path.insert(0, SCRIPTS)
+    from evaluate import cache_for, cache_size
+
+    sizes = {str(small): cache_size(str(small)), str(large): cache_size(str(large))}
+    assert sizes == {str(small): 64, str(large): 96}
+    assert cache_for([str(small), str(large)], sizes, 96) == str(large)
+    assert cache_for([str(small), str(large)], sizes, 128) == str(small)  # no such cache: the first, resized
