@@ -205,7 +205,9 @@ async function runBackend(variant) {
     else if (apis) apiProcesses = Number(apis[1]);
     // graphql-js checks every failed instanceof for a second copy of itself unless NODE_ENV is production.
     else if (tweak === 'production') variantEnv.NODE_ENV = 'production';
-    else throw new Error(`unknown variant ${tweak} (known: poolN, production, apisN)`);
+    // Every statement PostgreSQL's unnamed one, parsed and planned on each execution (the build before named ones).
+    else if (tweak === 'unnamed') variantEnv.DATABASE_NAMED_STATEMENTS = 'false';
+    else throw new Error(`unknown variant ${tweak} (known: poolN, production, apisN, unnamed)`);
   }
   if (apiProcesses > 1 && kind !== 'postgres') throw new Error('several API processes need PostgreSQL: the embedded database is one process\'s');
   if (kind === 'postgres') {

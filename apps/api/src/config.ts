@@ -16,6 +16,9 @@ const environmentSchema = z.object({
   DATABASE_URL: z.string().url().optional(),
   /** Connections of the API's PostgreSQL pool (Prisma and the audit writer share it; bench/README.md, load). */
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
+  /** Named prepared statements on the PostgreSQL pools (db/statement-names.ts): parsed and planned once a
+   *  connection. Off: every statement is the unnamed one, planned each time (for comparison, bench/load.mjs). */
+  DATABASE_NAMED_STATEMENTS: booleanFromEnv.default(true),
   /** Streaming replicas of DATABASE_URL (comma-separated URLs): searches and case reads go there, writes stay on
    *  DATABASE_URL; a credential that just wrote reads from the primary until a replica has replayed its write. */
   DATABASE_REPLICA_URLS: z.string().optional(),
@@ -72,6 +75,7 @@ export type AppConfig = {
   port: number;
   database: { kind: 'postgres'; url: string } | { kind: 'pglite'; dataDir: string };
   databasePoolSize: number;
+  databaseNamedStatements: boolean;
   /** Read replicas of the PostgreSQL primary (db/read-routing.ts); empty: every read on the primary. */
   readReplicas: { urls: string[]; maxLagMs: number; pollIntervalMs: number };
   migrationsDir: string;
@@ -121,6 +125,7 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     port: env.PORT,
     database: env.DATABASE_URL ? { kind: 'postgres', url: env.DATABASE_URL } : { kind: 'pglite', dataDir: env.PGLITE_DATA_DIR },
     databasePoolSize: env.DATABASE_POOL_SIZE,
+    databaseNamedStatements: env.DATABASE_NAMED_STATEMENTS,
     readReplicas: { urls: replicaUrls, maxLagMs: env.REPLICA_MAX_LAG_MS, pollIntervalMs: env.REPLICA_POLL_INTERVAL_MS },
     migrationsDir: env.MIGRATIONS_DIR,
     seedDemoCohort: env.SEED_DEMO_COHORT,

@@ -11,6 +11,7 @@ import { PrismaClient } from '../generated/prisma/client.js';
 import { vectorSessionOptions, vectorSessionSettings } from '../search/similar-images.js';
 import { acquireLockFile } from './lock-file.js';
 import { applyMigrations } from './migrate.js';
+import { createNamedStatements, type NamedStatements } from './statement-names.js';
 import type { SqlRunner } from './sql-runner.js';
 
 export type Database = {
@@ -19,6 +20,8 @@ export type Database = {
   connectionUrl: string | null;
   prisma: PrismaClient;
   sql: SqlRunner;
+  /** The prepared-statement names of PostgreSQL's pools (db/statement-names.ts); null on PGlite or when turned off. */
+  namedStatements: NamedStatements | null;
   /** Statements sent to the database since open; lets tests prove a request costs O(1) queries. */
   statementCount(): number;
   close(): Promise<void>;
@@ -115,7 +118,7 @@ function once(close: () => Promise<void>): () => Promise<void> {
   return () => (closing ??= close());
 }
 
-export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'> & { databasePoolSize?: number }): Promise<Database> {
+export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrationsDir'> & { databasePoolSize?: number; databaseNamedStatements?: boolean }): Promise<Database> {
   let statements = 0;
   const count = () => {
     statements += 1;
@@ -141,6 +144,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
       kind: 'pglite',
       connectionUrl: null,
       prisma,
+      namedStatements: null,
       sql,
       statementCount: () => statements,
       close: once(async () => {
@@ -159,11 +163,13 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   const sql = postgresRunner(pool, count);
   await applyMigrations(sql, config.migrationsDir);
   countCalls(pool, ['query'], count);
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  const namedStatements = config.databaseNamedStatements === false ? null : createNamedStatements();
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
   return {
     kind: 'postgres',
     connectionUrl: config.database.url,
     prisma,
+    namedStatements,
     sql,
     statementCount: () => statements,
     close: once(async () => {

@@ -108,7 +108,7 @@ export async function openReadRouting(options: ReadRoutingOptions): Promise<Read
     // The same pgvector session settings as the primary's pool (db/database.ts): searches run here.
     const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2000, options: vectorSessionOptions() });
     pool.on('error', () => {});
-    return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool) }), healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
+    return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool, primary.namedStatements ? { statementNameGenerator: primary.namedStatements.nameFor } : {}) }), healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
   });
   const samples: PrimarySample[] = [];
   // Samples kept long enough to tell any lag up to maxLagMs apart from "more than that".
