@@ -8,7 +8,7 @@ import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { AppConfig } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
-import { vectorSessionOptions, vectorSessionSettings } from '../search/similar-images.js';
+import { APPROXIMATE_SEARCH_TUNING, registerGradeFilteredClient, vectorSessionOptions, vectorSessionSettings } from '../search/similar-images.js';
 import { acquireLockFile } from './lock-file.js';
 import { applyMigrations } from './migrate.js';
 import { createNamedStatements, type NamedStatements } from './statement-names.js';
@@ -156,7 +156,8 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   }
 
   // Every connection starts with the approximate search's pgvector settings (startup options, no extra round trip).
-  const pool = new pg.Pool({ connectionString: config.database.url, max: config.databasePoolSize ?? 10, options: vectorSessionOptions() });
+  const poolSize = config.databasePoolSize ?? 10;
+  const pool = new pg.Pool({ connectionString: config.database.url, max: poolSize, options: vectorSessionOptions() });
   // An idle connection ended by the server (a restart, an administrator) emits 'error' on the pool; unhandled, it
   // would crash the process. The pool drops that client and the next query opens a new one.
   pool.on('error', () => {});
@@ -165,6 +166,8 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   countCalls(pool, ['query'], count);
   const namedStatements = config.databaseNamedStatements === false ? null : createNamedStatements();
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+  const gradeFiltered = openGradeFilteredPool({ connectionString: config.database.url, max: gradeFilteredPoolSize(poolSize) }, prisma, namedStatements);
+  countCalls(gradeFiltered.pool, ['query'], count);
   return {
     kind: 'postgres',
     connectionUrl: config.database.url,
@@ -173,8 +176,30 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     sql,
     statementCount: () => statements,
     close: once(async () => {
-      await prisma.$disconnect();
+      await Promise.all([prisma.$disconnect(), gradeFiltered.close()]);
       await pool.end();
     }),
+  };
+}
+
+/** Connections of the grade-filtered pool beside a pool of `poolSize`: a third of it, at least two. */
+export const gradeFilteredPoolSize = (poolSize: number) => Math.max(2, Math.ceil(poolSize / 3));
+
+/**
+ * The small pool beside a PostgreSQL pool that runs searches, whose sessions start with the grade-filtered
+ * ef_search, registered for `prisma`'s searches (search/similar-images.ts, registerGradeFilteredClient). Its
+ * connections open when a grade-filtered search first needs one.
+ */
+export function openGradeFilteredPool(poolConfig: pg.PoolConfig, prisma: PrismaClient, namedStatements: NamedStatements | null): { pool: pg.Pool; close(): Promise<void> } {
+  const pool = new pg.Pool({ ...poolConfig, options: vectorSessionOptions(APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered) });
+  pool.on('error', () => {});
+  const client = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+  registerGradeFilteredClient(prisma, client);
+  return {
+    pool,
+    close: async () => {
+      await client.$disconnect();
+      await pool.end();
+    },
   };
 }

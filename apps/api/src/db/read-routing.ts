@@ -14,7 +14,7 @@ import { AppError } from '../errors.js';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { vectorSessionOptions } from '../search/similar-images.js';
 import type { Logger } from '../logger.js';
-import type { Database } from './database.js';
+import { gradeFilteredPoolSize, openGradeFilteredPool, type Database } from './database.js';
 
 export type ReadTarget = 'primary' | 'replica';
 
@@ -75,6 +75,8 @@ type Replica = {
   name: string;
   pool: pg.Pool;
   prisma: PrismaClient;
+  /** The replica's grade-filtered pool (db/database.ts, openGradeFilteredPool). */
+  gradeFiltered: { close(): Promise<void> };
   healthy: boolean;
   replayLsn: bigint | null;
   lagMs: number | null;
@@ -98,6 +100,9 @@ function primaryOnly(primary: Database): ReadRouting {
   };
 }
 
+/** Connections of each replica's search pool. */
+const REPLICA_POOL_SIZE = 10;
+
 export async function openReadRouting(options: ReadRoutingOptions): Promise<ReadRouting> {
   const { primary, logger } = options;
   if (primary.kind !== 'postgres' || options.replicaUrls.length === 0) return primaryOnly(primary);
@@ -106,9 +111,11 @@ export async function openReadRouting(options: ReadRoutingOptions): Promise<Read
     const parsed = new URL(url);
     // A dead replica must fail fast (then the read is rerun on the primary), not hang the request.
     // The same pgvector session settings as the primary's pool (db/database.ts): searches run here.
-    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 2000, options: vectorSessionOptions() });
+    const pool = new pg.Pool({ connectionString: url, max: REPLICA_POOL_SIZE, connectionTimeoutMillis: 2000, options: vectorSessionOptions() });
     pool.on('error', () => {});
-    return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma: new PrismaClient({ adapter: new PrismaPg(pool, primary.namedStatements ? { statementNameGenerator: primary.namedStatements.nameFor } : {}) }), healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool, primary.namedStatements ? { statementNameGenerator: primary.namedStatements.nameFor } : {}) });
+    const gradeFiltered = openGradeFilteredPool({ connectionString: url, max: gradeFilteredPoolSize(REPLICA_POOL_SIZE), connectionTimeoutMillis: 2000 }, prisma, primary.namedStatements);
+    return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma, gradeFiltered, healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
   });
   const samples: PrimarySample[] = [];
   // Samples kept long enough to tell any lag up to maxLagMs apart from "more than that".
@@ -235,6 +242,7 @@ export async function openReadRouting(options: ReadRoutingOptions): Promise<Read
       await polling?.catch(() => {});
       await Promise.all(replicas.map(async (replica) => {
         await replica.prisma.$disconnect().catch(() => {});
+        await replica.gradeFiltered.close().catch(() => {});
         await replica.pool.end().catch(() => {});
       }));
     },

@@ -63,7 +63,8 @@ export type SimilarImageHit = { imageId: string; similarity: number; grade: numb
 export type ApproximateSearchTuning = {
   /** Candidates each graph's walk keeps without a grade filter (hnsw.ef_search, the session's setting). */
   efSearch: number;
-  /** hnsw.ef_search under a grade filter (SET LOCAL in the search's transaction), for grades with an HNSW graph. */
+  /** hnsw.ef_search under a grade filter, for grades with an HNSW graph: the session setting of the grade-filtered
+   *  pool (registerGradeFilteredClient), or SET LOCAL in the search's transaction where there is none. */
   efSearchGradeFiltered: number;
   /** Rows one graph's iterative scan may visit before it gives up (hnsw.max_scan_tuples). */
   maxScanTuples: number;
@@ -193,9 +194,31 @@ export function vectorSessionSettings(tuning: ApproximateSearchTuning = APPROXIM
   };
 }
 
-/** The same settings as libpq startup options (`-c name=value ...`), for every pool that runs searches. */
-export function vectorSessionOptions(): string {
-  return Object.entries(vectorSessionSettings()).map(([name, value]) => `-c ${name}=${value}`).join(' ');
+/**
+ * The same settings as libpq startup options (`-c name=value ...`), for every pool that runs searches; with
+ * `efSearch`, for the pool of grade-filtered walks (registerGradeFilteredClient).
+ */
+export function vectorSessionOptions(efSearch?: number): string {
+  return Object.entries(vectorSessionSettings(APPROXIMATE_SEARCH_TUNING, efSearch)).map(([name, value]) => `-c ${name}=${value}`).join(' ');
+}
+
+/**
+ * Beside each PostgreSQL pool that runs searches, db/database.ts opens a small one whose sessions start with the
+ * grade-filtered ef_search (APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered) and registers its client here under
+ * the main pool's. A grade-filtered walk of an HNSW graph then runs there as one statement, instead of BEGIN,
+ * set_config, the search and COMMIT on the main pool, whose connection waited idle in its transaction while the
+ * API's thread was busy (bench/README.md, "The search's transaction"). PGlite has one session, and a client with
+ * no companion (a benchmark's own) keeps the transaction.
+ */
+const gradeFilteredClients = new WeakMap<PrismaClient, PrismaClient>();
+
+export function registerGradeFilteredClient(prisma: PrismaClient, gradeFiltered: PrismaClient): void {
+  gradeFilteredClients.set(prisma, gradeFiltered);
+}
+
+/** The grade-filtered client registered for `prisma`, if any. */
+export function gradeFilteredClientFor(prisma: PrismaClient): PrismaClient | undefined {
+  return gradeFilteredClients.get(prisma);
 }
 
 /** How long a process trusts what it read of the index layout; a rebuild elsewhere is seen within this. */
@@ -310,7 +333,11 @@ async function searchApproximately(prisma: PrismaClient, search: SimilarImageSea
   const graphGrades = layout.hnswGrades;
   const efSearch = Math.max(gradeFiltered && search.filters.drGrades.some((grade) => graphGrades.has(grade)) ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
   if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
-  // Other settings (grade filters, a benchmark's sweep, k above ef_search): SET LOCAL in the search's own
+  const gradeFilteredClient = gradeFilteredClientFor(prisma);
+  if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearchGradeFiltered && gradeFilteredClient) {
+    return toHits(await gradeFilteredClient.$queryRaw<HitRow[]>(approximateSearchSql(search)));
+  }
+  // Other settings (grade filters without a grade-filtered pool, a benchmark's sweep): SET LOCAL in the search's own
   // transaction, so the pooled connection goes back with the session's.
   const settings = Object.entries(vectorSessionSettings(tuning, efSearch));
   const [, rows] = await prisma.$transaction([
