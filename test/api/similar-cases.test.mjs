@@ -227,5 +227,42 @@ for (const backend of BACKENDS) {
       assert.ok(one > 0, 'the statement counter must see this backend\'s queries');
       assert.equal(fifty, one, `k=1 took ${one} statements, k=50 took ${fifty}`);
     });
+
+    test('a search loads only the case parts its selection reads, with the same answers as a search that reads them all, fragments included', async () => {
+      const FULL_CASE = 'id referenceGrading { drGrade source } gradings { id drGrade } diagnoses { id code date } treatments { id type date } followUp { gradings { imageId drGrade } diagnoses { id } treatments { id type } } patient { id mrn hba1cReadings { date percent } externalLinks { system identifier } }';
+      const full = `query Full($input: SimilarCasesInput!) { similarCases(input: $input) { query { ${FULL_CASE} } hits { case { ${FULL_CASE} } } } }`;
+      const lean = 'query Lean($input: SimilarCasesInput!) { similarCases(input: $input) { hits { rank case { id referenceGrading { drGrade source } treatments { type } } } } }';
+      // The follow-up and HbA1c readings asked for only through a named fragment and an inline one.
+      const fragments = `query Fragments($input: SimilarCasesInput!) { similarCases(input: $input) { hits { case { id ...Later } } } }
+        fragment Later on Case { followUp { gradings { imageId drGrade } } patient { ... on Patient { hba1cReadings { date percent } } } }`;
+      let input;
+      const run = async (query) => {
+        const before = api.db.statementCount();
+        const { body } = await api.graphql(query, { input });
+        assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+        return { result: body.data.similarCases, statements: api.db.statementCount() - before };
+      };
+      // A query some of whose hits were followed up on photographs that are neither hits nor the query: those
+      // gradings come only from the patients' other photographs, which the lean search leaves unread.
+      let all;
+      for (const candidate of universe.slice(0, 30)) {
+        input = { imageId: candidate.id, k: 5 };
+        all = await run(full);
+        const loaded = new Set([candidate.id, ...all.result.hits.map((hit) => hit.case.id)]);
+        if (all.result.hits.some((hit) => hit.case.followUp.gradings.some((grading) => !loaded.has(grading.imageId)))) break;
+        all = null;
+      }
+      assert.ok(all, 'a query with hits followed up on photographs outside the results');
+      all = await run(full); // after the warm-up
+      const few = await run(lean);
+      const byFragment = await run(fragments);
+      const fullHits = all.result.hits.map((hit) => hit.case);
+      assert.ok(fullHits.some((hit) => hit.followUp.gradings.length > 0) && fullHits.some((hit) => hit.treatments.length + hit.followUp.treatments.length > 0), 'the cohort gives these hits follow-up and treatments');
+      assert.deepEqual(few.result.hits.map((hit) => ({ id: hit.case.id, referenceGrading: hit.case.referenceGrading, treatments: hit.case.treatments })),
+        fullHits.map((hit) => ({ id: hit.id, referenceGrading: hit.referenceGrading, treatments: hit.treatments.map(({ type }) => ({ type })) })));
+      assert.deepEqual(byFragment.result.hits.map((hit) => hit.case), fullHits.map((hit) => ({ id: hit.id, followUp: { gradings: hit.followUp.gradings }, patient: { hba1cReadings: hit.patient.hba1cReadings } })));
+      // Diagnoses, HbA1c readings, external links and the patients' other photographs are not read for the lean search.
+      assert.ok(few.statements <= all.statements - 3, `the lean search took ${few.statements} statements, the full one ${all.statements}`);
+    });
   });
 }

@@ -96,14 +96,36 @@ type LinkRow = { patient_id: string; system: string; identifier: string };
 const isoDate = (column: Prisma.Sql) => Prisma.sql`to_char(${column}, 'YYYY-MM-DD')`;
 
 /**
- * Loads cases by photograph id; ids without a photograph are absent from the map. Six statements for any number
- * of cases, sent at once (each names the cases' patients by a subquery, so none waits for another): the
- * photographs with visit, patient and dataset; every photograph of those patients with its gradings (the cases'
- * own and their follow-up); the patients' diagnoses, treatments, HbA1c readings and external links. Written in
- * SQL because the search path loads two pages of cases a request: as Prisma includes they were 13 statements a
- * load and most of the API's CPU per search (bench/README.md, "Statements per search by case").
+ * What of a case a caller reads beyond the photograph, its visit, patient and dataset and its own gradings (always
+ * loaded). A part left out is an empty list in the loaded case, so leave one out only where nothing reads it: the
+ * similar-cases resolver derives the parts from the query's selection (caseParts there), every other caller loads
+ * them all.
  */
-export async function loadCases(prisma: PrismaClient, imageIds: string[]): Promise<Map<string, Case>> {
+export type CaseParts = {
+  /** followUp.gradings: the gradings of the patient's later photographs of the same eye. */
+  followUpGradings: boolean;
+  /** diagnoses and followUp.diagnoses. */
+  diagnoses: boolean;
+  /** treatments and followUp.treatments. */
+  treatments: boolean;
+  hba1cReadings: boolean;
+  externalLinks: boolean;
+};
+
+export const ALL_CASE_PARTS: CaseParts = { followUpGradings: true, diagnoses: true, treatments: true, hba1cReadings: true, externalLinks: true };
+
+const none = <T>(): Promise<T[]> => Promise.resolve([]);
+
+/**
+ * Loads cases by photograph id; ids without a photograph are absent from the map. At most six statements for any
+ * number of cases, sent at once (each names the cases' patients by a subquery, so none waits for another): the
+ * photographs with visit, patient and dataset; the photographs' gradings (with followUpGradings, every photograph of
+ * those patients with its gradings: the cases' own and their follow-up); the patients' diagnoses, treatments, HbA1c
+ * readings and external links, each only when `parts` asks for it. Written in SQL because the search path loads two
+ * pages of cases a request: as Prisma includes they were 13 statements a load and most of the API's CPU per search
+ * (bench/README.md, "Statements per search by case").
+ */
+export async function loadCases(prisma: PrismaClient, imageIds: string[], parts: CaseParts = ALL_CASE_PARTS): Promise<Map<string, Case>> {
   const unique = [...new Set(imageIds)].map((id) => requireUuid(id, 'id'));
   if (unique.length === 0) return new Map();
   const ids = Prisma.join(unique.map((id) => Prisma.sql`${id}::uuid`));
@@ -121,21 +143,21 @@ export async function loadCases(prisma: PrismaClient, imageIds: string[]): Promi
              g.id::text AS grading_id, g.dr_grade, g.maculopathy, g.macular_edema_risk, g.source::text AS source, g.grader,
              g.original_scale, g.original_value, ${isoDate(Prisma.sql`g.graded_on`)} AS graded_on
       FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id LEFT JOIN grading g ON g.image_id = fi.id
-      WHERE fi.patient_id IN ${patients}
+      WHERE ${parts.followUpGradings ? Prisma.sql`fi.patient_id IN ${patients}` : Prisma.sql`fi.id IN (${ids})`}
       ORDER BY g.graded_on, g.created_at`,
-    prisma.$queryRaw<DiagnosisRow[]>`
+    parts.diagnoses ? prisma.$queryRaw<DiagnosisRow[]>`
       SELECT id::text AS id, patient_id::text AS patient_id, icd10_code, text, eye::text AS eye, ${isoDate(Prisma.sql`diagnosed_on`)} AS diagnosed_on
-      FROM diagnosis WHERE patient_id IN ${patients} ORDER BY diagnosis.diagnosed_on, diagnosis.id`,
-    prisma.$queryRaw<TreatmentRow[]>`
+      FROM diagnosis WHERE patient_id IN ${patients} ORDER BY diagnosis.diagnosed_on, diagnosis.id` : none<DiagnosisRow>(),
+    parts.treatments ? prisma.$queryRaw<TreatmentRow[]>`
       SELECT id::text AS id, patient_id::text AS patient_id, type::text AS type, agent::text AS agent, eye::text AS eye,
              ${isoDate(Prisma.sql`performed_on`)} AS performed_on, notes
-      FROM treatment WHERE patient_id IN ${patients} ORDER BY treatment.performed_on, treatment.id`,
-    prisma.$queryRaw<Hba1cRow[]>`
+      FROM treatment WHERE patient_id IN ${patients} ORDER BY treatment.performed_on, treatment.id` : none<TreatmentRow>(),
+    parts.hba1cReadings ? prisma.$queryRaw<Hba1cRow[]>`
       SELECT patient_id::text AS patient_id, ${isoDate(Prisma.sql`measured_on`)} AS measured_on, percent::float8 AS percent
-      FROM hba1c_reading WHERE patient_id IN ${patients} ORDER BY hba1c_reading.measured_on, hba1c_reading.id`,
-    prisma.$queryRaw<LinkRow[]>`
+      FROM hba1c_reading WHERE patient_id IN ${patients} ORDER BY hba1c_reading.measured_on, hba1c_reading.id` : none<Hba1cRow>(),
+    parts.externalLinks ? prisma.$queryRaw<LinkRow[]>`
       SELECT patient_id::text AS patient_id, system, identifier FROM external_link
-      WHERE patient_id IN ${patients} ORDER BY external_link.created_at, external_link.id`,
+      WHERE patient_id IN ${patients} ORDER BY external_link.created_at, external_link.id` : none<LinkRow>(),
   ]);
   const photographs = new Map<string, LaterGradingSource & { patientId: string }>();
   for (const row of photographRows) {

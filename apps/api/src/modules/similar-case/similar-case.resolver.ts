@@ -10,6 +10,26 @@ import { recordSearch } from './feedback.service.js';
 import { SimilarCasesResult } from './similar-case.type.js';
 import { selectsField } from '../../graphql/selection.js';
 import { voteDepthFor } from './suggest-grade.service.js';
+import { ALL_CASE_PARTS, type CaseParts } from '../case/case.service.js';
+
+type Selection = Pick<GraphQLResolveInfo, 'fieldNodes' | 'fragments'>;
+
+/**
+ * The parts of the query's and the hits' cases this query reads (case.service.ts, loadCases): a search whose
+ * selection shows no diagnoses, say, loads none. The grade suggestion summarises the hits' follow-up, so selecting
+ * it loads every part.
+ */
+export function casePartsSelected(info: Selection): CaseParts {
+  if (selectsField(info, 'suggestion')) return ALL_CASE_PARTS;
+  const reads = (...path: [string, ...string[]]) => selectsField(info, 'hits', 'case', ...path) || selectsField(info, 'query', ...path);
+  return {
+    followUpGradings: reads('followUp', 'gradings'),
+    diagnoses: reads('diagnoses') || reads('followUp', 'diagnoses'),
+    treatments: reads('treatments') || reads('followUp', 'treatments'),
+    hba1cReadings: reads('patient', 'hba1cReadings'),
+    externalLinks: reads('patient', 'externalLinks'),
+  };
+}
 
 @Resolver()
 export class SimilarCaseResolver {
@@ -40,6 +60,7 @@ export class SimilarCaseResolver {
           region: input.region ?? null,
           embedder: context.embedder,
           hitAttention: selectsField(info, 'hits', 'attention'),
+          caseParts: casePartsSelected(info),
         }));
         return recordSearch({ prisma: context.db.prisma, viewer: context.viewer, result: found, k: input.k, excludeSamePatient: input.excludeSamePatient });
       },

@@ -2,7 +2,7 @@ import { AppError, badInput, notFound } from '../../errors.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../../generated/prisma/enums.js';
 import { findAttentionMaps, findNewestModelVersion, findStoredPhotograph, hasAnyEmbedding, searchSimilarImages, searchSimilarImagesWithVoters, type AttentionMap, type SimilarImageFilters, type SimilarImageHit, type SimilarImageSearch } from '../../search/similar-images.js';
-import { loadCases } from '../case/case.service.js';
+import { ALL_CASE_PARTS, loadCases, type CaseParts } from '../case/case.service.js';
 import type { Case } from '../case/case.type.js';
 import { requireIcdrGrade, requireIntegerInRange, requireUuid } from '../common/validation.js';
 import type { OwnUploads } from '../upload/upload.store.js';
@@ -100,6 +100,7 @@ export async function findSimilarCases({
   region,
   embedder,
   hitAttention = true,
+  caseParts = ALL_CASE_PARTS,
 }: {
   prisma: PrismaClient;
   uploads: OwnUploads;
@@ -119,6 +120,8 @@ export async function findSimilarCases({
   embedder?: Embedder | null;
   /** Load the hits' attention maps (false when nobody asked for them: each hit's is then null). */
   hitAttention?: boolean;
+  /** What of the query's and the hits' cases to load (all unless the caller knows what is read: case.service.ts). */
+  caseParts?: CaseParts;
 }): Promise<SimilarCases> {
   if ((imageId ? 1 : 0) + (uploadToken ? 1 : 0) !== 1) throw badInput('Give exactly one of imageId (a stored case) or uploadToken (from POST /uploads)', { field: 'imageId' });
   requireIntegerInRange(k, 'k', 1, MAX_K);
@@ -205,7 +208,7 @@ export async function findSimilarCases({
   const hitIds = hits.map((hit) => hit.imageId);
   // One load for the query's case and the hits' (the query is never its own hit, but may share their patients).
   const [cases, attention] = await Promise.all([
-    loadCases(prisma, queryPhotograph ? [queryPhotograph.id, ...hitIds] : hitIds),
+    loadCases(prisma, queryPhotograph ? [queryPhotograph.id, ...hitIds] : hitIds, caseParts),
     hitAttention ? findAttentionMaps(prisma, hitIds, version) : new Map<string, AttentionMap>(),
   ]);
   const query = queryPhotograph ? (cases.get(queryPhotograph.id) ?? null) : null;
