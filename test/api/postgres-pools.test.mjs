@@ -34,6 +34,12 @@ describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON
       assert.equal(doubled.length, 1, `one prepared statement for both executions: ${JSON.stringify(prepared)}`);
       assert.match(doubled[0].name, /^fcbr_[0-9a-f]{24}$/);
       assert.ok(db.namedStatements.stats().named >= 2, 'the doubling and the catalogue read are named');
+      // The SQL runner (audit rows, upload tokens, migrations) names its parameterised statements too.
+      assert.deepEqual(await db.sql.query('SELECT $1::int + 1 AS incremented', [1]), [{ incremented: 2 }]);
+      assert.deepEqual(await db.sql.query('SELECT $1::int + 1 AS incremented', [41]), [{ incremented: 42 }]);
+      const runner = await db.sql.query("SELECT name FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1 AS incremented'");
+      assert.equal(runner.length, 1);
+      assert.match(runner[0].name, /^fcbr_/);
     } finally {
       await db.close();
     }

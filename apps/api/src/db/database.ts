@@ -60,7 +60,7 @@ function pgliteRunner(db: PGliteLike, count: () => void): SqlRunner {
   };
 }
 
-function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void): SqlRunner {
+function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void, names: NamedStatements | null): SqlRunner {
   return {
     async exec(sql) {
       count();
@@ -68,7 +68,7 @@ function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void): Sql
     },
     async query(sql, params = []) {
       count();
-      const result = await client.query(sql, params);
+      const result = await client.query({ name: names?.nameFor({ sql, args: params }) ?? '', text: sql, values: params });
       return result.rows;
     },
     async transaction(work) {
@@ -76,7 +76,7 @@ function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void): Sql
       const connection = await client.connect();
       try {
         await connection.query('BEGIN');
-        const result = await work(postgresRunner(connection, count));
+        const result = await work(postgresRunner(connection, count, names));
         await connection.query('COMMIT');
         return result;
       } catch (error) {
@@ -161,10 +161,10 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   // An idle connection ended by the server (a restart, an administrator) emits 'error' on the pool; unhandled, it
   // would crash the process. The pool drops that client and the next query opens a new one.
   pool.on('error', () => {});
-  const sql = postgresRunner(pool, count);
+  const namedStatements = config.databaseNamedStatements === false ? null : createNamedStatements();
+  const sql = postgresRunner(pool, count, namedStatements);
   await applyMigrations(sql, config.migrationsDir);
   countCalls(pool, ['query'], count);
-  const namedStatements = config.databaseNamedStatements === false ? null : createNamedStatements();
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
   const gradeFiltered = openGradeFilteredPool({ connectionString: config.database.url, max: gradeFilteredPoolSize(poolSize) }, prisma, namedStatements);
   countCalls(gradeFiltered.pool, ['query'], count);
