@@ -165,7 +165,7 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   const sql = postgresRunner(pool, count, namedStatements);
   await applyMigrations(sql, config.migrationsDir);
   countCalls(pool, ['query'], count);
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+  const prisma = prismaOverPool(pool, namedStatements);
   const gradeFiltered = openGradeFilteredPool({ connectionString: config.database.url, max: gradeFilteredPoolSize(poolSize) }, prisma, namedStatements);
   countCalls(gradeFiltered.pool, ['query'], count);
   return {
@@ -182,6 +182,11 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
   };
 }
 
+/** A Prisma client over a PostgreSQL pool, naming its prepared statements when `namedStatements` is given. */
+export function prismaOverPool(pool: pg.Pool, namedStatements: NamedStatements | null): PrismaClient {
+  return new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+}
+
 /** Connections of the grade-filtered pool beside a pool of `poolSize`: a third of it, at least two. */
 export const gradeFilteredPoolSize = (poolSize: number) => Math.max(2, Math.ceil(poolSize / 3));
 
@@ -193,7 +198,7 @@ export const gradeFilteredPoolSize = (poolSize: number) => Math.max(2, Math.ceil
 export function openGradeFilteredPool(poolConfig: pg.PoolConfig, prisma: PrismaClient, namedStatements: NamedStatements | null): { pool: pg.Pool; close(): Promise<void> } {
   const pool = new pg.Pool({ ...poolConfig, options: vectorSessionOptions(APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered) });
   pool.on('error', () => {});
-  const client = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+  const client = prismaOverPool(pool, namedStatements);
   registerGradeFilteredClient(prisma, client);
   return {
     pool,

@@ -8,13 +8,12 @@
 // The remembered positions live in this process. Behind HAProxy each credential is hashed to one API process
 // (scripts/cluster/start.sh), so that suffices while the process lives; if it dies, the credential's next process
 // has no position for it and may read from a replica up to maxLagMs behind for the first read (ARCHITECTURE.md).
-import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { AppError } from '../errors.js';
-import { PrismaClient } from '../generated/prisma/client.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
 import { vectorSessionOptions } from '../search/similar-images.js';
 import type { Logger } from '../logger.js';
-import { gradeFilteredPoolSize, openGradeFilteredPool, type Database } from './database.js';
+import { gradeFilteredPoolSize, openGradeFilteredPool, prismaOverPool, type Database } from './database.js';
 
 export type ReadTarget = 'primary' | 'replica';
 
@@ -113,7 +112,7 @@ export async function openReadRouting(options: ReadRoutingOptions): Promise<Read
     // The same pgvector session settings as the primary's pool (db/database.ts): searches run here.
     const pool = new pg.Pool({ connectionString: url, max: REPLICA_POOL_SIZE, connectionTimeoutMillis: 2000, options: vectorSessionOptions() });
     pool.on('error', () => {});
-    const prisma = new PrismaClient({ adapter: new PrismaPg(pool, primary.namedStatements ? { statementNameGenerator: primary.namedStatements.nameFor } : {}) });
+    const prisma = prismaOverPool(pool, primary.namedStatements);
     const gradeFiltered = openGradeFilteredPool({ connectionString: url, max: gradeFilteredPoolSize(REPLICA_POOL_SIZE), connectionTimeoutMillis: 2000 }, prisma, primary.namedStatements);
     return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma, gradeFiltered, healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
   });
