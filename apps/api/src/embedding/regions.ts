@@ -7,7 +7,6 @@
  * image edges includes black padding outside the photograph; a rectangle there is still inside the crop but finds
  * no fundus (`fundusShare` says how much of it is photograph).
  */
-import type { FeatureMap } from './embedder.js';
 
 export type Region = { x: number; y: number; width: number; height: number };
 

@@ -32,7 +32,6 @@ import {
   type ImportGrading,
   type ImportItem,
   type ImportOptions,
-  type ImportRecord,
   type ImportTreatment,
 } from './import-record.js';
 import { toCheckedItem } from './record-problems.js';

@@ -1,6 +1,6 @@
 // Relay-style connections: opaque cursors over a stable order, `first` capped, `hasNextPage` from a peek row.
 import 'reflect-metadata';
-import { Field, Int, ObjectType } from 'type-graphql';
+import { Field, ObjectType } from 'type-graphql';
 import { badInput } from '../../errors.js';
 import { requireIntegerInRange, requireUuid } from './validation.js';
 
