@@ -27,16 +27,16 @@ describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON
     const db = await openOneConnection(true);
     try {
       const run = (value) => db.prisma.$queryRaw`SELECT ${value}::int * 2 AS doubled`;
-      assert.deepEqual(await run(3), [{ doubled: 6 }]);
-      assert.deepEqual(await run(20), [{ doubled: 40 }], 'the second execution binds its own value');
+      assert.deepEqual(await run(3), [{ doubled: 6 }], 'the first execution, unnamed');
+      assert.deepEqual(await run(20), [{ doubled: 40 }], 'the second, prepared under its name');
+      assert.deepEqual(await run(7), [{ doubled: 14 }], 'the third binds its own value to the prepared statement');
       const prepared = await db.prisma.$queryRaw`SELECT name, statement FROM pg_prepared_statements WHERE statement LIKE ${'%doubled%'} AND name <> ${''}`;
       const doubled = prepared.filter((row) => /AS doubled$/.test(row.statement));
-      assert.equal(doubled.length, 1, `one prepared statement for both executions: ${JSON.stringify(prepared)}`);
+      assert.equal(doubled.length, 1, `one prepared statement for the three executions: ${JSON.stringify(prepared)}`);
       assert.match(doubled[0].name, /^fcbr_[0-9a-f]{24}$/);
-      assert.ok(db.namedStatements.stats().named >= 2, 'the doubling and the catalogue read are named');
+      assert.ok(db.namedStatements.stats().named >= 1);
       // The SQL runner (audit rows, upload tokens, migrations) names its parameterised statements too.
-      assert.deepEqual(await db.sql.query('SELECT $1::int + 1 AS incremented', [1]), [{ incremented: 2 }]);
-      assert.deepEqual(await db.sql.query('SELECT $1::int + 1 AS incremented', [41]), [{ incremented: 42 }]);
+      for (const value of [1, 2, 41]) assert.deepEqual(await db.sql.query('SELECT $1::int + 1 AS incremented', [value]), [{ incremented: value + 1 }]);
       const runner = await db.sql.query("SELECT name FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1 AS incremented'");
       assert.equal(runner.length, 1);
       assert.match(runner[0].name, /^fcbr_/);
@@ -68,19 +68,28 @@ describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON
     assert.equal(await setting(gradeFiltered), String(search.APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered));
     assert.ok((await search.hnswGrades(db.prisma)).size > 0, 'the migration\'s HNSW graphs are in place');
     const queries = await db.sql.query('SELECT fi.id::text AS id, fi.patient_id::text AS patient FROM fundus_image fi JOIN image_embedding e ON e.image_id = fi.id ORDER BY fi.content_hash LIMIT 4');
-    // No transaction may be opened on the main client for these searches (it was BEGIN, set_config, the search, COMMIT).
+    // No transaction may be opened on the main client for these searches (it was BEGIN, set_config, the search,
+    // COMMIT), and every approximate one must run on the grade-filtered client.
     const transaction = db.prisma.$transaction;
     let transactions = 0;
     db.prisma.$transaction = (...args) => {
       transactions += 1;
       return transaction.apply(db.prisma, args);
     };
+    const filteredQuery = gradeFiltered.$queryRaw;
+    let onGradeFiltered = 0;
+    gradeFiltered.$queryRaw = (...args) => {
+      onGradeFiltered += 1;
+      return filteredQuery.apply(gradeFiltered, args);
+    };
+    let approximateSearches = 0;
     try {
       let compared = 0;
       for (const { id, patient } of queries) {
         for (const grade of [0, 1, 2, 3, 4]) {
           const request = (mode) => ({ modelVersion, query: { imageId: id }, k: 3, filters: { ...NO_FILTERS, drGrades: [grade] }, excludePatientId: patient, mode });
           const approximate = await search.searchSimilarImages(db.prisma, request('APPROXIMATE'));
+          approximateSearches += 1;
           const exact = await search.searchSimilarImages(db.prisma, request('EXACT'));
           assert.deepEqual(approximate.map((hit) => hit.imageId), exact.map((hit) => hit.imageId), `grade ${grade}`);
           assert.ok(approximate.every((hit) => hit.grade === grade));
@@ -89,8 +98,10 @@ describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON
       }
       assert.ok(compared >= 10, `only ${compared} grade-filtered searches had 3 hits`);
       assert.equal(transactions, 0, 'grade-filtered searches opened a transaction');
+      assert.equal(onGradeFiltered, approximateSearches, 'each grade-filtered search ran on the grade-filtered pool');
     } finally {
       db.prisma.$transaction = transaction;
+      gradeFiltered.$queryRaw = filteredQuery;
     }
   });
 });

@@ -176,7 +176,8 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
     sql,
     statementCount: () => statements,
     close: once(async () => {
-      await Promise.all([prisma.$disconnect(), gradeFiltered.close()]);
+      // Every pool is ended even when a disconnect fails.
+      await Promise.allSettled([prisma.$disconnect(), gradeFiltered.close()]);
       await pool.end();
     }),
   };
@@ -203,7 +204,7 @@ export function openGradeFilteredPool(poolConfig: pg.PoolConfig, prisma: PrismaC
   return {
     pool,
     close: async () => {
-      await client.$disconnect();
+      await client.$disconnect().catch(() => {});
       await pool.end();
     },
   };

@@ -460,7 +460,7 @@ export async function findAttentionMaps(prisma: PrismaClient, imageIds: string[]
   const rows = await prisma.$queryRaw<{ image_id: string; attention_map: Uint8Array; attention_width: number; attention_height: number }[]>`
     SELECT image_id::text AS image_id, attention_map, attention_width, attention_height FROM image_embedding
     WHERE model_version = ${modelVersion} AND attention_map IS NOT NULL
-      AND image_id IN (${Prisma.join(imageIds.map((id) => Prisma.sql`${id}::uuid`))})`;
+      AND image_id = ANY(${imageIds}::uuid[])`;
   return new Map(rows.map((row) => [row.image_id, decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height)]));
 }
 

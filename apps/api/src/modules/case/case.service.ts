@@ -128,8 +128,10 @@ const none = <T>(): Promise<T[]> => Promise.resolve([]);
 export async function loadCases(prisma: PrismaClient, imageIds: string[], parts: CaseParts = ALL_CASE_PARTS): Promise<Map<string, Case>> {
   const unique = [...new Set(imageIds)].map((id) => requireUuid(id, 'id'));
   if (unique.length === 0) return new Map();
-  const ids = Prisma.join(unique.map((id) => Prisma.sql`${id}::uuid`));
-  const patients = Prisma.sql`(SELECT patient_id FROM fundus_image WHERE id IN (${ids}))`;
+  // One array parameter, not an IN list as long as the ids: the statement's text (and its prepared statement,
+  // db/statement-names.ts) is the same for any number of cases.
+  const ids = Prisma.sql`${unique}::uuid[]`;
+  const patients = Prisma.sql`(SELECT patient_id FROM fundus_image WHERE id = ANY(${ids}))`;
   const [caseRows, photographRows, diagnosisRows, treatmentRows, hba1cRows, linkRows] = await Promise.all([
     prisma.$queryRaw<CaseRow[]>`
       SELECT fi.id::text AS id, fi.eye::text AS eye, fi.width, fi.height, fi.quality::text AS quality, fi.content_hash,
@@ -137,13 +139,13 @@ export async function loadCases(prisma: PrismaClient, imageIds: string[], parts:
              p.mrn, p.mrn_system, p.birth_year, p.sex::text AS sex, p.diabetes_type::text AS diabetes_type, p.diabetes_diagnosis_year,
              d.name AS dataset_name, d.is_synthetic
       FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id JOIN patient p ON p.id = fi.patient_id JOIN dataset d ON d.id = p.dataset_id
-      WHERE fi.id IN (${ids})`,
+      WHERE fi.id = ANY(${ids})`,
     prisma.$queryRaw<PhotographGradingRow[]>`
       SELECT fi.id::text AS image_id, fi.patient_id::text AS patient_id, fi.eye::text AS eye, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
              g.id::text AS grading_id, g.dr_grade, g.maculopathy, g.macular_edema_risk, g.source::text AS source, g.grader,
              g.original_scale, g.original_value, ${isoDate(Prisma.sql`g.graded_on`)} AS graded_on
       FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id LEFT JOIN grading g ON g.image_id = fi.id
-      WHERE ${parts.followUpGradings ? Prisma.sql`fi.patient_id IN ${patients}` : Prisma.sql`fi.id IN (${ids})`}
+      WHERE ${parts.followUpGradings ? Prisma.sql`fi.patient_id IN ${patients}` : Prisma.sql`fi.id = ANY(${ids})`}
       ORDER BY g.graded_on, g.created_at`,
     parts.diagnoses ? prisma.$queryRaw<DiagnosisRow[]>`
       SELECT id::text AS id, patient_id::text AS patient_id, icd10_code, text, eye::text AS eye, ${isoDate(Prisma.sql`diagnosed_on`)} AS diagnosed_on
@@ -220,7 +222,8 @@ export async function loadCases(prisma: PrismaClient, imageIds: string[], parts:
       diagnoses: diagnoses.filter((diagnosis) => diagnosis.date <= visitDate),
       treatments: treatments.filter((treatment) => treatment.date <= visitDate),
       followUp: {
-        gradings: findLaterGradings(photographsByPatient.get(row.patient_id) ?? [], row.eye, visitDate),
+        // Without the part only the loaded cases' own photographs are here, a partial list: none, as documented.
+        gradings: parts.followUpGradings ? findLaterGradings(photographsByPatient.get(row.patient_id) ?? [], row.eye, visitDate) : [],
         diagnoses: diagnoses.filter((diagnosis) => diagnosis.date > visitDate),
         treatments: treatments.filter((treatment) => treatment.date > visitDate),
       },
