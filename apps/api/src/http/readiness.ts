@@ -4,6 +4,7 @@
 import type { RequestHandler } from 'express';
 import type { Database } from '../db/database.js';
 import { readMigrations } from '../db/migrate.js';
+import { MAX_NAMED_STATEMENTS } from '../db/statement-names.js';
 import type { Embedder } from '../embedding/embedder.js';
 
 /** A database that has not answered in this long counts as unreachable (a dead server can hang a connect). */
@@ -30,7 +31,9 @@ export function createReadinessRoute({ db, embedder, migrationsDir }: { db: Data
     };
     try {
       const rows = await withTimeout(db.sql.query<{ name: string }>('SELECT name FROM fundus_migrations'), DATABASE_CHECK_TIMEOUT_MS);
-      checks.database = { ok: true };
+      // How the prepared-statement names are used (db/statement-names.ts): past the cap new texts run unnamed.
+      const names = db.namedStatements?.stats();
+      checks.database = names ? { ok: true, detail: `prepared statements: ${names.named} of ${MAX_NAMED_STATEMENTS} texts named, ${names.unnamedOverCap} executions unnamed past the cap` } : { ok: true };
       const applied = new Set(rows.map((row) => row.name));
       const pending = (await expected).filter((name) => !applied.has(name));
       checks.migrations = pending.length === 0 ? { ok: true } : { ok: false, detail: `not applied: ${pending.join(', ')}` };
