@@ -332,10 +332,10 @@ async function searchApproximately(prisma: PrismaClient, search: SimilarImageSea
   // Under a grade filter only an HNSW graph needs the larger ef_search; IVFFlat grades run on the session's settings.
   const graphGrades = layout.hnswGrades;
   const efSearch = Math.max(gradeFiltered && search.filters.drGrades.some((grade) => graphGrades.has(grade)) ? tuning.efSearchGradeFiltered : tuning.efSearch, search.k);
-  if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearch) return toHits(await prisma.$queryRaw<HitRow[]>(approximateSearchSql(search)));
-  const gradeFilteredClient = gradeFilteredClientFor(prisma);
-  if (tuning === APPROXIMATE_SEARCH_TUNING && efSearch === tuning.efSearchGradeFiltered && gradeFilteredClient) {
-    return toHits(await gradeFilteredClient.$queryRaw<HitRow[]>(approximateSearchSql(search)));
+  if (tuning === APPROXIMATE_SEARCH_TUNING) {
+    // The shipped settings are some pool's session settings: the main pool's, or the grade-filtered pool's.
+    const sessionClient = efSearch === tuning.efSearch ? prisma : efSearch === tuning.efSearchGradeFiltered ? gradeFilteredClientFor(prisma) : undefined;
+    if (sessionClient) return toHits(await sessionClient.$queryRaw<HitRow[]>(approximateSearchSql(search)));
   }
   // Other settings (grade filters without a grade-filtered pool, a benchmark's sweep): SET LOCAL in the search's own
   // transaction, so the pooled connection goes back with the session's.
