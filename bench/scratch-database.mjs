@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { dropScratchDatabase } from '../test/support/drop-database.mjs';
 
 export async function createScratchEnvironment() {
   const sourceUrl = process.env.DATABASE_URL;
@@ -29,5 +30,5 @@ export async function createScratchEnvironment() {
   await run(`CREATE DATABASE ${name} TEMPLATE ${source.pathname.slice(1)}`);
   const scratch = new URL(source);
   scratch.pathname = `/${name}`;
-  return { env: { DATABASE_URL: scratch.toString() }, drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return { env: { DATABASE_URL: scratch.toString() }, drop: () => dropScratchDatabase(admin, name) };
 }

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { dropScratchDatabase } from './drop-database.mjs';
 
 export const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const migrationsDir = path.join(repositoryRoot, 'prisma', 'migrations');
@@ -44,10 +45,7 @@ export async function createTestDatabase(kind, { templateUrl: templateUrlText = 
     config: { kind, url: url.toString() },
     drop: async () => {
       await db.close();
-      const cleanup = new pg.Client({ connectionString: adminUrl.toString() });
-      await cleanup.connect();
-      await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await cleanup.end();
+      await dropScratchDatabase(adminUrl, name);
     },
   };
 }
