@@ -11,7 +11,7 @@ import { BACKENDS, POSTGRES_SKIP_REASON, countRows, repositoryRoot, startApi } f
 
 const dist = (file) => import(path.join(repositoryRoot, 'apps', 'api', 'dist', file));
 const { POLICY, ROLES } = await dist('auth/policy.js');
-const { verifyAuditChain } = await dist('audit/audit.service.js');
+const { auditWriterFor, verifyAuditChain } = await dist('audit/audit.service.js');
 const { LOCAL_ISSUER } = await dist('auth/local-issuer.js');
 
 const SUBJECT_BY_ROLE = { clinician: 'demo-clinician', researcher: 'demo-researcher', 'ehr-service': 'demo-ehr', admin: 'demo-admin' };
@@ -314,6 +314,73 @@ for (const backend of BACKENDS) {
       } finally {
         await api.db.sql.exec('ALTER TABLE audit_event DROP CONSTRAINT test_block_read_case');
       }
+    });
+
+    // Group commit (AuditWriter): requests that finish while an audit INSERT waits go together in the next one.
+    // On PostgreSQL the chain head's row is held by another session, so the first request's INSERT waits on it
+    // and the rest queue behind it deterministically; then the lock is let go. PGlite has one connection, so
+    // there the requests simply run at once and only what they recorded is checked.
+    test('audit rows of concurrent requests go in one INSERT; each request is answered only once its rows are committed, and one refused row fails only its own request', async () => {
+      const writer = auditWriterFor(api.db.sql);
+      const search = () => api.graphql('query($id: ID!) { similarCases(input: { imageId: $id, k: 3 }) { hits { rank case { id } } } }', { id: fixture.imageId });
+      const readCase = () => api.graphql('query($id: ID!) { case(id: $id) { id patient { mrn } } }', { id: fixture.imageId });
+      async function withChainHeadHeld(requests, queued) {
+        const before = writer.stats();
+        if (backend === 'pglite') return { responses: await Promise.all(requests.map((request) => request())), before, after: writer.stats() };
+        const holder = new pg.Client({ connectionString: api.database.url });
+        await holder.connect();
+        try {
+          await holder.query('BEGIN');
+          await holder.query('SELECT seq FROM audit_chain_head WHERE id = 1 FOR UPDATE');
+          const first = requests[0]();
+          // Once the first request's INSERT waits on the lock, the writer has one in flight.
+          const insertWaiting = async () => (await holder.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO audit_event%'")).rows[0].n === 1;
+          for (let waited = 0; !(await insertWaiting()) && waited < 400; waited += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+          const rest = requests.slice(1).map((request) => request());
+          for (let waited = 0; writer.stats().waiting < queued && waited < 400; waited += 1) await new Promise((resolve) => setTimeout(resolve, 25));
+          assert.equal(writer.stats().waiting, queued, 'the other requests wait for the audit log, none answered yet');
+          await holder.query('COMMIT');
+          return { responses: await Promise.all([first, ...rest]), before, after: writer.stats() };
+        } finally {
+          await holder.end();
+        }
+      }
+
+      const { responses, before, after } = await withChainHeadHeld(Array.from({ length: 9 }, () => search), 8);
+      for (const { status, body } of responses) {
+        assert.equal(status, 200, JSON.stringify(body.errors));
+        assert.ok(body.data.similarCases.hits.length > 0);
+      }
+      assert.equal(after.requests - before.requests, 9);
+      if (backend === 'postgres') {
+        assert.equal(after.inserts - before.inserts, 2, 'the first request alone, the eight that waited in one INSERT');
+        assert.ok(after.largestInsert >= 8);
+      }
+      const requestIds = responses.map((response) => response.headers.get('x-request-id'));
+      const rows = await api.db.sql.query('SELECT seq::int AS seq, request_id, operation, outcome FROM audit_event WHERE request_id = ANY($1::text[]) ORDER BY seq', [requestIds]);
+      assert.deepEqual(new Set(rows.map((row) => row.request_id)), new Set(requestIds), 'every request recorded');
+      assert.ok(rows.every((row) => row.operation === 'search' && row.outcome === 'OK'), JSON.stringify(rows));
+      for (const id of requestIds) {
+        const seqs = rows.filter((row) => row.request_id === id).map((row) => row.seq);
+        assert.equal(Math.max(...seqs) - Math.min(...seqs) + 1, seqs.length, 'each request\'s rows together');
+      }
+      assert.equal((await verifyAuditChain(api.db.sql)).firstBroken, null, 'the chain holds across the batch');
+
+      // A batch with a row the table refuses: that request gets AUDIT_UNAVAILABLE, the others their answers.
+      await api.db.sql.exec("ALTER TABLE audit_event ADD CONSTRAINT test_block_read_case CHECK (operation <> 'read-case') NOT VALID");
+      try {
+        const mixed = await withChainHeadHeld([search, search, readCase, search], 3);
+        if (backend === 'postgres') assert.equal(mixed.after.inserts - mixed.before.inserts, 3, 'the first alone, then the refused batch written request by request: two of three');
+        assert.deepEqual(mixed.responses.map((response) => response.status), [200, 200, 503, 200]);
+        assert.equal(mixed.responses[2].body.errors?.[0]?.extensions?.code, 'AUDIT_UNAVAILABLE');
+        assert.equal(JSON.stringify(mixed.responses[2].body).includes(fixture.mrn), false);
+        const ids = mixed.responses.map((response) => response.headers.get('x-request-id'));
+        const recorded = await api.db.sql.query('SELECT DISTINCT request_id FROM audit_event WHERE request_id = ANY($1::text[])', [ids]);
+        assert.deepEqual(new Set(recorded.map((row) => row.request_id)), new Set([ids[0], ids[1], ids[3]]));
+      } finally {
+        await api.db.sql.exec('ALTER TABLE audit_event DROP CONSTRAINT test_block_read_case');
+      }
+      assert.equal((await verifyAuditChain(api.db.sql)).firstBroken, null);
     });
 
     test('admins read the audit log filtered by subject, patient, operation and time, page by page', async () => {

@@ -2,10 +2,11 @@
 // append-only, hash-chained audit_event table (prisma/migrations/0002_auth_audit: the database numbers, times and
 // chains each row and refuses UPDATE, DELETE and TRUNCATE).
 //
-// A request collects its entries in an AuditTrail while it runs and writes them in one INSERT before the response
-// leaves (server.ts). The INSERT is a statement of its own, outside any write's transaction: a write that rolled
-// back is still recorded as refused or failed, and a read whose row cannot be written is answered with an error,
-// never with the data.
+// A request collects its entries in an AuditTrail while it runs and writes them before the response leaves
+// (server.ts), in one INSERT with those of the requests that are waiting at the same moment (AuditWriter, group
+// commit). The INSERT is a statement of its own, outside any write's transaction: a write that rolled back is
+// still recorded as refused or failed, and a read whose row cannot be written is answered with an error, never
+// with the data.
 import type { SqlRunner } from '../db/sql-runner.js';
 import { isUuid } from '../modules/common/validation.js';
 
@@ -33,20 +34,121 @@ export class AuditTrail {
 
 const uuids = (values: readonly string[] | undefined) => [...new Set((values ?? []).filter(isUuid))];
 
-/** Appends the entries in one statement (the trigger chains them in order); resolves when committed. */
-export async function writeAuditEvents(sql: SqlRunner, actor: AuditActor, entries: readonly AuditEntry[]): Promise<void> {
-  if (entries.length === 0) return;
-  const params: unknown[] = [];
-  const rows = entries.map((entry) => {
-    const base = params.length;
-    params.push(actor.requestId, actor.subject, actor.role, actor.keyId, entry.operation, entry.outcome, uuids(entry.patientIds), uuids(entry.imageIds), JSON.stringify(entry.details ?? {}));
-    const p = (index: number) => `$${base + index}`;
-    return `(${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}::uuid, ${p(5)}, ${p(6)}, ${p(7)}::uuid[], ${p(8)}::uuid[], ${p(9)}::jsonb)`;
-  });
-  await sql.query(
-    `INSERT INTO audit_event (request_id, subject, role, key_id, operation, outcome, patient_ids, image_ids, details) VALUES ${rows.join(', ')}`,
-    params,
-  );
+/** Rows per INSERT at most (9 parameters a row, far under PostgreSQL's 65,535): a request with more goes alone. */
+export const AUDIT_BATCH_MAX_ROWS = 1000;
+
+type PendingWrite = { actor: AuditActor; entries: readonly AuditEntry[]; resolve: () => void; reject: (error: unknown) => void };
+
+/** A data exception (22xxx) or a constraint violation (23xxx): the rows are at fault, not the database. */
+const isRowError = (error: unknown) => /^2[23]/.test(String((error as { code?: unknown })?.code ?? ''));
+
+/**
+ * Group commit for the audit log. Every row goes through the chain head's row lock, held until the commit's WAL
+ * record is on disk, so concurrent requests' INSERTs queue on one lock and one fsync each. The writer keeps one
+ * INSERT in flight; requests that arrive meanwhile wait and go together in the next one, one lock and one fsync
+ * for all of them. A lone request is written at once (no timer, no added delay). Each caller's promise resolves
+ * only when its own rows are committed, so "recorded before the response leaves" holds as before; a request's
+ * rows stay together and in order.
+ *
+ * When a batch is refused for its rows (a data exception or constraint violation), each request of it is written
+ * alone, so one bad entry fails only its own request; any other error (the database unreachable) fails them all,
+ * as it would have failed each one. Nothing is retried after such an error: a commit whose outcome is unknown
+ * must not be written twice.
+ */
+export class AuditWriter {
+  private readonly queue: PendingWrite[] = [];
+  private draining = false;
+  private readonly counts = { inserts: 0, requests: 0, rows: 0, largestInsert: 0 };
+
+  constructor(private readonly sql: SqlRunner, private readonly maxRows = AUDIT_BATCH_MAX_ROWS) {}
+
+  /** Resolves when the entries are committed; rejects with the database's error when they are not. */
+  write(actor: AuditActor, entries: readonly AuditEntry[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ actor, entries, resolve, reject });
+      if (!this.draining) void this.drain();
+    });
+  }
+
+  /** INSERTs committed, the requests and rows they carried, the most requests in one; requests waiting now. */
+  stats(): { inserts: number; requests: number; rows: number; largestInsert: number; waiting: number } {
+    return { ...this.counts, waiting: this.queue.length };
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) await this.flush(this.take());
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** The longest prefix of the queue within maxRows (always at least one request). */
+  private take(): PendingWrite[] {
+    let rows = 0;
+    let count = 0;
+    while (count < this.queue.length && (count === 0 || rows + this.queue[count]!.entries.length <= this.maxRows)) {
+      rows += this.queue[count]!.entries.length;
+      count += 1;
+    }
+    return this.queue.splice(0, count);
+  }
+
+  private async flush(batch: PendingWrite[]): Promise<void> {
+    try {
+      await this.insert(batch);
+      for (const pending of batch) pending.resolve();
+    } catch (error) {
+      if (batch.length === 1 || !isRowError(error)) {
+        for (const pending of batch) pending.reject(error);
+        return;
+      }
+      for (const pending of batch) {
+        try {
+          await this.insert([pending]);
+          pending.resolve();
+        } catch (alone) {
+          pending.reject(alone);
+        }
+      }
+    }
+  }
+
+  private async insert(batch: readonly PendingWrite[]): Promise<void> {
+    const params: unknown[] = [];
+    const rows = batch.flatMap(({ actor, entries }) =>
+      entries.map((entry) => {
+        const base = params.length;
+        params.push(actor.requestId, actor.subject, actor.role, actor.keyId, entry.operation, entry.outcome, uuids(entry.patientIds), uuids(entry.imageIds), JSON.stringify(entry.details ?? {}));
+        const p = (index: number) => `$${base + index}`;
+        return `(${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}::uuid, ${p(5)}, ${p(6)}, ${p(7)}::uuid[], ${p(8)}::uuid[], ${p(9)}::jsonb)`;
+      }),
+    );
+    await this.sql.query(`INSERT INTO audit_event (request_id, subject, role, key_id, operation, outcome, patient_ids, image_ids, details) VALUES ${rows.join(', ')}`, params);
+    this.counts.inserts += 1;
+    this.counts.requests += batch.length;
+    this.counts.rows += rows.length;
+    this.counts.largestInsert = Math.max(this.counts.largestInsert, batch.length);
+  }
+}
+
+const writers = new WeakMap<SqlRunner, AuditWriter>();
+
+/** The writer of everything recorded through this runner: one per database handle, shared by all its callers. */
+export function auditWriterFor(sql: SqlRunner): AuditWriter {
+  let writer = writers.get(sql);
+  if (!writer) {
+    writer = new AuditWriter(sql);
+    writers.set(sql, writer);
+  }
+  return writer;
+}
+
+/** Appends the entries (the trigger chains them in order), together with other requests' (AuditWriter); resolves when committed. */
+export function writeAuditEvents(sql: SqlRunner, actor: AuditActor, entries: readonly AuditEntry[]): Promise<void> {
+  return auditWriterFor(sql).write(actor, entries);
 }
 
 export type AuditEventRow = {
