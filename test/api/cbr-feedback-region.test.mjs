@@ -54,6 +54,19 @@ for (const backend of BACKENDS) {
       return { body, result: body.data?.similarCases, requestId: headers.get('x-request-id') };
     };
 
+    test('a search that does not select searchId is audited but not recorded: nobody could name it in feedback', async () => {
+      const before = await countAll(api.db);
+      const { body, headers } = await api.graphql('query($input: SimilarCasesInput!) { similarCases(input: $input) { hits { rank case { id } } } }', { input: { imageId: images[0].id, k: 5 } });
+      assert.equal(body.data.similarCases.hits.length, 5, JSON.stringify(body.errors));
+      assert.deepEqual(await countAll(api.db), before, 'no search record, nothing else written');
+      const [row] = await api.db.sql.query('SELECT operation, outcome, details FROM audit_event WHERE request_id = $1', [headers.get('x-request-id')]);
+      const details = typeof row.details === 'string' ? JSON.parse(row.details) : row.details;
+      assert.deepEqual([row.operation, row.outcome, details.searchId, details.returned], ['search', 'OK', null, body.data.similarCases.hits.map((hit) => hit.case.id)]);
+      const recorded = await search({ imageId: images[0].id, k: 5 });
+      assert.equal((await countAll(api.db)).similar_case_search, before.similar_case_search + 1, 'selecting searchId records the search');
+      assert.match(recorded.result.searchId, /^[0-9a-f-]{36}$/);
+    });
+
     test('a search is recorded with its id, subject, query and hits in rank order', async () => {
       const query = images[0];
       const { result, requestId } = await search({ imageId: query.id, k: 5 });

@@ -62,6 +62,9 @@ export class SimilarCaseResolver {
           hitAttention: selectsField(info, 'hits', 'attention'),
           caseParts: casePartsSelected(info),
         }));
+        // Recorded for relevance feedback only when the caller asks for its id, the one thing feedback needs: a
+        // search whose id nobody can know could never be marked (the audit row records every search anyway).
+        if (!selectsField(info, 'searchId')) return { ...found, searchId: null };
         return recordSearch({ prisma: context.db.prisma, viewer: context.viewer, result: found, k: input.k, excludeSamePatient: input.excludeSamePatient });
       },
       (found) => ({

@@ -23,5 +23,5 @@ export class SimilarCasesResult {
   @Field(() => AttentionMap, { nullable: true }) queryAttention!: AttentionMap | null;
   @Field(() => String, { description: 'The embedding model version both query and hits were compared with.' }) modelVersion!: string;
   @Field(() => [SimilarCaseHit]) hits!: SimilarCaseHit[];
-  @Field(() => ID, { description: 'This search as recorded: relevance feedback (submitRelevanceFeedback) names it.' }) searchId!: string;
+  @Field(() => ID, { description: 'This search as recorded: relevance feedback (submitRelevanceFeedback) names it. A search is recorded (its query vector, filters and hits) when this field is selected; one that does not select it is not (it is audited either way).' }) searchId!: string;
 }
