@@ -87,5 +87,26 @@ for (const backend of BACKENDS) {
       const { body } = await api.graphql('{ health { status database searchModelVersion } }');
       assert.deepEqual(body.data.health, { status: 'ok', database: backend, searchModelVersion: 'fixture-clustered-v1' });
     });
+
+    test('with no model loaded or pinned, searches compare on the version of the newest embedding, found by one step down the created_at index', async () => {
+      const version = async () => (await api.graphql('{ health { searchModelVersion } }')).body.data.health.searchModelVersion;
+      const copyAs = (name, at) => api.db.sql.query(`INSERT INTO image_embedding (image_id, model_version, embedding, created_at) SELECT image_id, $1, embedding, ${at} FROM image_embedding WHERE model_version = 'fixture-clustered-v1' ORDER BY image_id LIMIT 3`, [name]);
+      try {
+        await copyAs('b-newer', "TIMESTAMPTZ '2100-01-01 00:00:00+00'");
+        assert.equal(await version(), 'b-newer');
+        await copyAs('a-same-instant', "TIMESTAMPTZ '2100-01-01 00:00:00+00'");
+        assert.equal(await version(), 'b-newer', 'a tie in time goes to the last name');
+        await copyAs('c-same-instant', "TIMESTAMPTZ '2100-01-01 00:00:00+00'");
+        assert.equal(await version(), 'c-same-instant');
+        await copyAs('d-older', "TIMESTAMPTZ '2000-01-01 00:00:00+00'");
+        assert.equal(await version(), 'c-same-instant', 'a version written later but dated earlier does not win');
+        const plan = (await api.db.sql.query('EXPLAIN SELECT model_version FROM image_embedding ORDER BY created_at DESC, model_version DESC LIMIT 1')).map((row) => row['QUERY PLAN']).join('\n');
+        assert.match(plan, /Index Only Scan Backward using image_embedding_created_at_model_version_idx/);
+        assert.doesNotMatch(plan, /Sort/, 'no sort: the index gives the order, ties included');
+      } finally {
+        await api.db.sql.query("DELETE FROM image_embedding WHERE model_version IN ('b-newer', 'a-same-instant', 'c-same-instant', 'd-older')");
+      }
+      assert.equal(await version(), 'fixture-clustered-v1');
+    });
   });
 }

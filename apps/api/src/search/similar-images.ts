@@ -383,10 +383,15 @@ export async function searchSimilarImagesWithVoters(
   return { hits, voters: voterHits };
 }
 
-/** The newest model version that has embeddings, or null when nothing is embedded yet. */
+/**
+ * The newest model version that has embeddings (the version of the most recently written embedding; of two
+ * written at the same instant, the last by name), or null when nothing is embedded yet. One step down the
+ * (created_at, model_version) index (migration 0011): it runs on every search of an API with no model loaded or
+ * pinned, and the aggregate over every embedding it replaces cost a scan of the table each time.
+ */
 export async function findNewestModelVersion(prisma: PrismaClient): Promise<string | null> {
   const rows = await prisma.$queryRaw<{ model_version: string }[]>`
-    SELECT model_version FROM image_embedding GROUP BY model_version ORDER BY max(created_at) DESC, model_version LIMIT 1`;
+    SELECT model_version FROM image_embedding ORDER BY created_at DESC, model_version DESC LIMIT 1`;
   return rows[0]?.model_version ?? null;
 }
 

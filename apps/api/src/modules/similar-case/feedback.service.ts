@@ -1,4 +1,4 @@
-// Relevance feedback (issue 13, the CBR cycle's learning step): every answered search is recorded with the vector
+// Relevance feedback (issue 13, the CBR cycle's learning step): every answered search that selects its searchId is recorded with the vector
 // it searched with and its hits; a clinician marks hits of that search relevant or not; the marks are stored as
 // training pairs (query photograph by id or content hash, hit photograph, relevant, who, when, model version), the
 // query is refined by Rocchio in the embedding space and the search re-run; admins export the pairs for the next
