@@ -118,6 +118,10 @@ describe('two API processes on one PostgreSQL', { skip: POSTGRES_SKIP_REASON }, 
     assert.deepEqual(statuses.slice(40), [429, 429, 429, 429], 'past 40 both processes refuse: each alone has seen only 20');
     const [counter] = await database.db.sql.query("SELECT points FROM rate_limit WHERE key LIKE '%sub:demo-researcher'");
     assert.ok(counter.points >= 44, `the shared counter has every request (${counter.points})`);
+    // Each process's /readyz counts its own audit INSERTs: the first one audited (at least) its two refusals.
+    const detail = (await (await fetch(`${first.baseUrl}/readyz`)).json()).checks.database.detail;
+    const [, inserts, requests] = /audit log: (\d+) INSERTs carried (\d+) requests/.exec(detail).map(Number);
+    assert.ok(requests >= 2 && inserts >= 1 && inserts <= requests, detail);
   });
 
   test('a process without its model is live but not ready, and says which check fails', async () => {
@@ -129,7 +133,8 @@ describe('two API processes on one PostgreSQL', { skip: POSTGRES_SKIP_REASON }, 
       assert.equal(body.status, 'not-ready');
       assert.deepEqual([body.checks.database.ok, body.checks.migrations.ok, body.checks.model.ok], [true, true, false]);
       // On PostgreSQL the database check says how the prepared-statement names are used (db/statement-names.ts).
-      assert.match(body.checks.database.detail, /^prepared statements: \d+ of 300 texts named, 0 executions unnamed past the cap$/);
+      // And how many requests its audit INSERTs carried (group commit, audit/audit.service.ts): none served yet.
+      assert.match(body.checks.database.detail, /^prepared statements: \d+ of 300 texts named, 0 executions unnamed past the cap; audit log: 0 INSERTs carried 0 requests, at most 0 in one$/);
     } finally {
       await broken.stop();
     }

@@ -4,6 +4,7 @@
 import type { RequestHandler } from 'express';
 import type { Database } from '../db/database.js';
 import { readMigrations } from '../db/migrate.js';
+import { auditWriterFor } from '../audit/audit.service.js';
 import { MAX_NAMED_STATEMENTS } from '../db/statement-names.js';
 import type { Embedder } from '../embedding/embedder.js';
 
@@ -33,7 +34,15 @@ export function createReadinessRoute({ db, embedder, migrationsDir }: { db: Data
       const rows = await withTimeout(db.sql.query<{ name: string }>('SELECT name FROM fundus_migrations'), DATABASE_CHECK_TIMEOUT_MS);
       // How the prepared-statement names are used (db/statement-names.ts): past the cap new texts run unnamed.
       const names = db.namedStatements?.stats();
-      checks.database = names ? { ok: true, detail: `prepared statements: ${names.named} of ${MAX_NAMED_STATEMENTS} texts named, ${names.unnamedOverCap} executions unnamed past the cap` } : { ok: true };
+      // And how the audit log's group commit is going (audit/audit.service.ts, AuditWriter) in this process.
+      const audit = auditWriterFor(db.sql).stats();
+      checks.database = {
+        ok: true,
+        detail: [
+          ...(names ? [`prepared statements: ${names.named} of ${MAX_NAMED_STATEMENTS} texts named, ${names.unnamedOverCap} executions unnamed past the cap`] : []),
+          `audit log: ${audit.inserts} INSERTs carried ${audit.requests} requests, at most ${audit.largestInsert} in one`,
+        ].join('; '),
+      };
       const applied = new Set(rows.map((row) => row.name));
       const pending = (await expected).filter((name) => !applied.has(name));
       checks.migrations = pending.length === 0 ? { ok: true } : { ok: false, detail: `not applied: ${pending.join(', ')}` };
