@@ -275,4 +275,7 @@ def test_channels_last_trains_to_the_same_weights_up_to_rounding(tmp_path):
     b = _weights(torch.load(tmp_path / "nhwc" / "state.pt")["model_state"])
     difference = torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a)).item()
     norm = torch.sqrt(sum((a[k] ** 2).sum() for k in a)).item()
-    assert difference / norm < 1e-3
+    # Rounding only: on this project's machines the two layouts end 1.04e-3 of the weights' norm apart (oneDNN's
+    # kernels sum in another order, and AdamW's first steps amplify that), where one training step more ends
+    # 0.038 apart and another seed 1.04 (measured 2026-12-02). CI once failed at the old bound of 1e-3.
+    assert difference / norm < 5e-3
