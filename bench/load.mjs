@@ -381,7 +381,7 @@ async function runBackend(variant) {
       // Summed over the API processes (utilisation: cores' worth).
       apiCpu: { seconds: Number(apiCpuSeconds.toFixed(1)), msPerRequest: Number(((apiCpuSeconds * 1000) / Math.max(requests, 1)).toFixed(1)), utilisation: Number((apiCpuSeconds / elapsed).toFixed(2)) },
       databaseBackends,
-      // Seeding and warm-up included; the run's requests are nearly all of them.
+      // The warm-up requests are counted too (the rows are seeded straight into the database, not through the API).
       auditRequestsPerInsert: audit.inserts ? Number((audit.requests / audit.inserts).toFixed(2)) : null,
       apiRssMiB: { idle: idleRss && Math.round(idleRss), peak: rss.length ? Math.round(Math.max(...rss)) : null, end: endRss && Math.round(endRss) },
       apiWarnings: output.filter((line) => /"level":(40|50|60)/.test(line)).slice(0, 5),

@@ -1,7 +1,8 @@
 // The statement an API with no model loaded or pinned runs on every search to choose the model version
 // (search/similar-images.ts, findNewestModelVersion): before migration 0011 an aggregate over every embedding,
-// since then one step down the (created_at, model_version) index. The seeded embeddings are written in one
-// statement, so they share one timestamp: the case where a tie-break by a column outside the index would sort them all. Both texts on the same database, alternately, in one run.
+// since then one step down the (created_at, model_version) index. Both texts on the same database, alternately,
+// in one run. The seeded embeddings are written in one statement, so they share one timestamp: the case where a
+// tie-break by a column outside the index would sort them all.
 //
 //   npm run build && DATABASE_URL=... node bench/newest-model-version.mjs [--cases 100000] [--runs 15]
 //
