@@ -9,7 +9,9 @@ With --max-mib the copy is cut into parts `part-1/`, `part-2/`, ... of at most t
 index), one part per call to the GPU machine; `models/scripts/gpu_stage.sh` gathers them there into one cache
 (the machine keeps files only while it stays warm, so the calls must follow one another). Without it, one
 folder as before. The index gains a `split_key` column (data.link_lesion_copies), so the GPU side splits
-exactly as this one without the lesion set.
+exactly as this one without the lesion set. With --with-lesions the lesion set's copies of TRAINING patients'
+IDRiD photographs travel too (ungraded: only self-supervised pretraining reads them,
+data.select_pretraining_records); the held-out lesion images never do.
 
   /usr/bin/python3 models/scripts/pack_cache.py --cache models/cache/256 --out .gpu/cache256 --quality 85
   /usr/bin/python3 models/scripts/pack_cache.py --cache models/cache/384 --out .gpu/pack384 --max-mib 60
@@ -24,7 +26,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from fundus_cbr.config import TrainConfig  # noqa: E402
-from fundus_cbr.data import GRADED_SETS, read_cache_index, split_of_record  # noqa: E402
+from fundus_cbr.data import GRADED_SETS, LESION_SET, read_cache_index, select_pretraining_records, split_of_record  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +35,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--quality", type=int, default=85)
     parser.add_argument("--max-mib", type=float, default=None, help="cut into part-N folders of at most this size")
+    parser.add_argument("--with-lesions", action="store_true",
+                        help="also the lesion images that pretrain_ssl.py may use (copies of training patients' photographs)")
     args = parser.parse_args()
     from PIL import Image
 
@@ -51,7 +55,9 @@ def main() -> None:
 
     os.makedirs(os.path.join(folder(1), "images"), exist_ok=True)
     for row, record in zip(rows, records):
-        if row["source_set"] not in GRADED_SETS or row["grade"] in ("", None):
+        lesion_for_pretraining = (args.with_lesions and record.source_set == LESION_SET and
+                                  select_pretraining_records([record], config.test_fraction, config.validation_fraction))
+        if not lesion_for_pretraining and (row["source_set"] not in GRADED_SETS or row["grade"] in ("", None)):
             continue
         if split_of_record(record, config.test_fraction, config.validation_fraction) == "test":
             continue
@@ -74,7 +80,10 @@ def main() -> None:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(part)
-    print(f"{kept} train/validation images of {len(rows)}, {total_bytes / 2**20:.1f} MiB"
+    lesions = sum(row["source_set"] == LESION_SET for part in parts for row in part)
+    print(f"{kept} train/validation images of {len(rows)}" + (f" ({lesions} lesion copies of training patients')"
+                                                             if args.with_lesions else "")
+          + f", {total_bytes / 2**20:.1f} MiB"
           + (f" in {len(parts)} parts of at most {args.max_mib:g} MiB" if limit is not None else ""))
 
 

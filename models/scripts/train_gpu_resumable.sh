@@ -19,9 +19,21 @@
 #
 # Output ($OUT): gpu.log; run/state.pt (<= 16 MiB, to resume), run/best.pt (by validation macro P@10),
 # run/training.json (every call's steps and the validation curve), run/config.json, run/train.log.
+#
+# SSL_STEPS=<n> (default 0: no such phase) puts a resumable self-supervised phase first (SimCLR,
+# models/scripts/pretrain_ssl.py, n steps over all calls, batch SSL_BATCH, at $SIZE px from random initialisation):
+# each call resumes it from SSL_STATE_IN (the previous call's $OUT/ssl, copied back here, e.g. .gpu/ssl-state) and
+# leaves $OUT/ssl (state.pt <= 16 MiB, pretraining.json, ssl.log; pretrained.pt once complete). While it is not
+# complete the call does nothing else; in the call that completes it, the time left of RUN_BUDGET (if at least 60 s)
+# starts the fine-tuning from its backbone (--init-checkpoint), which later calls resume from STATE_IN as usual
+# (keep SSL_STEPS and SSL_STATE_IN set: a finished phase is only copied through). Pack with --with-lesions so the
+# lesion copies of training patients' photographs are pretrained on too. INIT cannot be combined with it.
+#   e.g. SSL_STEPS=6000 PART=.gpu/pack384/part-2 EXPECT_PARTS=2 SSL_STATE_IN=.gpu/ssl-state STATE_IN=.gpu/state \
+#     bash models/scripts/train_gpu_resumable.sh
 # Dry run on a machine without a GPU (tiny cache, a few steps):
 #   DEVICE=cpu RUN_BUDGET=20 TOTAL_STEPS=6 EXTRA="--images-per-grade 2 --eval-every 3" SIZE=64 \
 #     PART=<tiny pack part> OUT=/tmp/dry bash models/scripts/train_gpu_resumable.sh
+#   # and its self-supervised phase: add SSL_STEPS=8 SSL_BATCH=16 (then SSL_STATE_IN=<copy of /tmp/dry/ssl>)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 MODE=${MODE:-train}
@@ -40,6 +52,9 @@ SIZE=${SIZE:-384}
 TOTAL_STEPS=${TOTAL_STEPS:-20000}
 RUN_BUDGET=${RUN_BUDGET:-450}               # seconds of training per call; loading and copying take the rest
 PY=${PY:-python3}
+SSL_STEPS=${SSL_STEPS:-0}
+SSL_STATE_IN=${SSL_STATE_IN:-}
+SSL_BATCH=${SSL_BATCH:-256}                 # PretrainConfig's default: many negatives, small beside an H100
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RUNS/$NAME" "$STAGE/images"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
@@ -64,6 +79,39 @@ if [ "${#parts[@]}" -lt "$EXPECT_PARTS" ]; then
   exit 3
 fi
 
+budget=$RUN_BUDGET
+if [ "$SSL_STEPS" -gt 0 ]; then
+  if [ -n "$INIT" ]; then echo "INIT and SSL_STEPS exclude each other: the fine-tuning starts from one of them"; exit 2; fi
+  mkdir -p "$RUNS/ssl" "$OUT/ssl"
+  if [ -n "$SSL_STATE_IN" ] && [ -f "$SSL_STATE_IN/state.pt" ]; then
+    for file in state.pt pretraining.json pretrained.pt ssl.log; do
+      [ -f "$SSL_STATE_IN/$file" ] && cp "$SSL_STATE_IN/$file" "$RUNS/ssl/"
+    done
+    echo "resuming the self-supervised phase from $SSL_STATE_IN/state.pt"
+  else
+    echo "self-supervised phase: no state given, step 0"
+  fi
+  ssl_finished() { $PY -c "import json,sys; sys.exit(0 if json.load(open('$RUNS/ssl/pretraining.json')).get('finished') else 1)" 2>/dev/null; }
+  if ssl_finished && [ -f "$RUNS/ssl/pretrained.pt" ]; then
+    echo "self-supervised phase already complete: $(grep -E '^done:' "$RUNS/ssl/ssl.log" | tail -n 1)"
+  else
+    began=$(date +%s)
+    timeout $((RUN_BUDGET + 120)) $PY models/scripts/pretrain_ssl.py --cache "$STAGE" --out "$RUNS/ssl" --device "$DEVICE" \
+      --input-size "$SIZE" --batch-size "$SSL_BATCH" --steps "$SSL_STEPS" --warmup-steps "$((SSL_STEPS / 20 + 1))" \
+      --eval-every 500 --log-every 250 --state-every 250 --threads 2 --resume --run-budget "$RUN_BUDGET" \
+      ${SSL_EXTRA:-} >> "$RUNS/ssl/ssl.log" 2>&1
+    code=$?
+    echo "pretrain_ssl.py exited $code: $(tail -n 1 "$RUNS/ssl/ssl.log")"
+    grep -E "^loaded|resumed|validation step|run budget" "$RUNS/ssl/ssl.log" | tail -n 6
+    for file in state.pt pretraining.json pretrained.pt ssl.log; do [ -f "$RUNS/ssl/$file" ] && cp "$RUNS/ssl/$file" "$OUT/ssl/"; done
+    ls -la "$OUT/ssl"
+    if [ $code -ne 0 ] || ! ssl_finished; then exit $code; fi
+    budget=$((RUN_BUDGET - ($(date +%s) - began)))
+    if [ "$budget" -lt 60 ]; then echo "self-supervised phase complete; ${budget}s left: fine-tuning next call"; exit 0; fi
+  fi
+  for file in state.pt pretraining.json pretrained.pt ssl.log; do [ -f "$RUNS/ssl/$file" ] && cp "$RUNS/ssl/$file" "$OUT/ssl/"; done
+fi
+
 if [ -n "$STATE_IN" ] && [ -f "$STATE_IN/state.pt" ]; then
   cp "$STATE_IN"/state.pt "$RUNS/$NAME/"
   for file in best.pt training.json; do [ -f "$STATE_IN/$file" ] && cp "$STATE_IN/$file" "$RUNS/$NAME/"; done
@@ -71,13 +119,17 @@ if [ -n "$STATE_IN" ] && [ -f "$STATE_IN/state.pt" ]; then
 else
   echo "no state given: step 0${INIT:+, fine-tuning $INIT}"
   [ -n "$INIT" ] && EXTRA="--init-whole $INIT ${EXTRA:-}"
+  if [ "$SSL_STEPS" -gt 0 ]; then
+    echo "fine-tuning from the self-supervised backbone $RUNS/ssl/pretrained.pt, ${budget}s"
+    EXTRA="--init-checkpoint $RUNS/ssl/pretrained.pt ${EXTRA:-}"
+  fi
 fi
 
 # The shipped recipe (MODEL_CARD.md, call 4) at $SIZE px; --resume continues the state, --run-budget stops in time.
-timeout $((RUN_BUDGET + 120)) $PY models/scripts/train.py --cache "$STAGE" --out "$RUNS/$NAME" --device "$DEVICE" \
+timeout $((budget + 120)) $PY models/scripts/train.py --cache "$STAGE" --out "$RUNS/$NAME" --device "$DEVICE" \
   --input-size "$SIZE" --attention mirror --loss fine_triplet --ema-decay 0.998 --grade-regression-weight 1.0 --seed 1 \
   --images-per-grade 16 --lr 2e-3 --weight-decay 0.05 --warmup-steps 300 --eval-every 250 --log-every 250 --threads 2 \
-  --steps "$TOTAL_STEPS" --resume --run-budget "$RUN_BUDGET" ${EXTRA:-} > "$RUNS/$NAME/train.log" 2>&1
+  --steps "$TOTAL_STEPS" --resume --run-budget "$budget" ${EXTRA:-} > "$RUNS/$NAME/train.log" 2>&1
 code=$?
 echo "train.py exited $code: $(tail -n 1 "$RUNS/$NAME/train.log")"
 grep -E "resumed|validation step|run budget|paused|done:" "$RUNS/$NAME/train.log" | tail -n 12

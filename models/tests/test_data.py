@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import numpy as np
@@ -184,3 +185,23 @@ def test_a_split_key_column_in_the_index_is_used_as_it_is(tmp_path):
         + "images/1.png,lesions,images/1.png,lesions-0001,,,800,600,0,0,800,idrid-te777\n")
     records = read_cache_index(str(tmp_path))
     assert [r.split_id for r in records] == ["idrid-tr001", "idrid-te777"]
+
+
+def test_pretraining_takes_training_patients_of_every_set_and_only_the_lesion_copies_of_their_photographs():
+    from fundus_cbr.data import GRADED_SETS, select_pretraining_records, split_of_record
+
+    graded = [_record(f"{s}-{i}", s) for s in GRADED_SETS for i in range(40)]
+    # Lesion images: copies linked to an IDRiD patient (split key) and DIARETDB1 images without one.
+    linked = [dataclasses.replace(_record(f"lesions-{i:04d}", "lesions", grade=-1), split_key=f"idrid-{i}")
+              for i in range(60)]
+    unlinked = [_record(f"lesions-{i:04d}", "lesions", grade=-1) for i in range(60, 120)]
+    chosen = select_pretraining_records(graded + linked + unlinked, 0.2, 0.15)
+    assert {r.patient_id for r in chosen if r.source_set != "lesions"} == {
+        r.patient_id for r in graded if split_of_record(r, 0.2, 0.15) == "train"}
+    lesions = [r for r in chosen if r.source_set == "lesions"]
+    assert lesions and all(split_of_patient(r.split_key, 0.2, 0.15) == "train" for r in lesions)
+    assert len(lesions) == sum(split_of_patient(r.split_key, 0.2, 0.15) == "train" for r in linked)
+    # DIARETDB1 images are held out even where their own id hashes to "train".
+    assert any(split_of_patient(r.patient_id, 0.2, 0.15) == "train" for r in unlinked)
+    assert not any(r.split_key == "" for r in lesions)
+    assert {split_of_record(r, 0.2, 0.15) for r in chosen} == {"train"}

@@ -210,3 +210,43 @@ def test_evaluate_script_scores_models_of_two_input_sizes_each_on_the_cache_of_i
     assert sizes == {str(small): 64, str(large): 96}
     assert cache_for([str(small), str(large)], sizes, 96) == str(large)
     assert cache_for([str(small), str(large)], sizes, 128) == str(small)  # no such cache: the first, resized
+
+
+def test_pretrain_script_uses_training_patients_and_their_lesion_copies_only_and_resumes(tmp_path):
+    sys.path.insert(0, os.path.join(SCRIPTS, "..", "src"))
+    from fundus_cbr.data import read_cache_index, select_pretraining_records, split_of_patient
+
+    cache = _synthetic_cache(tmp_path / "cache", patients=30, size=32)
+    rows = (cache / "index.csv").read_text().splitlines()
+    # A split_key column, as a packed cache has: lesion copies of IDRiD photographs of patients on every side, and
+    # DIARETDB1 stand-ins with none.
+    lines = [rows[0] + ",split_key"] + [row + "," for row in rows[1:]]
+    ids = [f"idrid-{i:03d}" for i in range(40)]
+    for i, patient in enumerate(ids):
+        lines.append(f"crops/{i}.png,lesions,images/l{i}.jpg,lesions-{i:04d},,,32,32,0,0,32,{patient if i < 30 else ''}")
+    (cache / "index.csv").write_text("\n".join(lines) + "\n")
+    expected = select_pretraining_records(read_cache_index(str(cache)), 0.2, 0.15)
+    lesions = sum(r.source_set == "lesions" for r in expected)
+    assert 0 < lesions < sum(split_of_patient(p, 0.2, 0.15) == "train" for p in ids)
+
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, os.path.join(SCRIPTS, "pretrain_ssl.py"), "--cache", str(cache), "--out", str(tmp_path / "ssl"),
+             "--input-size", "32", "--batch-size", "4", "--steps", "2", "--eval-every", "2", "--threads", "1",
+             "--resume", "--channels-last", *extra], capture_output=True, text=True, timeout=600)
+
+    first = run("--run-steps", "1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"loaded {len(expected)} training patients' images" in first.stdout
+    assert f"lesions {lesions}," in first.stdout and "paused: step 1/2" in first.stdout
+    assert not (tmp_path / "ssl" / "pretrained.pt").exists()
+    second = run("--state-every", "1")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and "done: step 2/2" in second.stdout
+    assert (tmp_path / "ssl" / "pretrained.pt").exists()
+    # A pack for the GPU carries the same lesion copies (and no other lesion image) when asked to.
+    packed = tmp_path / "packed"
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "pack_cache.py"), "--cache", str(cache), "--out", str(packed),
+                    "--with-lesions"], check=True, capture_output=True)
+    packed_lesions = [r for r in read_cache_index(str(packed)) if r.source_set == "lesions"]
+    assert [r.patient_id for r in packed_lesions] == [r.patient_id for r in expected if r.source_set == "lesions"]

@@ -161,6 +161,27 @@ def select_records(
     ]
 
 
+def select_pretraining_records(
+    records: Sequence[CacheRecord], test_fraction: float, validation_fraction: float
+) -> List[CacheRecord]:
+    """Every fundus image self-supervised pretraining may see, grades unused: each graded set's images of TRAINING
+    patients (eyepacs-processed included), and the lesion-set images that are copies of a training patient's IDRiD
+    photograph (their split key, link_lesion_copies). Never a validation or test patient's image, and never a
+    lesion image without an IDRiD twin (DIARETDB1): those and the copies of test patients' photographs are the
+    held-out lesion images that score the heat maps (evaluate.py --lesion-split held-out)."""
+    chosen = []
+    for record in records:
+        if record.source_set in GRADED_SETS:
+            split = split_of_record(record, test_fraction, validation_fraction)
+        elif record.source_set == LESION_SET and record.split_key:
+            split = split_of_patient(record.split_key, test_fraction, validation_fraction)
+        else:
+            continue
+        if split == "train":
+            chosen.append(record)
+    return chosen
+
+
 def load_images(records: Sequence[CacheRecord], cache_dir: str, size: Optional[int] = None) -> torch.Tensor:
     """All images as one uint8 tensor (N, 3, H, W); ~200 KB per 256 px image, so the whole cache fits in memory."""
     from PIL import Image

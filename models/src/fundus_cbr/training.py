@@ -142,26 +142,32 @@ def compute_loss(
     return loss, output
 
 
-def _rng_states(generator: torch.Generator, sampler: GradeBalancedBatchSampler, device: torch.device) -> Dict[str, object]:
+def rng_states(generator: torch.Generator, numpy_generators: Dict[str, np.random.Generator],
+               device: torch.device) -> Dict[str, object]:
+    """Every RNG state a resumed run needs to draw what an unbroken run would: Python's, NumPy's and torch's global
+    ones, the augmentation generator, and the run's own NumPy Generators by name (training: the grade-balanced
+    sampler's "sampler"; pretraining: the batch choice's "batches"), plus CUDA's on a GPU."""
     states: Dict[str, object] = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
         "augmentation": generator.get_state(),
-        "sampler": sampler.rng.bit_generator.state,
     }
+    for name, numpy_generator in numpy_generators.items():
+        states[name] = numpy_generator.bit_generator.state
     if device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _restore_rng_states(states: Dict[str, object], generator: torch.Generator, sampler: GradeBalancedBatchSampler,
-                        device: torch.device) -> None:
+def restore_rng_states(states: Dict[str, object], generator: torch.Generator,
+                       numpy_generators: Dict[str, np.random.Generator], device: torch.device) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
     torch.set_rng_state(states["torch"])
     generator.set_state(states["augmentation"])
-    sampler.rng.bit_generator.state = states["sampler"]
+    for name, numpy_generator in numpy_generators.items():
+        numpy_generator.bit_generator.state = states[name]
     if device.type == "cuda" and "cuda" in states:
         torch.cuda.set_rng_state(states["cuda"], device)
 
@@ -179,6 +185,64 @@ def data_fingerprint(grades: np.ndarray, sample_weights: np.ndarray) -> str:
 STATE_FILE = "state.pt"
 # Fields a resumed run may take from its own call rather than from the state: where and how fast it runs.
 PER_CALL_FIELDS = ("device", "threads", "log_every")
+
+
+def state_to_resume(out_dir: str, resume: bool, kind: str) -> Tuple[str, Optional[Dict[str, object]]]:
+    """out_dir's state path, and the state in it when resuming and there is one. `kind` is "training" or
+    "pretraining": a state of the other kind is refused (states written before kinds existed are training ones)."""
+    state_path = os.path.join(out_dir, STATE_FILE)
+    saved = load_training_state(state_path) if resume and os.path.exists(state_path) else None
+    if saved is not None and saved.get("kind", "training") != kind:
+        raise ValueError(f"{state_path} is a {saved.get('kind', 'training')} state, not a {kind} one")
+    return state_path, saved
+
+
+def config_to_resume(saved_values: Dict[str, object], config, rebuild: Callable[[Dict[str, object]], object],
+                     log: Callable[[str], None]):
+    """The state's config (rebuilt by `rebuild` from its dict) with this call's PER_CALL_FIELDS; logs the fields in
+    which this call asked for something else (they are ignored: the schedule is the state's)."""
+    own = dataclasses.asdict(config)
+    resumed = rebuild({**saved_values, **{k: own[k] for k in PER_CALL_FIELDS}})
+    differing = sorted(k for k, v in dataclasses.asdict(resumed).items() if own.get(k) != v)
+    if differing:
+        log(f"resume: the state's config is used; this call's differs in {', '.join(differing)}")
+    return resumed
+
+
+class CallClock:
+    """One call of a resumable run: whether it must stop before the next step (`run_steps` done, or too little of
+    `run_budget_seconds` left for one more step, a validation that is due and two state writes, at the speeds seen
+    so far in this call), and the record of what it did (the state's "runs")."""
+
+    def __init__(self, first_step: int, run_budget_seconds: Optional[float], run_steps: Optional[int]) -> None:
+        self.first_step = first_step
+        self.run_budget_seconds = run_budget_seconds
+        self.run_steps = run_steps
+        self.started = time.time()
+        self.step_seconds, self.validation_seconds, self.save_seconds = 0.0, 0.0, 0.0
+        self.stopped_by = ""
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def must_stop(self, step: int, validation_due: bool) -> bool:
+        """True when this call must stop before `step`; `stopped_by` then says why."""
+        if self.run_steps is not None and step - self.first_step >= self.run_steps:
+            self.stopped_by = f"run steps {self.run_steps}"
+            return True
+        if self.run_budget_seconds is not None and step > self.first_step:
+            left = self.run_budget_seconds - self.elapsed()
+            upcoming_validation = self.validation_seconds if validation_due else 0.0
+            if left < 1.5 * self.step_seconds + upcoming_validation + 2 * self.save_seconds + 1.0:
+                self.stopped_by = f"run budget {self.run_budget_seconds:.0f}s"
+                return True
+        return False
+
+    def stepped(self, seconds: float) -> None:
+        self.step_seconds = seconds if self.step_seconds == 0.0 else 0.8 * self.step_seconds + 0.2 * seconds
+
+    def record(self, step: int, device: str) -> Dict[str, object]:
+        return {"from_step": self.first_step, "to_step": step, "wall_seconds": round(self.elapsed(), 1), "device": device}
 
 
 def train(
@@ -208,14 +272,9 @@ def train(
     call; the schedule (config.steps) spans all calls. `run_steps` stops this call after that many steps instead. state.pt is also written every `state_every` steps (default:
     at every validation). Without a validation function, best.pt is the last step (only for smoke tests)."""
     os.makedirs(out_dir, exist_ok=True)
-    state_path = os.path.join(out_dir, STATE_FILE)
-    saved = load_training_state(state_path) if resume and os.path.exists(state_path) else None
+    state_path, saved = state_to_resume(out_dir, resume, "training")
     if saved is not None:
-        own = dataclasses.asdict(config)
-        config = train_config_from_dict({**saved["config"], **{k: own[k] for k in PER_CALL_FIELDS}})
-        differing = sorted(k for k, v in dataclasses.asdict(config).items() if own.get(k) != v)
-        if differing:
-            log(f"resume: the state's config is used; this call's differs in {', '.join(differing)}")
+        config = config_to_resume(saved["config"], config, train_config_from_dict, log)
     torch.set_num_threads(config.threads)
     generator = seed_everything(config.seed)
     device = prepare_device(config.device)
@@ -257,7 +316,7 @@ def train(
         if grade_regressor is not None:
             grade_regressor.load_state_dict(saved["regressor_state"])
         optimizer.load_state_dict(saved["optimizer_state"])  # casts the moments back to the parameters' dtype
-        _restore_rng_states(saved["rng"], generator, sampler, device)
+        restore_rng_states(saved["rng"], generator, {"sampler": sampler.rng}, device)
         step, running = saved["step"], saved["running_loss"]
         history, runs = saved["history"], saved["runs"]
         best_score, best_step = saved["best_score"], saved["best_step"]
@@ -270,7 +329,7 @@ def train(
             json.dump(dataclasses.asdict(config), handle, indent=2)
 
     write_config()
-    started = time.time()
+    clock = CallClock(step, run_budget_seconds, run_steps)
     first_step = step
     budget = StepBudget(config.time_budget_seconds if saved is None else None, config.calibration_steps)
     state_every = state_every or config.eval_every
@@ -278,6 +337,7 @@ def train(
     def save_state() -> float:
         began = time.time()
         payload = {
+            "kind": "training",
             "config": dataclasses.asdict(config),
             "data": fingerprint,
             "step": step,
@@ -285,33 +345,22 @@ def train(
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "averaged_state": None if averaged is None else {k: v.detach().cpu() for k, v in averaged.state_dict().items()},
             "regressor_state": None if grade_regressor is None else {k: v.detach().cpu() for k, v in grade_regressor.state_dict().items()},
-            "optimizer_state": _optimizer_state_on_cpu(optimizer),
-            "rng": _rng_states(generator, sampler, device),
+            "optimizer_state": optimizer_state_on_cpu(optimizer),
+            "rng": rng_states(generator, {"sampler": sampler.rng}, device),
             "history": history,
-            "runs": runs + [this_run()],
+            "runs": runs + [clock.record(step, config.device)],
             "best_score": best_score,
             "best_step": best_step,
-            "trained_seconds": trained_seconds + time.time() - started,
+            "trained_seconds": trained_seconds + clock.elapsed(),
         }
         save_training_state(state_path, payload, max_state_bytes)
         return time.time() - began
 
-    def this_run() -> Dict[str, object]:
-        return {"from_step": first_step, "to_step": step, "wall_seconds": round(time.time() - started, 1),
-                "device": config.device}
-
-    step_seconds, validation_seconds, save_seconds = 0.0, 0.0, 0.0
     stopped_early = False
     while step < config.steps:
-        if run_steps is not None and step - first_step >= run_steps:
+        if clock.must_stop(step, validate is not None and (step + 1) % config.eval_every == 0):
             stopped_early = True
             break
-        if run_budget_seconds is not None and step > first_step:
-            left = run_budget_seconds - (time.time() - started)
-            upcoming_validation = validation_seconds if validate is not None and (step + 1) % config.eval_every == 0 else 0.0
-            if left < 1.5 * step_seconds + upcoming_validation + 2 * save_seconds + 1.0:
-                stopped_early = True
-                break
         fixed = budget.steps_at(step - first_step, config.steps)
         if fixed is not None:
             config = dataclasses.replace(config, steps=first_step + fixed[0])
@@ -333,10 +382,9 @@ def train(
         running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
         step += 1
         done = step
-        took = time.time() - step_began
-        step_seconds = took if step_seconds == 0.0 else 0.8 * step_seconds + 0.2 * took
+        clock.stepped(time.time() - step_began)
         if done % config.log_every == 0 or done == config.steps:
-            elapsed = time.time() - started
+            elapsed = clock.elapsed()
             per_step = elapsed / (done - first_step)
             eta = per_step * (config.steps - done)
             log(f"step {done}/{config.steps} loss {running:.4f} lr {learning_rate_at(done - 1, config):.2e} "
@@ -344,7 +392,7 @@ def train(
         if validate is not None and (done % config.eval_every == 0 or done == config.steps):
             validation_began = time.time()
             summary = validate(kept)
-            validation_seconds = time.time() - validation_began
+            clock.validation_seconds = time.time() - validation_began
             score = summary[selection_metric]
             history.append({"step": done, **summary})
             improved = score > best_score
@@ -354,11 +402,11 @@ def train(
             log(f"validation step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in summary.items() if not k.startswith("p@10_grade"))
                 + (" (best)" if improved else ""))
         if done % state_every == 0 and done < config.steps:
-            save_seconds = save_state()
-    save_seconds = save_state()
+            clock.save_seconds = save_state()
+    save_state()
     finished = step >= config.steps
-    if stopped_early and run_budget_seconds is not None:
-        log(f"run budget {run_budget_seconds:.0f}s: stopped at step {step}/{config.steps}, state in {state_path}")
+    if stopped_early:
+        log(f"{clock.stopped_by}: stopped at step {step}/{config.steps}, state in {state_path}")
     if finished:
         save_checkpoint(os.path.join(out_dir, "last.pt"), kept, {"step": config.steps})
         if validate is None:
@@ -371,9 +419,9 @@ def train(
         "device": config.device,
         "best_step": best_step,
         "best_validation": best_score,
-        "wall_seconds": time.time() - started,
-        "trained_seconds": trained_seconds + time.time() - started,
-        "runs": runs + [this_run()],
+        "wall_seconds": clock.elapsed(),
+        "trained_seconds": trained_seconds + clock.elapsed(),
+        "runs": runs + [clock.record(step, config.device)],
         "history": history,
     }
     with open(os.path.join(out_dir, "training.json"), "w") as handle:
@@ -381,7 +429,7 @@ def train(
     return result
 
 
-def _optimizer_state_on_cpu(optimizer: torch.optim.Optimizer) -> Dict[str, object]:
+def optimizer_state_on_cpu(optimizer: torch.optim.Optimizer) -> Dict[str, object]:
     state = optimizer.state_dict()
     return {
         "state": {i: {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in entry.items()}
