@@ -455,4 +455,21 @@ for (const backend of BACKENDS) {
       assert.equal((await api.graphql('{ health { status } }', {}, { as: 'demo-admin' })).status, 200);
     });
   });
+
+  // PGlite counts in the process's memory: there is no shared counter to lease from.
+  if (backend === 'postgres') describe('rate-limit leases on postgres', { skip: POSTGRES_SKIP_REASON }, () => {
+    let api;
+    before(async () => {
+      // 3,200 a minute: leases of 32 points (http/rate-limit.ts, leaseSizeFor).
+      api = await startApi(backend, { cohort: null, env: { RATE_LIMIT_PER_MINUTE: '3200' } });
+    });
+    after(async () => api?.close());
+
+    test('40 requests at once take two leases of 32 from the shared counter, not 40 updates', async () => {
+      const responses = await Promise.all(Array.from({ length: 40 }, () => api.graphql('{ health { status } }', {}, { as: 'demo-researcher' })));
+      assert.deepEqual(responses.map((response) => response.status), Array(40).fill(200));
+      const [counter] = await api.db.sql.query("SELECT points FROM rate_limit WHERE key LIKE '%sub:demo-researcher'");
+      assert.equal(counter.points, 64, 'two leases of 32 counted in the database');
+    });
+  });
 }

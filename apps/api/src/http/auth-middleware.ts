@@ -2,7 +2,7 @@
 // rate limit, and answers a refusal itself (401 UNAUTHENTICATED, 403 FORBIDDEN, 429 RATE_LIMITED) with an audit
 // row for it. What passes carries res.locals.viewer.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterRes } from 'rate-limiter-flexible';
 import { writeAuditEvents, type AuditTrail } from '../audit/audit.service.js';
 import { outcomeOf } from '../audit/audited.js';
 import { authenticate, readCredential, type AuthSettings } from '../auth/authenticate.js';
@@ -10,6 +10,7 @@ import type { Viewer } from '../auth/policy.js';
 import type { Database } from '../db/database.js';
 import { AppError, errorExtensions, HTTP_STATUS_BY_CODE, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import type { PointLimiter } from './rate-limit.js';
 
 export type RequestLocals = {
   requestId: string;
@@ -37,7 +38,7 @@ export function createAuthMiddleware({
   settings: AuthSettings;
   logger: Logger;
   /** http/rate-limit.ts: shared by every API process on PostgreSQL. */
-  limiter: RateLimiterAbstract;
+  limiter: PointLimiter;
   requestsPerMinute: number;
 }): RequestHandler {
   return async (request: Request, response: Response, next: NextFunction) => {
