@@ -348,15 +348,15 @@ async function runBackend(variant) {
       // autocannon's own counts: timeouts and non-2xx, besides what onResponse saw in the bodies.
       if (result.timeouts) recordError(tallies[key], `${result.timeouts} timeouts`);
     }
-    // The audit log's group commit in each process (/readyz says how many requests its INSERTs carried).
+    // The audit log's group commit and the rate limit's leases in each process (/readyz's counters).
     const audit = { inserts: 0, requests: 0 };
+    const rateLimit = { storeCalls: 0, admitted: 0 };
     for (const one of servers) {
-      const detail = (await (await fetch(`${one.baseUrl}/readyz`)).json()).checks?.database?.detail ?? '';
-      const match = /audit log: (\d+) INSERTs carried (\d+) requests/.exec(detail);
-      if (match) {
-        audit.inserts += Number(match[1]);
-        audit.requests += Number(match[2]);
-      }
+      const { counters } = await (await fetch(`${one.baseUrl}/readyz`)).json();
+      audit.inserts += counters.audit.inserts;
+      audit.requests += counters.audit.requests;
+      rateLimit.storeCalls += counters.rateLimit?.storeCalls ?? 0;
+      rateLimit.admitted += counters.rateLimit?.admitted ?? 0;
     }
     for (const one of servers.splice(0)) await one.stop();
     const stored = await countIngested(scratch.env);
@@ -386,6 +386,8 @@ async function runBackend(variant) {
       databaseBackends,
       // The warm-up requests are counted too (the rows are seeded straight into the database, not through the API).
       auditRequestsPerInsert: audit.inserts ? Number((audit.requests / audit.inserts).toFixed(2)) : null,
+      // Null on PGlite, whose count stays in the process's memory.
+      requestsPerRateLimitUpdate: rateLimit.storeCalls ? Number((rateLimit.admitted / rateLimit.storeCalls).toFixed(2)) : null,
       apiRssMiB: { idle: idleRss && Math.round(idleRss), peak: rss.length ? Math.round(Math.max(...rss)) : null, end: endRss && Math.round(endRss) },
       apiWarnings: output.filter((line) => /"level":(40|50|60)/.test(line)).slice(0, 5),
     };
@@ -420,7 +422,7 @@ for (const result of report.results) {
 console.error(['| database | operation | request | clients | operations | errors | operations/s | p50 ms | p95 ms | p99 ms |', '|---|---|---|---|---|---|---|---|---|---|', ...rows].join('\n'));
 for (const result of report.results.filter((r) => !r.skipped)) {
   console.error(`${result.database}: API CPU ${result.apiCpu.msPerRequest} ms a request (${result.apiCpu.utilisation} of a core); PostgreSQL backends on average: ${JSON.stringify(result.databaseBackends)}`);
-  console.error(`${result.database}: audit log, requests per INSERT: ${result.auditRequestsPerInsert}`);
+  console.error(`${result.database}: audit log, requests per INSERT: ${result.auditRequestsPerInsert}; rate limit, requests per counter update: ${result.requestsPerRateLimitUpdate}`);
   console.error(`${result.database}: API RSS idle ${result.apiRssMiB.idle} MiB, peak ${result.apiRssMiB.peak} MiB, end ${result.apiRssMiB.end} MiB; ingest acknowledged ${result.ingest.acknowledged}, stored ${result.ingest.stored}, lost ${result.ingest.lost}`);
 }
 if (report.results.some((result) => result.operations?.some((operation) => operation.errors > 0) || result.ingest?.lost > 0)) process.exitCode = 1;

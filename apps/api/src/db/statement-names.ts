@@ -28,8 +28,9 @@ export type NamedStatements = {
   /** The name for this statement (the adapter's statementNameGenerator), '' for the unnamed statement (a text's
    *  first execution, one without parameters, or a new text past the cap). */
   nameFor(query: { sql: string; args: readonly unknown[] }): string;
-  /** How many distinct texts have a name, and how many executions ran unnamed because the cap was reached. */
-  stats(): { named: number; unnamedOverCap: number };
+  /** How many distinct texts have a name (of at most `cap`), and how many executions ran unnamed because the cap
+   *  was reached. */
+  stats(): { named: number; cap: number; unnamedOverCap: number };
 };
 
 export function createNamedStatements(maxNamed: number = MAX_NAMED_STATEMENTS): NamedStatements {
@@ -54,6 +55,6 @@ export function createNamedStatements(maxNamed: number = MAX_NAMED_STATEMENTS): 
       names.set(sql, name);
       return name;
     },
-    stats: () => ({ named: names.size, unnamedOverCap }),
+    stats: () => ({ named: names.size, cap: maxNamed, unnamedOverCap }),
   };
 }

@@ -17,7 +17,12 @@ import type { Database } from '../db/database.js';
 /** What the auth middleware needs of a limiter: consume one point of `key`; a refusal rejects with RateLimiterRes. */
 export type PointLimiter = { consume(key: string): Promise<unknown> };
 
-export type RateLimiter = { limiter: PointLimiter; close(): Promise<void> };
+export type RateLimiter = {
+  limiter: PointLimiter;
+  /** The same limiter as leases from the shared counter (PostgreSQL), for /readyz's counts; null on PGlite. */
+  leases: LeasingRateLimiter | null;
+  close(): Promise<void>;
+};
 
 /** The most points one lease takes: a request in `MAX_LEASE` reaches the database at a high rate. */
 export const MAX_LEASE = 32;
@@ -133,7 +138,7 @@ export class LeasingRateLimiter implements PointLimiter {
 
 export function createRateLimiter({ db, requestsPerMinute }: { db: Database; requestsPerMinute: number }): RateLimiter {
   if (db.kind === 'pglite' || !db.connectionUrl) {
-    return { limiter: new RateLimiterMemory({ points: requestsPerMinute, duration: 60 }), close: async () => {} };
+    return { limiter: new RateLimiterMemory({ points: requestsPerMinute, duration: 60 }), leases: null, close: async () => {} };
   }
   // A pool of its own with synchronous_commit off: every lease of one credential updates the same counter row,
   // and with the server's default each update would hold that row's lock until its WAL record reached disk,
@@ -149,5 +154,6 @@ export function createRateLimiter({ db, requestsPerMinute }: { db: Database; req
     points: requestsPerMinute,
     duration: 60,
   });
-  return { limiter: new LeasingRateLimiter(store), close: () => pool.end() };
+  const leases = new LeasingRateLimiter(store);
+  return { limiter: leases, leases, close: () => pool.end() };
 }

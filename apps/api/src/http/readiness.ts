@@ -5,8 +5,8 @@ import type { RequestHandler } from 'express';
 import type { Database } from '../db/database.js';
 import { readMigrations } from '../db/migrate.js';
 import { auditWriterFor } from '../audit/audit.service.js';
-import { MAX_NAMED_STATEMENTS } from '../db/statement-names.js';
 import type { Embedder } from '../embedding/embedder.js';
+import type { LeasingRateLimiter } from './rate-limit.js';
 
 /** A database that has not answered in this long counts as unreachable (a dead server can hang a connect). */
 const DATABASE_CHECK_TIMEOUT_MS = 2000;
@@ -21,7 +21,23 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-export function createReadinessRoute({ db, embedder, migrationsDir }: { db: Database; embedder: Embedder | null; migrationsDir: string }): RequestHandler {
+/**
+ * This process's counters, for operators and benchmarks (bench/load.mjs reads them): no identifiers, only counts.
+ * `rateLimit` is null where the count stays in the process's memory (the embedded database).
+ */
+export type ReadinessCounters = {
+  preparedStatements: { named: number; cap: number; unnamedOverCap: number } | null;
+  audit: { inserts: number; requests: number; largestInsert: number };
+  rateLimit: { admitted: number; storeCalls: number; leaseSize: number } | null;
+};
+
+export function createReadinessRoute({ db, embedder, migrationsDir, rateLimiter = null }: {
+  db: Database;
+  embedder: Embedder | null;
+  migrationsDir: string;
+  /** The PostgreSQL rate limit's leases (http/rate-limit.ts), when there are any. */
+  rateLimiter?: Pick<LeasingRateLimiter, 'stats'> | null;
+}): RequestHandler {
   const expected = readMigrations(migrationsDir).then((migrations) => migrations.map((migration) => migration.name));
   expected.catch(() => {});
   return async (_request, response) => {
@@ -30,17 +46,24 @@ export function createReadinessRoute({ db, embedder, migrationsDir }: { db: Data
       migrations: { ok: false },
       model: embedder ? { ok: true, detail: embedder.metadata.modelVersion } : { ok: false, detail: 'no embedding model loaded' },
     };
+    // How the prepared-statement names (db/statement-names.ts), the audit log's group commit (AuditWriter) and the
+    // rate limit's leases are going in this process.
+    const { inserts, requests, largestInsert } = auditWriterFor(db.sql).stats();
+    const counters: ReadinessCounters = {
+      preparedStatements: db.namedStatements?.stats() ?? null,
+      audit: { inserts, requests, largestInsert },
+      rateLimit: rateLimiter?.stats() ?? null,
+    };
     try {
       const rows = await withTimeout(db.sql.query<{ name: string }>('SELECT name FROM fundus_migrations'), DATABASE_CHECK_TIMEOUT_MS);
-      // How the prepared-statement names are used (db/statement-names.ts): past the cap new texts run unnamed.
-      const names = db.namedStatements?.stats();
-      // And how the audit log's group commit is going (audit/audit.service.ts, AuditWriter) in this process.
-      const audit = auditWriterFor(db.sql).stats();
+      const names = counters.preparedStatements;
+      const limit = counters.rateLimit;
       checks.database = {
         ok: true,
         detail: [
-          ...(names ? [`prepared statements: ${names.named} of ${MAX_NAMED_STATEMENTS} texts named, ${names.unnamedOverCap} executions unnamed past the cap`] : []),
-          `audit log: ${audit.inserts} INSERTs carried ${audit.requests} requests, at most ${audit.largestInsert} in one`,
+          ...(names ? [`prepared statements: ${names.named} of ${names.cap} texts named, ${names.unnamedOverCap} executions unnamed past the cap`] : []),
+          `audit log: ${inserts} INSERTs carried ${requests} requests, at most ${largestInsert} in one`,
+          ...(limit ? [`rate limit: ${limit.storeCalls} leases of up to ${limit.leaseSize} admitted ${limit.admitted} requests`] : []),
         ].join('; '),
       };
       const applied = new Set(rows.map((row) => row.name));
@@ -54,6 +77,6 @@ export function createReadinessRoute({ db, embedder, migrationsDir }: { db: Data
     }
     const ready = checks.database.ok && checks.migrations.ok && checks.model.ok;
     response.setHeader('Cache-Control', 'no-store');
-    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready', database: db.kind, checks });
+    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready', database: db.kind, checks, counters });
   };
 }
