@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createNamedStatements } from './statement-names.js';
+import { createNamedStatements, MAX_NAMED_STATEMENTS } from './statement-names.js';
 
 test('a text is named from its second execution on; one text has one name, two texts two; no parameters, no name', () => {
   const names = createNamedStatements();
@@ -14,7 +14,7 @@ test('a text is named from its second execution on; one text has one name, two t
   assert.notEqual(other, first);
   assert.equal(names.nameFor({ sql: 'BEGIN', args: [] }), '', 'the simple protocol, unnamed');
   assert.equal(names.nameFor({ sql: 'BEGIN', args: [] }), '');
-  assert.deepEqual(names.stats(), { named: 2, unnamedOverCap: 0 });
+  assert.deepEqual(names.stats(), { named: 2, cap: MAX_NAMED_STATEMENTS, unnamedOverCap: 0 });
   // Names are a digest of the text, so another process (another pool) names the same text alike.
   const elsewhere = createNamedStatements();
   elsewhere.nameFor({ sql: 'SELECT $1::int', args: [4] });
@@ -33,5 +33,5 @@ test('texts run once never take a name; past the cap a new text runs unnamed and
   assert.equal(twice('SELECT $1 AS c'), '');
   assert.equal(names.nameFor({ sql: 'SELECT $1 AS a', args: [1] }), a);
   assert.equal(names.nameFor({ sql: 'SELECT $1 AS b', args: [1] }), b);
-  assert.deepEqual(names.stats(), { named: 2, unnamedOverCap: 1 });
+  assert.deepEqual(names.stats(), { named: 2, cap: 2, unnamedOverCap: 1 });
 });
