@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { POSTGRES_SKIP_REASON, createTestDatabase, migrationsDir, repositoryRoot } from '../support/backends.mjs';
 
 const dist = (file) => import(path.join(repositoryRoot, 'apps', 'api', 'dist', file));
-const [{ loadCohort }, { buildCohort }, search] = await Promise.all([dist('fixtures/seed.js'), dist('fixtures/cohort.js'), dist('search/similar-images.js')]);
+const [{ loadCohort }, { buildCohort }, search, driverRows] = await Promise.all([dist('fixtures/seed.js'), dist('fixtures/cohort.js'), dist('search/similar-images.js'), dist('db/driver-rows.js')]);
 const NO_FILTERS = { drGrades: [], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] };
 
 describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON }, () => {
@@ -76,11 +76,14 @@ describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON
       transactions += 1;
       return transaction.apply(db.prisma, args);
     };
-    const filteredQuery = gradeFiltered.$queryRaw;
+    // The grade-filtered client's statements go through the driver runner over its pool (db/driver-rows.ts).
+    const filteredRunner = driverRows.driverRunnerFor(gradeFiltered);
+    assert.ok(filteredRunner, 'the grade-filtered client has a driver runner over its pool');
+    const filteredQuery = filteredRunner.query;
     let onGradeFiltered = 0;
-    gradeFiltered.$queryRaw = (...args) => {
+    filteredRunner.query = (...args) => {
       onGradeFiltered += 1;
-      return filteredQuery.apply(gradeFiltered, args);
+      return filteredQuery.apply(filteredRunner, args);
     };
     let approximateSearches = 0;
     try {
@@ -101,7 +104,7 @@ describe('named prepared statements on PostgreSQL', { skip: POSTGRES_SKIP_REASON
       assert.equal(onGradeFiltered, approximateSearches, 'each grade-filtered search ran on the grade-filtered pool');
     } finally {
       db.prisma.$transaction = transaction;
-      gradeFiltered.$queryRaw = filteredQuery;
+      filteredRunner.query = filteredQuery;
     }
   });
 });

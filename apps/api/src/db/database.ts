@@ -9,6 +9,7 @@ import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { AppConfig } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { APPROXIMATE_SEARCH_TUNING, registerGradeFilteredClient, vectorSessionOptions, vectorSessionSettings } from '../search/similar-images.js';
+import { registerDriverRunner } from './driver-rows.js';
 import { acquireLockFile } from './lock-file.js';
 import { applyMigrations } from './migrate.js';
 import { createNamedStatements, type NamedStatements } from './statement-names.js';
@@ -60,7 +61,9 @@ function pgliteRunner(db: PGliteLike, count: () => void): SqlRunner {
   };
 }
 
-function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void, names: NamedStatements | null): SqlRunner {
+function postgresRunner(client: pg.Pool | pg.PoolClient, countStatement: () => void, names: NamedStatements | null): SqlRunner {
+  // A pool's own `query` is counted where it is wrapped (countCalls); a transaction's connection is not wrapped.
+  const count = client instanceof pg.Pool ? () => {} : countStatement;
   return {
     async exec(sql) {
       count();
@@ -76,7 +79,7 @@ function postgresRunner(client: pg.Pool | pg.PoolClient, count: () => void, name
       const connection = await client.connect();
       try {
         await connection.query('BEGIN');
-        const result = await work(postgresRunner(connection, count, names));
+        const result = await work(postgresRunner(connection, countStatement, names));
         await connection.query('COMMIT');
         return result;
       } catch (error) {
@@ -185,7 +188,11 @@ export async function openDatabase(config: Pick<AppConfig, 'database' | 'migrati
 
 /** A Prisma client over a PostgreSQL pool, naming its prepared statements when `namedStatements` is given. */
 export function prismaOverPool(pool: pg.Pool, namedStatements: NamedStatements | null): PrismaClient {
-  return new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool, namedStatements ? { statementNameGenerator: namedStatements.nameFor } : {}) });
+  // The search path's hand-written statements skip Prisma's raw-query layer on this pool (db/driver-rows.ts). The
+  // pool's `query` is what countCalls wraps, so they are counted as Prisma's are.
+  registerDriverRunner(prisma, postgresRunner(pool, () => {}, namedStatements));
+  return prisma;
 }
 
 /** Connections of the grade-filtered pool beside a pool of `poolSize`: a third of it, at least two. */

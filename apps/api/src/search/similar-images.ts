@@ -21,6 +21,7 @@
 //   index and sorted its output by id (an incremental sort), an approximate answer. So every matching row is
 //   ranked. For evaluation, and as the small-set fallback.
 import pgvector from 'pgvector';
+import { queryRows } from '../db/driver-rows.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { Eye, Sex, TreatmentType } from '../generated/prisma/enums.js';
 
@@ -153,7 +154,7 @@ export function exactSearchSql(search: SimilarImageSearch): Prisma.Sql {
 }
 
 async function searchExactly(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
-  return toHits(await prisma.$queryRaw<HitRow[]>(exactSearchSql(search)));
+  return toHits(await queryRows<HitRow>(prisma, exactSearchSql(search)));
 }
 
 /** The approximate statement: the top k of each grade's graph under the filters, merged and re-ranked. */
@@ -325,7 +326,7 @@ async function searchApproximately(prisma: PrismaClient, search: SimilarImageSea
   const everyGrade = coversEveryGrade(search);
   const layout = await indexLayout(prisma);
   if (everyGrade && tuning === APPROXIMATE_SEARCH_TUNING && layout.wholeDimensions !== null) {
-    return toHits(await prisma.$queryRaw<HitRow[]>(wholeIndexSearchSql(search, layout.wholeDimensions)));
+    return toHits(await queryRows<HitRow>(prisma, wholeIndexSearchSql(search, layout.wholeDimensions)));
   }
   // Every grade at once (the reuse step's voters) walks the same graphs as no filter, where ef_search 100 held.
   const gradeFiltered = !everyGrade;
@@ -335,7 +336,7 @@ async function searchApproximately(prisma: PrismaClient, search: SimilarImageSea
   if (tuning === APPROXIMATE_SEARCH_TUNING) {
     // The shipped settings are some pool's session settings: the main pool's, or the grade-filtered pool's.
     const sessionClient = efSearch === tuning.efSearch ? prisma : efSearch === tuning.efSearchGradeFiltered ? gradeFilteredClientFor(prisma) : undefined;
-    if (sessionClient) return toHits(await sessionClient.$queryRaw<HitRow[]>(approximateSearchSql(search)));
+    if (sessionClient) return toHits(await queryRows<HitRow>(sessionClient, approximateSearchSql(search)));
   }
   // Other settings (grade filters without a grade-filtered pool, a benchmark's sweep): SET LOCAL in the search's own
   // transaction, so the pooled connection goes back with the session's.
@@ -390,8 +391,8 @@ export async function searchSimilarImagesWithVoters(
  * pinned, and the aggregate over every embedding it replaces cost a scan of the table each time.
  */
 export async function findNewestModelVersion(prisma: PrismaClient): Promise<string | null> {
-  const rows = await prisma.$queryRaw<{ model_version: string }[]>`
-    SELECT model_version FROM image_embedding ORDER BY created_at DESC, model_version DESC LIMIT 1`;
+  const rows = await queryRows<{ model_version: string }>(prisma, Prisma.sql`
+    SELECT model_version FROM image_embedding ORDER BY created_at DESC, model_version DESC LIMIT 1`);
   return rows[0]?.model_version ?? null;
 }
 
@@ -401,10 +402,10 @@ export async function findNewestModelVersion(prisma: PrismaClient): Promise<stri
  * version is null) and, if so, its attention map (null for a model without one).
  */
 export async function findStoredPhotograph(prisma: PrismaClient, imageId: string, modelVersion: string | null): Promise<{ patientId: string; contentHash: string; embedded: boolean; attention: AttentionMap | null } | null> {
-  const rows = await prisma.$queryRaw<{ patient_id: string; content_hash: string; embedded: boolean; attention_map: Uint8Array | null; attention_width: number | null; attention_height: number | null }[]>`
+  const rows = await queryRows<{ patient_id: string; content_hash: string; embedded: boolean; attention_map: Uint8Array | null; attention_width: number | null; attention_height: number | null }>(prisma, Prisma.sql`
     SELECT fi.patient_id::text AS patient_id, fi.content_hash, e.image_id IS NOT NULL AS embedded, e.attention_map, e.attention_width, e.attention_height
     FROM fundus_image fi LEFT JOIN image_embedding e ON e.image_id = fi.id AND e.model_version = ${modelVersion}
-    WHERE fi.id = ${imageId}::uuid`;
+    WHERE fi.id = ${imageId}::uuid`);
   const row = rows[0];
   if (!row) return null;
   const attention = row.attention_map && row.attention_width && row.attention_height ? decodeAttentionMap(row.attention_map, row.attention_width, row.attention_height) : null;

@@ -6,6 +6,7 @@
 // (what was known then). Everything dated later, and the gradings of later photographs of the same eye, is its
 // followUp, so a search hit never shows a grade-0 photograph beside the PDR it developed years later as if the
 // two were seen together.
+import { queryRows } from '../../db/driver-rows.js';
 import { notFound } from '../../errors.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { AntiVegfAgent, DiabetesType, GradeSource, ImageQuality, Laterality, Sex, TreatmentType } from '../../generated/prisma/enums.js';
@@ -133,33 +134,33 @@ export async function loadCases(prisma: PrismaClient, imageIds: string[], parts:
   const ids = Prisma.sql`${unique}::uuid[]`;
   const patients = Prisma.sql`(SELECT patient_id FROM fundus_image WHERE id = ANY(${ids}))`;
   const [caseRows, photographRows, diagnosisRows, treatmentRows, hba1cRows, linkRows] = await Promise.all([
-    prisma.$queryRaw<CaseRow[]>`
+    queryRows<CaseRow>(prisma, Prisma.sql`
       SELECT fi.id::text AS id, fi.eye::text AS eye, fi.width, fi.height, fi.quality::text AS quality, fi.content_hash,
              fi.patient_id::text AS patient_id, v.id::text AS visit_id, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
              p.mrn, p.mrn_system, p.birth_year, p.sex::text AS sex, p.diabetes_type::text AS diabetes_type, p.diabetes_diagnosis_year,
              d.name AS dataset_name, d.is_synthetic
       FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id JOIN patient p ON p.id = fi.patient_id JOIN dataset d ON d.id = p.dataset_id
-      WHERE fi.id = ANY(${ids})`,
-    prisma.$queryRaw<PhotographGradingRow[]>`
+      WHERE fi.id = ANY(${ids})`),
+    queryRows<PhotographGradingRow>(prisma, Prisma.sql`
       SELECT fi.id::text AS image_id, fi.patient_id::text AS patient_id, fi.eye::text AS eye, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
              g.id::text AS grading_id, g.dr_grade, g.maculopathy, g.macular_edema_risk, g.source::text AS source, g.grader,
              g.original_scale, g.original_value, ${isoDate(Prisma.sql`g.graded_on`)} AS graded_on
       FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id LEFT JOIN grading g ON g.image_id = fi.id
       WHERE ${parts.followUpGradings ? Prisma.sql`fi.patient_id IN ${patients}` : Prisma.sql`fi.id = ANY(${ids})`}
-      ORDER BY g.graded_on, g.created_at`,
-    parts.diagnoses ? prisma.$queryRaw<DiagnosisRow[]>`
+      ORDER BY g.graded_on, g.created_at`),
+    parts.diagnoses ? queryRows<DiagnosisRow>(prisma, Prisma.sql`
       SELECT id::text AS id, patient_id::text AS patient_id, icd10_code, text, eye::text AS eye, ${isoDate(Prisma.sql`diagnosed_on`)} AS diagnosed_on
-      FROM diagnosis WHERE patient_id IN ${patients} ORDER BY diagnosis.diagnosed_on, diagnosis.id` : none<DiagnosisRow>(),
-    parts.treatments ? prisma.$queryRaw<TreatmentRow[]>`
+      FROM diagnosis WHERE patient_id IN ${patients} ORDER BY diagnosis.diagnosed_on, diagnosis.id`) : none<DiagnosisRow>(),
+    parts.treatments ? queryRows<TreatmentRow>(prisma, Prisma.sql`
       SELECT id::text AS id, patient_id::text AS patient_id, type::text AS type, agent::text AS agent, eye::text AS eye,
              ${isoDate(Prisma.sql`performed_on`)} AS performed_on, notes
-      FROM treatment WHERE patient_id IN ${patients} ORDER BY treatment.performed_on, treatment.id` : none<TreatmentRow>(),
-    parts.hba1cReadings ? prisma.$queryRaw<Hba1cRow[]>`
+      FROM treatment WHERE patient_id IN ${patients} ORDER BY treatment.performed_on, treatment.id`) : none<TreatmentRow>(),
+    parts.hba1cReadings ? queryRows<Hba1cRow>(prisma, Prisma.sql`
       SELECT patient_id::text AS patient_id, ${isoDate(Prisma.sql`measured_on`)} AS measured_on, percent::float8 AS percent
-      FROM hba1c_reading WHERE patient_id IN ${patients} ORDER BY hba1c_reading.measured_on, hba1c_reading.id` : none<Hba1cRow>(),
-    parts.externalLinks ? prisma.$queryRaw<LinkRow[]>`
+      FROM hba1c_reading WHERE patient_id IN ${patients} ORDER BY hba1c_reading.measured_on, hba1c_reading.id`) : none<Hba1cRow>(),
+    parts.externalLinks ? queryRows<LinkRow>(prisma, Prisma.sql`
       SELECT patient_id::text AS patient_id, system, identifier FROM external_link
-      WHERE patient_id IN ${patients} ORDER BY external_link.created_at, external_link.id` : none<LinkRow>(),
+      WHERE patient_id IN ${patients} ORDER BY external_link.created_at, external_link.id`) : none<LinkRow>(),
   ]);
   const photographs = new Map<string, LaterGradingSource & { patientId: string }>();
   for (const row of photographRows) {
