@@ -61,6 +61,11 @@ class AugmentationConfig:
     contrast: float = 0.2
     saturation: float = 0.15
 
+    @staticmethod
+    def from_dict(values: dict) -> "AugmentationConfig":
+        """As written to a state or config.json (JSON turns the scale range into a list)."""
+        return AugmentationConfig(**{**values, "scale_range": tuple(values["scale_range"])})
+
 
 @dataclass
 class LossConfig:

@@ -100,11 +100,9 @@ def image_set_fingerprint(images: torch.Tensor, sampled_images: int = 64) -> str
 def pretrain_config_from_dict(values: Dict[str, object]) -> PretrainConfig:
     """The PretrainConfig a state was written from (nested dataclasses rebuilt, tuples restored)."""
     values = dict(values)
-    augmentation = dict(values.pop("augmentation"))
-    augmentation["scale_range"] = tuple(augmentation["scale_range"])
     return PretrainConfig(
         model=ModelConfig.from_dict(values.pop("model")),
-        augmentation=AugmentationConfig(**augmentation),
+        augmentation=AugmentationConfig.from_dict(values.pop("augmentation")),
         **{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(PretrainConfig)}},
     )
 

@@ -443,11 +443,9 @@ def train_config_from_dict(values: Dict[str, object]) -> TrainConfig:
     from .config import AugmentationConfig, LossConfig, ModelConfig
 
     values = dict(values)
-    augmentation = dict(values.pop("augmentation"))
-    augmentation["scale_range"] = tuple(augmentation["scale_range"])
     return TrainConfig(
         model=ModelConfig.from_dict(values.pop("model")),
         loss=LossConfig(**values.pop("loss")),
-        augmentation=AugmentationConfig(**augmentation),
+        augmentation=AugmentationConfig.from_dict(values.pop("augmentation")),
         **{k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}},
     )
