@@ -113,8 +113,9 @@ export class LeasingRateLimiter implements PointLimiter {
       // The store added all `asked` points; those past the limit were refused, those within it are ours.
       granted = Math.max(0, Math.min(asked, asked - (answer.consumedPoints - this.store.points)));
     }
+    // A lease is taken only once the last one is spent or expired, and no request spends while it is taken.
     const expiresAt = this.now() + answer.msBeforeNext;
-    lease.remaining = (lease.expiresAt > this.now() ? lease.remaining : 0) + granted;
+    lease.remaining = granted;
     lease.expiresAt = expiresAt;
     lease.storeRemaining = answer.remainingPoints;
     if (granted < asked) {
