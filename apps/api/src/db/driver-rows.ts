@@ -2,7 +2,7 @@
 //
 // Prisma 7's `$queryRaw` over its pg adapter costs 2-3x the API's CPU of the same statement sent through the pool
 // (146-335 against 57-93 us a statement, one client, the same named prepared statement; bench/README.md, "The
-// search path through the driver"), and a search by case sends five such statements. So each Prisma client over
+// search path through the driver"), and a search by case sent five such statements. So each Prisma client over
 // a PostgreSQL pool (database.ts, prismaOverPool) registers a runner over that pool here, and the hot statements
 // go through `queryRows`. Anything else keeps Prisma: PGlite's client (one session, whose transactions Prisma's
 // adapter serialises), an interactive transaction's client, and a client nobody registered (a benchmark's own).

@@ -115,53 +115,93 @@ export type CaseParts = {
 
 export const ALL_CASE_PARTS: CaseParts = { followUpGradings: true, diagnoses: true, treatments: true, hba1cReadings: true, externalLinks: true };
 
-const none = <T>(): Promise<T[]> => Promise.resolve([]);
+/** A part's columns: the row type's name of each and the SQL that reads it, in the order the JSON arrays hold them. */
+type PartColumns<Row> = readonly (readonly [keyof Row & string, Prisma.Sql])[];
+
+const column = <Row>(name: keyof Row & string, expression: string | Prisma.Sql) => [name, typeof expression === 'string' ? Prisma.raw(expression) : expression] as const;
+
+/** A part of a case as one text column: a JSON array of rows, each row an array of `columns` in their order. */
+function jsonPart<Row>(columns: PartColumns<Row>, from: Prisma.Sql, orderBy: string): Prisma.Sql {
+  return Prisma.sql`(SELECT coalesce(json_agg(json_build_array(${Prisma.join(columns.map(([, expression]) => expression))}) ORDER BY ${Prisma.raw(orderBy)}), '[]')::text ${from})`;
+}
+
+/** The rows of a part's column, named by `columns` (null when the part was not loaded). */
+function readPart<Row>(columns: PartColumns<Row>, text: string | null): Row[] {
+  if (text === null) return [];
+  return (JSON.parse(text) as unknown[][]).map((values) => Object.fromEntries(columns.map(([name], index) => [name, values[index]])) as Row);
+}
+
+const GRADING_COLUMNS: PartColumns<PhotographGradingRow> = [
+  column('image_id', 'fi2.id'), column('patient_id', 'fi2.patient_id'), column('eye', 'fi2.eye'), column('visit_date', isoDate(Prisma.raw('v2.visit_date'))),
+  column('grading_id', 'g.id'), column('dr_grade', 'g.dr_grade'), column('maculopathy', 'g.maculopathy'), column('macular_edema_risk', 'g.macular_edema_risk'),
+  column('source', 'g.source'), column('grader', 'g.grader'), column('original_scale', 'g.original_scale'), column('original_value', 'g.original_value'),
+  column('graded_on', isoDate(Prisma.raw('g.graded_on'))),
+];
+const DIAGNOSIS_COLUMNS: PartColumns<DiagnosisRow> = [
+  column('id', 'id'), column('patient_id', 'patient_id'), column('icd10_code', 'icd10_code'), column('text', 'text'), column('eye', 'eye'),
+  column('diagnosed_on', isoDate(Prisma.raw('diagnosed_on'))),
+];
+const TREATMENT_COLUMNS: PartColumns<TreatmentRow> = [
+  column('id', 'id'), column('patient_id', 'patient_id'), column('type', 'type'), column('agent', 'agent'), column('eye', 'eye'),
+  column('performed_on', isoDate(Prisma.raw('performed_on'))), column('notes', 'notes'),
+];
+const HBA1C_COLUMNS: PartColumns<Hba1cRow> = [column('patient_id', 'patient_id'), column('measured_on', isoDate(Prisma.raw('measured_on'))), column('percent', 'percent::float8')];
+const LINK_COLUMNS: PartColumns<LinkRow> = [column('patient_id', 'patient_id'), column('system', 'system'), column('identifier', 'identifier')];
+
+/** A case's row: its own columns, and each part of it as a JSON array (null when the part was not asked for). */
+type LoadedCaseRow = CaseRow & { gradings: string; diagnoses: string | null; treatments: string | null; hba1c: string | null; links: string | null };
 
 /**
- * Loads cases by photograph id; ids without a photograph are absent from the map. At most six statements for any
- * number of cases, sent at once (each names the cases' patients by a subquery, so none waits for another): the
- * photographs with visit, patient and dataset; the photographs' gradings (with followUpGradings, every photograph of
- * those patients with its gradings: the cases' own and their follow-up); the patients' diagnoses, treatments, HbA1c
- * readings and external links, each only when `parts` asks for it. Written in SQL because the search path loads two
- * pages of cases a request: as Prisma includes they were 13 statements a load and most of the API's CPU per search
- * (bench/README.md, "Statements per search by case").
+ * Loads cases by photograph id; ids without a photograph are absent from the map. One statement for any number of
+ * cases, a row a case: the photograph with visit, patient and dataset, and beside them, each as one JSON array, the
+ * photograph's gradings (with followUpGradings, every photograph of the patient with its gradings: the case's own
+ * and its follow-up) and the patient's diagnoses, treatments, HbA1c readings and external links, each only when
+ * `parts` asks for it. The patient's parts repeat on each of the patient's cases and are read once; the split into
+ * a case's own records and its follow-up is made here.
+ *
+ * Written in SQL because the search path loads a page of cases every request: as Prisma includes they were 13
+ * statements a load and most of the API's CPU per search (bench/README.md, "Statements per search by case"). One
+ * statement rather than one a part, because each statement costs the API a round trip on a pool connection of its
+ * own; and the parts as compact arrays found through each case's indexes, because building them for the page as
+ * a whole cost PostgreSQL more than the separate statements did (bench/README.md, "One statement for a page of
+ * cases").
  */
 export async function loadCases(prisma: PrismaClient, imageIds: string[], parts: CaseParts = ALL_CASE_PARTS): Promise<Map<string, Case>> {
   const unique = [...new Set(imageIds)].map((id) => requireUuid(id, 'id'));
   if (unique.length === 0) return new Map();
-  // One array parameter, not an IN list as long as the ids: the statement's text (and its prepared statement,
-  // db/statement-names.ts) is the same for any number of cases.
-  const ids = Prisma.sql`${unique}::uuid[]`;
-  const patients = Prisma.sql`(SELECT patient_id FROM fundus_image WHERE id = ANY(${ids}))`;
-  const [caseRows, photographRows, diagnosisRows, treatmentRows, hba1cRows, linkRows] = await Promise.all([
-    queryRows<CaseRow>(prisma, Prisma.sql`
-      SELECT fi.id::text AS id, fi.eye::text AS eye, fi.width, fi.height, fi.quality::text AS quality, fi.content_hash,
-             fi.patient_id::text AS patient_id, v.id::text AS visit_id, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
-             p.mrn, p.mrn_system, p.birth_year, p.sex::text AS sex, p.diabetes_type::text AS diabetes_type, p.diabetes_diagnosis_year,
-             d.name AS dataset_name, d.is_synthetic
-      FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id JOIN patient p ON p.id = fi.patient_id JOIN dataset d ON d.id = p.dataset_id
-      WHERE fi.id = ANY(${ids})`),
-    queryRows<PhotographGradingRow>(prisma, Prisma.sql`
-      SELECT fi.id::text AS image_id, fi.patient_id::text AS patient_id, fi.eye::text AS eye, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
-             g.id::text AS grading_id, g.dr_grade, g.maculopathy, g.macular_edema_risk, g.source::text AS source, g.grader,
-             g.original_scale, g.original_value, ${isoDate(Prisma.sql`g.graded_on`)} AS graded_on
-      FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id LEFT JOIN grading g ON g.image_id = fi.id
-      WHERE ${parts.followUpGradings ? Prisma.sql`fi.patient_id IN ${patients}` : Prisma.sql`fi.id = ANY(${ids})`}
-      ORDER BY g.graded_on, g.created_at`),
-    parts.diagnoses ? queryRows<DiagnosisRow>(prisma, Prisma.sql`
-      SELECT id::text AS id, patient_id::text AS patient_id, icd10_code, text, eye::text AS eye, ${isoDate(Prisma.sql`diagnosed_on`)} AS diagnosed_on
-      FROM diagnosis WHERE patient_id IN ${patients} ORDER BY diagnosis.diagnosed_on, diagnosis.id`) : none<DiagnosisRow>(),
-    parts.treatments ? queryRows<TreatmentRow>(prisma, Prisma.sql`
-      SELECT id::text AS id, patient_id::text AS patient_id, type::text AS type, agent::text AS agent, eye::text AS eye,
-             ${isoDate(Prisma.sql`performed_on`)} AS performed_on, notes
-      FROM treatment WHERE patient_id IN ${patients} ORDER BY treatment.performed_on, treatment.id`) : none<TreatmentRow>(),
-    parts.hba1cReadings ? queryRows<Hba1cRow>(prisma, Prisma.sql`
-      SELECT patient_id::text AS patient_id, ${isoDate(Prisma.sql`measured_on`)} AS measured_on, percent::float8 AS percent
-      FROM hba1c_reading WHERE patient_id IN ${patients} ORDER BY hba1c_reading.measured_on, hba1c_reading.id`) : none<Hba1cRow>(),
-    parts.externalLinks ? queryRows<LinkRow>(prisma, Prisma.sql`
-      SELECT patient_id::text AS patient_id, system, identifier FROM external_link
-      WHERE patient_id IN ${patients} ORDER BY external_link.created_at, external_link.id`) : none<LinkRow>(),
-  ]);
+  const skipped = Prisma.sql`NULL::text`;
+  const rows = await queryRows<LoadedCaseRow>(prisma, Prisma.sql`
+    SELECT fi.id::text AS id, fi.eye::text AS eye, fi.width, fi.height, fi.quality::text AS quality, fi.content_hash,
+           fi.patient_id::text AS patient_id, v.id::text AS visit_id, ${isoDate(Prisma.sql`v.visit_date`)} AS visit_date,
+           p.mrn, p.mrn_system, p.birth_year, p.sex::text AS sex, p.diabetes_type::text AS diabetes_type, p.diabetes_diagnosis_year,
+           d.name AS dataset_name, d.is_synthetic,
+           ${jsonPart(GRADING_COLUMNS, Prisma.sql`FROM fundus_image fi2 JOIN visit v2 ON v2.id = fi2.visit_id LEFT JOIN grading g ON g.image_id = fi2.id
+             WHERE ${parts.followUpGradings ? Prisma.sql`fi2.patient_id = fi.patient_id` : Prisma.sql`fi2.id = fi.id`}`, 'fi2.id, g.graded_on, g.created_at, g.id')} AS gradings,
+           ${parts.diagnoses ? jsonPart(DIAGNOSIS_COLUMNS, Prisma.sql`FROM diagnosis WHERE patient_id = fi.patient_id`, 'diagnosed_on, id') : skipped} AS diagnoses,
+           ${parts.treatments ? jsonPart(TREATMENT_COLUMNS, Prisma.sql`FROM treatment WHERE patient_id = fi.patient_id`, 'performed_on, id') : skipped} AS treatments,
+           ${parts.hba1cReadings ? jsonPart(HBA1C_COLUMNS, Prisma.sql`FROM hba1c_reading WHERE patient_id = fi.patient_id`, 'measured_on, id') : skipped} AS hba1c,
+           ${parts.externalLinks ? jsonPart(LINK_COLUMNS, Prisma.sql`FROM external_link WHERE patient_id = fi.patient_id`, 'created_at, id') : skipped} AS links
+    FROM fundus_image fi JOIN visit v ON v.id = fi.visit_id JOIN patient p ON p.id = fi.patient_id JOIN dataset d ON d.id = p.dataset_id
+    WHERE fi.id = ANY(${unique}::uuid[])`);
+  // Each patient's parts once (they repeat on every case of the patient); without followUpGradings the gradings
+  // are each case's own, so every row's are read.
+  const caseRows: CaseRow[] = rows;
+  const photographRows: PhotographGradingRow[] = [];
+  const diagnosisRows: DiagnosisRow[] = [];
+  const treatmentRows: TreatmentRow[] = [];
+  const hba1cRows: Hba1cRow[] = [];
+  const linkRows: LinkRow[] = [];
+  const patientsRead = new Set<string>();
+  for (const row of rows) {
+    const firstOfPatient = !patientsRead.has(row.patient_id);
+    patientsRead.add(row.patient_id);
+    if (firstOfPatient || !parts.followUpGradings) photographRows.push(...readPart(GRADING_COLUMNS, row.gradings));
+    if (!firstOfPatient) continue;
+    diagnosisRows.push(...readPart(DIAGNOSIS_COLUMNS, row.diagnoses));
+    treatmentRows.push(...readPart(TREATMENT_COLUMNS, row.treatments));
+    hba1cRows.push(...readPart(HBA1C_COLUMNS, row.hba1c));
+    linkRows.push(...readPart(LINK_COLUMNS, row.links));
+  }
   const photographs = new Map<string, LaterGradingSource & { patientId: string }>();
   for (const row of photographRows) {
     let photograph = photographs.get(row.image_id);
