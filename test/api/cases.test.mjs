@@ -23,8 +23,9 @@ for (const backend of BACKENDS) {
         SELECT fi.id::text AS id, fi.eye::text AS eye, fi.dr_grade, p.id::text AS patient_id, p.mrn, p.birth_year, v.visit_date::text AS visit_date
         FROM fundus_image fi JOIN patient p ON p.id = fi.patient_id JOIN visit v ON v.id = fi.visit_id
         WHERE EXISTS (SELECT 1 FROM treatment t WHERE t.patient_id = p.id) ORDER BY fi.id LIMIT 1`);
-      const { body } = await api.graphql(CASE, { id: row.id });
+      const { body, headers } = await api.graphql(CASE, { id: row.id });
       assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+      assert.equal(headers.get('cache-control'), 'private, no-store', 'a patient record is never cached');
       const found = body.data.case;
       assert.equal(found.id, row.id);
       assert.equal(found.image.eye, row.eye);
@@ -65,6 +66,15 @@ for (const backend of BACKENDS) {
       }
       assert.equal(seen.length, row.images);
       assert.equal(new Set(seen).size, row.images);
+    });
+
+    test('no GraphQL answer may be cached, an error included; answers are compact JSON', async () => {
+      const { body, headers } = await api.graphql('query { case(id: "not-a-uuid") { id } }', {});
+      assert.ok(body.errors?.length, 'an error');
+      assert.equal(headers.get('cache-control'), 'private, no-store');
+      const response = await api.fetch('/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ health { database } }' }) });
+      const text = await response.text();
+      assert.equal(text, JSON.stringify(JSON.parse(text)), 'no indentation');
     });
 
     test('patients() pages through the whole cohort without gaps or repeats', async () => {

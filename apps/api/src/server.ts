@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type ErrorRequestHandler } from 'express';
@@ -140,6 +141,10 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
     validationRules: [depthLimitRule(config.maxQueryDepth)],
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
+      // No response here may be cached (patients' records): 'private, no-store' is set on every one below. Apollo's
+      // cache-control plugin, on by default, would compute a cache policy for every field resolved only to send
+      // 'no-store', and its per-field hook wraps every resolver (bench/README.md, "One statement for a page of cases").
+      ApolloServerPluginCacheControlDisabled(),
       complexityLimitPlugin(schema, config.maxQueryComplexity),
       hitsLimitPlugin(schema, config.maxHitsPerRequest),
       {
@@ -149,6 +154,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
         async requestDidStart() {
           return {
             async willSendResponse({ contextValue, response, request, operation }) {
+              response.http.headers.set('cache-control', 'private, no-store');
               // Read-your-writes: after a mutation, this credential reads from the primary until a replica has
               // replayed it. Recorded before the response leaves, so the client's next request already knows.
               if (operation?.operation === 'mutation') {
@@ -178,6 +184,8 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
         },
       },
     ],
+    // Compact JSON: Apollo's default indents every response by two spaces, bytes each client receives and parses.
+    stringifyResult: (value) => JSON.stringify(value),
     // CSRF prevention stays on (Apollo's default): a POST must be JSON or carry a preflight header.
     csrfPrevention: true,
     introspection: true,

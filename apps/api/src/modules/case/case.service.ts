@@ -128,7 +128,16 @@ function jsonPart<Row>(columns: PartColumns<Row>, from: Prisma.Sql, orderBy: str
 /** The rows of a part's column, named by `columns` (null when the part was not loaded). */
 function readPart<Row>(columns: PartColumns<Row>, text: string | null): Row[] {
   if (text === null) return [];
-  return (JSON.parse(text) as unknown[][]).map((values) => Object.fromEntries(columns.map(([name], index) => [name, values[index]])) as Row);
+  const names = columns.map(([name]) => name);
+  const rows: Row[] = [];
+  // A plain loop, each row's keys set in one order (one object shape): Object.fromEntries over mapped pairs cost
+  // 5% of the API's CPU under the load benchmark.
+  for (const values of JSON.parse(text) as unknown[][]) {
+    const row: Record<string, unknown> = {};
+    for (let index = 0; index < names.length; index += 1) row[names[index]!] = values[index];
+    rows.push(row as Row);
+  }
+  return rows;
 }
 
 const GRADING_COLUMNS: PartColumns<PhotographGradingRow> = [
