@@ -10,6 +10,7 @@ import { BACKENDS, POSTGRES_SKIP_REASON, startApi } from '../support/backends.mj
 
 const repositoryRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const search = await import(path.join(repositoryRoot, 'apps/api/dist/search/similar-images.js'));
+const driverRows = await import(path.join(repositoryRoot, 'apps/api/dist/db/driver-rows.js'));
 const { Prisma } = await import(path.join(repositoryRoot, 'apps/api/dist/generated/prisma/client.js'));
 
 const SIMILAR = `query Similar($input: SimilarCasesInput!) {
@@ -241,12 +242,32 @@ for (const backend of BACKENDS) {
       const suggestionOnly = 'query SuggestionOnly($input: SimilarCasesInput!) { similarCases(input: $input) { suggestion { outcomes { hits treatedAfter treatments { type hits } worsening { years followedUp worsened } } } } }';
       const suggestionWithCases = 'query SuggestionWithCases($input: SimilarCasesInput!) { similarCases(input: $input) { suggestion { outcomes { hits treatedAfter treatments { type hits } worsening { years followedUp worsened } } } hits { case { followUp { gradings { imageId } treatments { id } } } } } }';
       let input;
+      // The case loading's statement text, seen where it leaves: the driver runner of the API's client on
+      // PostgreSQL, Prisma's $queryRaw on PGlite (db/driver-rows.ts).
+      const runner = driverRows.driverRunnerFor(api.db.prisma);
+      const seen = [];
+      const watched = runner ?? api.db.prisma;
+      const method = runner ? 'query' : '$queryRaw';
+      const original = watched[method];
+      watched[method] = function (statement, ...rest) {
+        // A string (the runner), a Prisma.Sql (queryRows) or a tagged template's strings (other $queryRaw calls).
+        seen.push(typeof statement === 'string' ? statement : (statement.sql ?? Array.from(statement).join('?')));
+        return original.call(this, statement, ...rest);
+      };
+      after(() => { watched[method] = original; });
       const run = async (query) => {
         const before = api.db.statementCount();
+        seen.length = 0;
         const { body } = await api.graphql(query, { input });
         assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-        return { result: body.data.similarCases, statements: api.db.statementCount() - before };
+        const caseLoads = seen.filter((text) => text.includes(' AS gradings'));
+        assert.equal(caseLoads.length, 1, 'one case-loading statement');
+        return { result: body.data.similarCases, statements: api.db.statementCount() - before, caseLoad: caseLoads[0] };
       };
+      const reads = (text) => ({
+        diagnoses: /FROM diagnosis\b/.test(text), treatments: /FROM treatment\b/.test(text), hba1c: /FROM hba1c_reading\b/.test(text),
+        links: /FROM external_link\b/.test(text), followUpGradings: /fi2\.patient_id = fi\.patient_id/.test(text),
+      });
       // A query some of whose hits were followed up on photographs that are neither hits nor the query: those
       // gradings come only from the patients' other photographs, which the lean search leaves unread.
       let all;
@@ -274,8 +295,11 @@ for (const backend of BACKENDS) {
       const few = await run(lean);
       assert.deepEqual(few.result.hits.map((hit) => ({ id: hit.case.id, referenceGrading: hit.case.referenceGrading, treatments: hit.case.treatments })),
         fullHits.map((hit) => ({ id: hit.id, referenceGrading: hit.referenceGrading, treatments: hit.treatments.map(({ type }) => ({ type })) })));
-      // The case loading is one statement whatever parts it reads (which parts the lean statement leaves out is
-      // checked in load-cases.test.mjs); the lean search never costs more statements than the full one.
+      // Diagnoses, HbA1c readings, external links and the patients' other photographs are not read for the lean
+      // search: its one case-loading statement leaves those parts out (the full search's reads them all), and it
+      // never costs more statements than the full one.
+      assert.deepEqual(reads(all.caseLoad), { diagnoses: true, treatments: true, hba1c: true, links: true, followUpGradings: true });
+      assert.deepEqual(reads(few.caseLoad), { diagnoses: false, treatments: true, hba1c: false, links: false, followUpGradings: false });
       assert.ok(few.statements <= all.statements, `the lean search took ${few.statements} statements, the full one ${all.statements}`);
 
       const byFragment = await run(fragments);
