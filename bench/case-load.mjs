@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createTestDatabase } from '../test/support/backends.mjs';
-import { option, root } from './cli.mjs';
+import { median, option, root } from './cli.mjs';
 
 if (!process.env.DATABASE_URL) throw new Error('bench/case-load.mjs measures PostgreSQL: set DATABASE_URL (source .ci/env && DATABASE_URL=$TEST_DATABASE_URL ...)');
 const loads = Number(option('loads', '300'));
@@ -62,10 +62,6 @@ try {
       });
     }
   }
-  const median = (values) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    return sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
-  };
   const round3 = (value) => (value === null ? null : Math.round(value * 1000) / 1000);
   const summary = results.map(({ build, rounds: measured }) => ({
     build,
