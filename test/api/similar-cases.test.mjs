@@ -321,5 +321,21 @@ for (const backend of BACKENDS) {
       assert.deepEqual(suggestion.result.suggestion.outcomes, withCases.result.suggestion.outcomes, 'the outcomes do not depend on which case fields are selected');
       assert.ok(suggestion.result.suggestion.outcomes.treatedAfter > 0 || suggestion.result.suggestion.outcomes.worsening.some((w) => w.followedUp > 0), 'the outcomes saw the follow-up');
     });
+
+    test('a stored case without an embedding of the searched version is EMBEDDING_UNAVAILABLE, and an unknown one NOT_FOUND', async () => {
+      const [query] = queriesOf();
+      const [saved] = await api.db.sql.query('SELECT embedding::text AS embedding, model_version, attention_map, attention_width, attention_height FROM image_embedding WHERE image_id = $1::uuid', [query.id]);
+      await api.db.sql.query('DELETE FROM image_embedding WHERE image_id = $1::uuid', [query.id]);
+      try {
+        const { body } = await api.graphql(SIMILAR, { input: { imageId: query.id, k: 5 } });
+        assert.equal(body.errors?.[0]?.extensions?.code, 'EMBEDDING_UNAVAILABLE', JSON.stringify(body));
+        assert.match(body.errors[0].message, /has no embedding for model version/);
+        const unknown = await api.graphql(SIMILAR, { input: { imageId: '00000000-0000-4000-8000-000000000000', k: 5 } });
+        assert.equal(unknown.body.errors?.[0]?.extensions?.code, 'NOT_FOUND');
+      } finally {
+        await api.db.sql.query('INSERT INTO image_embedding (image_id, model_version, embedding, attention_map, attention_width, attention_height) VALUES ($1::uuid, $2, $3::vector, $4, $5, $6)',
+          [query.id, saved.model_version, saved.embedding, saved.attention_map, saved.attention_width, saved.attention_height]);
+      }
+    });
   });
 }
