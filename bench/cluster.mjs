@@ -12,6 +12,9 @@
 //                   pushed down) and are read one after the other
 //   coordinator,    the same partitions queried as UNION ALL of per-shard "ORDER BY <=> LIMIT k" (LIMIT pushed to
 //   per-shard top-k each shard), merged by the coordinator; the shards scan concurrently (async Append)
+//   API fan-out     no coordinator: the query photograph's embedding read from the application's database (the one
+//                   node stands in), every shard asked for its own top k at once on a pool per shard, the k x shards
+//                   rows merged in the client by distance (what the API would do instead of postgres_fdw)
 //   shard N alone   one shard's own query on its own rows: the per-node figure
 // Every configuration's top-10 ids are compared with the one node's for every query (exact search: they must agree).
 // Rows are synthetic: 128-d embeddings clustered per grade (8 clusters per grade), grades at EyePACS-like prevalence,
@@ -114,11 +117,63 @@ const PER_SHARD_SQL = `${QUERY_CTE}
 const LOCAL_SQL = `SELECT image_id::text AS image_id FROM case_vector WHERE patient_id <> $1::uuid
   ORDER BY embedding <=> $2::vector LIMIT ${k}`;
 
+// The API's own fan-out, without the coordinator: the query photograph's embedding read from the application's
+// database (the one node stands in for it here: search by case reads image_embedding there), then every shard's top k
+// asked at once on a pooled connection of each shard, and the k x shards rows merged in this process by distance.
+const FAN_OUT_QUERY_SQL = 'SELECT embedding::text AS embedding FROM case_vector WHERE patient_id = $1::uuid AND image_id = $2::uuid';
+// ORDER BY the output column, not the expression written again with a cast: a target-list expression that differs
+// from the sort key is computed as well for every row an exact scan ranks (the first run of this part took twice a
+// lone shard's time with exact search); the same expression is computed once and still walks the HNSW index.
+const FAN_OUT_PART_SQL = `SELECT image_id::text AS image_id, embedding <=> $2::vector AS distance FROM case_vector
+  WHERE patient_id <> $1::uuid ORDER BY distance LIMIT ${k}`;
+
+/** A configuration that sends one statement per search on one pooled connection of `pool()`. */
+const statementConfiguration = (name, pool, sql, args, extra = {}) => ({
+  name,
+  pool,
+  ...extra,
+  async open(setup) {
+    const client = await pool().connect();
+    if (setup) await client.query(setup);
+    return {
+      search: async (q) => (await client.query({ text: sql, values: args(q), name: `${name}:${setup ?? ''}` })).rows.map((row) => row.image_id),
+      release: () => client.release(),
+    };
+  },
+});
+
+const byDistanceThenId = (a, b) => a.distance - b.distance || (a.image_id < b.image_id ? -1 : a.image_id > b.image_id ? 1 : 0);
+
+const fanOut = {
+  name: 'API fan-out, per-shard top-k',
+  async open(setup) {
+    const home = await single.connect();
+    const parts = await Promise.all(shards.map((pool) => pool.connect()));
+    // No parallel workers on the shards' sessions: every shard here shares the same two cores, and a parallel
+    // exact scan on each of them at once (2 shards x 3 processes) ran at 0.6x the coordinator's speed, whose
+    // postgres_fdw cursors never get a parallel plan. On shards with cores of their own this would be left on.
+    await Promise.all(parts.map((client) => client.query('SET max_parallel_workers_per_gather = 0')));
+    if (setup) await Promise.all(parts.map((client) => client.query(setup)));
+    return {
+      async search(q) {
+        const { rows } = await home.query({ name: 'fan-out:query', text: FAN_OUT_QUERY_SQL, values: [q.patient_id, q.image_id] });
+        const answers = await Promise.all(parts.map((client) => client.query({ name: `fan-out:part:${setup ?? ''}`, text: FAN_OUT_PART_SQL, values: [q.patient_id, rows[0].embedding] })));
+        return answers.flatMap((answer) => answer.rows).sort(byDistanceThenId).slice(0, k).map((row) => row.image_id);
+      },
+      release() {
+        home.release();
+        for (const client of parts) client.release();
+      },
+    };
+  },
+};
+
 const configurations = [
-  { name: 'one node', pool: single, sql: PLAIN_SQL, args: (q) => [q.patient_id, q.image_id] },
-  { name: 'coordinator, partitioned table', pool: coordinator, sql: PLAIN_SQL, args: (q) => [q.patient_id, q.image_id] },
-  { name: 'coordinator, per-shard top-k', pool: coordinator, sql: PER_SHARD_SQL, args: (q) => [q.patient_id, q.image_id] },
-  ...shards.map((pool, index) => ({ name: `shard ${index + 1} alone`, pool, sql: LOCAL_SQL, args: (q) => [q.patient_id, q.embedding], partial: true })),
+  statementConfiguration('one node', () => single, PLAIN_SQL, (q) => [q.patient_id, q.image_id]),
+  statementConfiguration('coordinator, partitioned table', () => coordinator, PLAIN_SQL, (q) => [q.patient_id, q.image_id]),
+  statementConfiguration('coordinator, per-shard top-k', () => coordinator, PER_SHARD_SQL, (q) => [q.patient_id, q.image_id]),
+  fanOut,
+  ...shards.map((pool, index) => statementConfiguration(`shard ${index + 1} alone`, () => pool, LOCAL_SQL, (q) => [q.patient_id, q.embedding], { partial: true })),
 ];
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -130,19 +185,17 @@ async function runWindow(configuration, clients) {
   let nextQuery = 0;
   const started = performance.now();
   await Promise.all(Array.from({ length: clients }, async () => {
-    const client = await configuration.pool.connect();
+    const session = await configuration.open(configuration.setup);
     try {
-      if (configuration.setup) await client.query(configuration.setup);
       for (;;) {
         const index = nextQuery++;
         if (index >= queries.length) break;
         const t0 = performance.now();
-        const { rows } = await client.query({ text: configuration.sql, values: configuration.args(queries[index]), name: `${configuration.name}:${configuration.setup ?? ''}` });
+        hits[index] = await session.search(queries[index]);
         latencies.push(performance.now() - t0);
-        hits[index] = rows.map((row) => row.image_id);
       }
     } finally {
-      client.release();
+      session.release();
     }
   }));
   return { latencies, wallMs: performance.now() - started, hits };
@@ -254,7 +307,6 @@ if (withHnsw) {
   // The coordinator's sessions on the shards were opened before the ALTER and keep the old setting: start afresh.
   const stale = coordinator;
   coordinator = poolOf(coordinatorUrl);
-  for (const configuration of configurations) if (configuration.pool === stale) configuration.pool = coordinator;
   await stale.end();
   output.hnsw = await measure(`hnsw ef_search ${efSearch}`, { setup: `SET hnsw.ef_search = ${efSearch}`, truth: measure.truth });
   for (const [pool, url] of [[single, singleUrl], ...shards.map((pool, index) => [pool, shardUrls[index]])]) {
