@@ -130,7 +130,6 @@ const FAN_OUT_PART_SQL = `SELECT image_id::text AS image_id, embedding <=> $2::v
 /** A configuration that sends one statement per search on one pooled connection of `pool()`. */
 const statementConfiguration = (name, pool, sql, args, extra = {}) => ({
   name,
-  pool,
   ...extra,
   async open(setup) {
     const client = await pool().connect();
@@ -150,7 +149,8 @@ const fanOut = {
     const home = await single.connect();
     const parts = await Promise.all(shards.map((pool) => pool.connect()));
     // No parallel workers on the shards' sessions: every shard here shares the same two cores, and a parallel
-    // exact scan on each of them at once (2 shards x 3 processes) ran at 0.6x the coordinator's speed, whose
+    // exact scan on each of them at once (2 shards x 3 processes) gave 0.63x the coordinator's throughput at 1 client
+    // and 0.49x at 4, whose
     // postgres_fdw cursors never get a parallel plan. On shards with cores of their own this would be left on.
     await Promise.all(parts.map((client) => client.query('SET max_parallel_workers_per_gather = 0')));
     if (setup) await Promise.all(parts.map((client) => client.query(setup)));
