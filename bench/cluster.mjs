@@ -150,8 +150,8 @@ const fanOut = {
     const parts = await Promise.all(shards.map((pool) => pool.connect()));
     // No parallel workers on the shards' sessions: every shard here shares the same two cores, and a parallel
     // exact scan on each of them at once (2 shards x 3 processes) gave 0.63x the coordinator's throughput at 1 client
-    // and 0.49x at 4, whose
-    // postgres_fdw cursors never get a parallel plan. On shards with cores of their own this would be left on.
+    // and 0.49x at 4 (the coordinator reads through postgres_fdw cursors, which never get a parallel plan). On shards
+    // with cores of their own this would be left on.
     await Promise.all(parts.map((client) => client.query('SET max_parallel_workers_per_gather = 0')));
     if (setup) await Promise.all(parts.map((client) => client.query(setup)));
     return {
