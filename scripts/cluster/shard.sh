@@ -9,6 +9,9 @@
 #     ORDER BY ship to the shard, and `async_capable`, so shards scan concurrently under an Append);
 #   - on the primary, database fundus_search_single: the same table on one node, the baseline bench/cluster.mjs
 #     compares against.
+#   - for the API's sharded search (apps/api/src/search/shards.ts): on every shard, database fundus_cases (vector
+#     extension; `npm run shards -- attach` makes its table), and on the primary, postgres_fdw usable by the
+#     application's role.
 # A patient's photographs all live on one shard (hash of patient_id), so a search that excludes the query's
 # patient, and every per-patient read, touches one shard for the patient and all shards only for the k-NN scan.
 # Idempotent; the data is loaded by bench/cluster.mjs (--cases N). Needs start.sh's primary (or starts the
@@ -50,6 +53,16 @@ for port in "${SHARD_PORTS[@]}"; do
 done
 
 create_search_db "${PRIMARY_PORT}" "${SINGLE_DB}"
+
+CASES_DB=fundus_cases
+for port in "${SHARD_PORTS[@]}"; do create_search_db "${port}" "${CASES_DB}"; done
+# postgres_fdw for the application's role in the primary's database and in fundus_template (start.sh
+# --databases-only: the template the replica suites and bench/shards-api.mjs copy), where there is one.
+for db in "${DB_NAME}" fundus_template; do
+  if [[ "$(psql_node "${PRIMARY_PORT}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '${db}'")" == 1 ]]; then
+    psql_node "${PRIMARY_PORT}" -d "${db}" -c "CREATE EXTENSION IF NOT EXISTS postgres_fdw; GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO ${DB_ROLE}"
+  fi
+done
 psql_node "${PRIMARY_PORT}" -d "${SINGLE_DB}" -c "SET ROLE ${DB_ROLE}; ${TABLE_SQL}"
 
 create_search_db "${PRIMARY_PORT}" "${SEARCH_DB}"
@@ -94,6 +107,8 @@ cat >"${CLUSTER_DIR}/shard-env" <<ENV
 export SHARD_COORDINATOR_URL=$(url_for "${PRIMARY_PORT}" "${SEARCH_DB}")
 export SHARD_SINGLE_URL=$(url_for "${PRIMARY_PORT}" "${SINGLE_DB}")
 export SHARD_NODE_URLS=$(IFS=,; for port in "${SHARD_PORTS[@]}"; do printf '%s,' "$(url_for "${port}" "${SEARCH_DB}")"; done | sed 's/,$//')
+# The API's shards: DATABASE_URL=<primary> npm run shards -- attach, then start the API with this set.
+export SEARCH_SHARD_URLS=$(IFS=,; for port in "${SHARD_PORTS[@]}"; do printf '%s,' "$(url_for "${port}" "${CASES_DB}")"; done | sed 's/,$//')
 ENV
 log "sharded search table ready: coordinator $(url_for "${PRIMARY_PORT}" "${SEARCH_DB}"), shards ${SHARD_PORTS[*]} (modulus ${modulus}); one-node baseline $(url_for "${PRIMARY_PORT}" "${SINGLE_DB}")"
 log "environment for bench/cluster.mjs: source ${CLUSTER_DIR}/shard-env"

@@ -61,7 +61,7 @@ export const TINY_REGION_MODEL = path.join(repositoryRoot, 'test', 'fixtures', '
  * `graphql`/`fetch` sign as `as` (a demo user's subject: demo-clinician by default, demo-researcher, demo-ehr,
  * demo-admin), or send exactly the headers given with `as: null`.
  */
-export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null, photographs = false, templateUrl } = {}) {
+export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPath = null, logLines = null, photographs = false, templateUrl, prepare = null } = {}) {
   const [{ loadConfig }, { createServer }, { buildCohort }, { loadCohort, renderSyntheticPhotograph }, { createLogger }] = await Promise.all([
     api('config.js'), api('server.js'), api('fixtures/cohort.js'), api('fixtures/seed.js'), api('logger.js'),
   ]);
@@ -72,6 +72,8 @@ export async function startApi(kind, { cohort = 'test-clinic', env = {}, modelPa
   // loaded model), at 400x300 px to keep the suite quick; otherwise placeholder bytes and fixture vectors.
   const seedOptions = photographs ? { embedder, renderImage: (image) => renderSyntheticPhotograph({ ...image, width: image.width ?? 400, height: image.height ?? 300 }) } : {};
   if (cohort) await loadCohort(database.db, buildCohort(cohort), seedOptions);
+  // `prepare(db, database)`: the suite's own set-up of the seeded database before the server opens it.
+  if (prepare) await prepare(database.db, database.config);
   const keyDir = await fs.mkdtemp(path.join(os.tmpdir(), 'fundus-test-keys-'));
   // `env` may be a function of the suite's database ({ kind, url } or { kind, dataDir }), for settings that name it.
   if (typeof env === 'function') env = env(database.config);

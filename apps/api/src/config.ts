@@ -26,6 +26,11 @@ const environmentSchema = z.object({
   REPLICA_MAX_LAG_MS: z.coerce.number().int().positive().default(5000),
   /** How often each replica's replay position (and the primary's WAL position) is polled. */
   REPLICA_POLL_INTERVAL_MS: z.coerce.number().int().positive().default(500),
+  /** Shard databases of similar-case search (comma-separated postgresql:// URLs, in the order `npm run shards --
+   *  attach` was given them): searches fan out to them (search/shards.ts); unset: the primary searches alone. */
+  SEARCH_SHARD_URLS: z.string().optional(),
+  /** How often the API replays the search projection's outbox to the shards when it is not busy replaying. */
+  SEARCH_SHARD_REPLAY_INTERVAL_MS: z.coerce.number().int().positive().default(250),
   PGLITE_DATA_DIR: z.string().default(path.join(repositoryRoot, '.data', 'pglite')),
   MIGRATIONS_DIR: z.string().default(path.join(repositoryRoot, 'prisma', 'migrations')),
   /** Seed the named demo cohort into an empty database at start-up. */
@@ -78,6 +83,8 @@ export type AppConfig = {
   databaseNamedStatements: boolean;
   /** Read replicas of the PostgreSQL primary (db/read-routing.ts); empty: every read on the primary. */
   readReplicas: { urls: string[]; maxLagMs: number; pollIntervalMs: number };
+  /** Shards of similar-case search (search/shards.ts); empty: the primary searches alone. */
+  searchShards: { urls: string[]; replayIntervalMs: number };
   migrationsDir: string;
   seedDemoCohort: boolean;
   searchModelVersion: string | undefined;
@@ -119,6 +126,12 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
   for (const url of replicaUrls) {
     if (!z.string().url().safeParse(url).success) throw new Error('Invalid configuration: DATABASE_REPLICA_URLS: each entry must be a postgresql:// URL');
   }
+  const shardUrls = (env.SEARCH_SHARD_URLS ?? '').split(',').map((url) => url.trim()).filter((url) => url.length > 0);
+  if (shardUrls.length > 0 && embedded) throw new Error('Invalid configuration: SEARCH_SHARD_URLS needs DATABASE_URL (shards are of a PostgreSQL primary)');
+  for (const url of shardUrls) {
+    if (!/^postgres(ql)?:\/\//.test(url) || !z.string().url().safeParse(url).success) throw new Error('Invalid configuration: SEARCH_SHARD_URLS: each entry must be a postgresql:// URL');
+  }
+  if (new Set(shardUrls).size !== shardUrls.length) throw new Error('Invalid configuration: SEARCH_SHARD_URLS names a shard twice');
   const localIssuer = env.AUTH_LOCAL_ISSUER === 'true' || (env.AUTH_LOCAL_ISSUER === 'auto' && embedded && !env.AUTH_ISSUER);
   return {
     host: env.HOST,
@@ -127,6 +140,7 @@ export function loadConfig(environment: Record<string, string | undefined> = pro
     databasePoolSize: env.DATABASE_POOL_SIZE,
     databaseNamedStatements: env.DATABASE_NAMED_STATEMENTS,
     readReplicas: { urls: replicaUrls, maxLagMs: env.REPLICA_MAX_LAG_MS, pollIntervalMs: env.REPLICA_POLL_INTERVAL_MS },
+    searchShards: { urls: shardUrls, replayIntervalMs: env.SEARCH_SHARD_REPLAY_INTERVAL_MS },
     migrationsDir: env.MIGRATIONS_DIR,
     seedDemoCohort: env.SEED_DEMO_COHORT,
     searchModelVersion: env.SEARCH_MODEL_VERSION,

@@ -27,6 +27,8 @@ import { createRateLimiter } from './http/rate-limit.js';
 import { createReadinessRoute } from './http/readiness.js';
 import { buildApiSchema } from './graphql/schema.js';
 import { createLogger, type Logger } from './logger.js';
+import { assertShardsAttached, openShardSearch, startReplayLoop, type ReplayResult, type ShardSearch } from './search/shards.js';
+import { registerShardedSearcher } from './search/similar-images.js';
 import { countImagesMissingEmbedding } from './modules/embedding-version/reembed.service.js';
 import { getPhotograph, requirePhotographSize } from './modules/photograph/photograph.service.js';
 import { acceptUpload, renderUploadCrop } from './modules/upload/upload.service.js';
@@ -43,6 +45,8 @@ export type ApiServer = {
   db: Database;
   /** Where reads run: replicas when DATABASE_REPLICA_URLS is set, else the primary (db/read-routing.ts). */
   reads: ReadRouting;
+  /** The sharded search and its background replay when SEARCH_SHARD_URLS is set (search/shards.ts), else null. */
+  shards: { search: ShardSearch; replayNow(): Promise<ReplayResult> } | null;
   /** The demo's local token issuer, when on (config.auth.localIssuerKeyDir). */
   localIssuer: LocalIssuer | null;
   embedder: Embedder | null;
@@ -98,13 +102,32 @@ export type ServerOptions = {
 
 const BENCHMARK_VIEWER = { subject: 'benchmark-baseline', role: 'admin', keyId: null, identifierSystem: null } as const;
 
+/**
+ * With SEARCH_SHARD_URLS: checks that the primary's search projection is attached to exactly those shards (else
+ * start-up fails, saying to run `npm run shards -- attach`), opens their pools, registers the sharded search for
+ * the primary's Prisma client and starts the background replay of the outbox.
+ */
+async function openShards(config: AppConfig, db: Database, logger: Logger): Promise<{ search: ShardSearch; replay: ReturnType<typeof startReplayLoop> } | null> {
+  if (config.searchShards.urls.length === 0) return null;
+  await assertShardsAttached(db.sql, config.searchShards.urls);
+  const search = openShardSearch({ shardUrls: config.searchShards.urls, poolSize: config.databasePoolSize, logger });
+  registerShardedSearcher(db.prisma, search);
+  const replay = startReplayLoop({ sql: db.sql, intervalMs: config.searchShards.replayIntervalMs, logger });
+  logger.info('similar-case search fans out to the shards', { shards: search.shards });
+  return { search, replay };
+}
+
 export async function createServer(config: AppConfig, options: ServerOptions = {}): Promise<ApiServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const db = options.database ?? (await openDatabase(config));
   const embedder = options.embedder !== undefined ? options.embedder : await loadEmbedder(config, logger);
   const uploads = createUploadStore({ sql: db.sql, ttlMs: config.upload.tokenTtlSeconds * 1000 });
   const rateLimiter = createRateLimiter({ db, requestsPerMinute: config.rateLimitPerMinute });
-  const reads = await openReadRouting({ primary: db, replicaUrls: config.readReplicas.urls, maxLagMs: config.readReplicas.maxLagMs, pollIntervalMs: config.readReplicas.pollIntervalMs, logger });
+  const shardSearch = await openShards(config, db, logger);
+  const reads = await openReadRouting({
+    primary: db, replicaUrls: config.readReplicas.urls, maxLagMs: config.readReplicas.maxLagMs, pollIntervalMs: config.readReplicas.pollIntervalMs, logger,
+    onClient: (prisma) => shardSearch && registerShardedSearcher(prisma, shardSearch.search),
+  });
   const reuseCalibration = loadReuseCalibration(config.reuseCalibrationPath);
   if (reuseCalibration.calibration === null) logger.warn('grade suggestions will be uncalibrated', { problem: reuseCalibration.problem });
   else if (embedder && reuseCalibration.calibration.modelVersion !== embedder.metadata.modelVersion) {
@@ -381,6 +404,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   return {
     db,
     reads,
+    shards: shardSearch && { search: shardSearch.search, replayNow: shardSearch.replay.replayNow },
     localIssuer,
     embedder,
     logger,
@@ -397,6 +421,10 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
               await apollo.stop();
               await rateLimiter.close();
               await reads.close();
+              if (shardSearch) {
+                await shardSearch.replay.stop();
+                await shardSearch.search.close();
+              }
               await db.close();
               await embedder?.release();
             },

@@ -42,6 +42,8 @@ export type ReadRoutingOptions = {
   maxLagMs: number;
   pollIntervalMs: number;
   logger: Logger;
+  /** Called with each replica's Prisma client once it is made (server.ts registers the sharded search on it). */
+  onClient?: (prisma: PrismaClient) => void;
 };
 
 /** 'X/Y' (two hex halves of a 64-bit WAL position) to a bigint, comparable. */
@@ -114,6 +116,7 @@ export async function openReadRouting(options: ReadRoutingOptions): Promise<Read
     pool.on('error', () => {});
     const prisma = prismaOverPool(pool, primary.namedStatements);
     const gradeFiltered = openGradeFilteredPool({ connectionString: url, max: gradeFilteredPoolSize(REPLICA_POOL_SIZE), connectionTimeoutMillis: 2000 }, prisma, primary.namedStatements);
+    options.onClient?.(prisma);
     return { name: `${parsed.hostname}:${parsed.port || '5432'}`, pool, prisma, gradeFiltered, healthy: false, replayLsn: null, lagMs: null, problem: 'not polled yet' };
   });
   const samples: PrimarySample[] = [];

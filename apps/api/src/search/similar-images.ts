@@ -137,9 +137,13 @@ function toHits(rows: HitRow[]): SimilarImageHit[] {
   return rows.map((row) => ({ imageId: row.image_id, similarity: Number(row.similarity), grade: row.grade === null ? null : Number(row.grade) }));
 }
 
-/** The exact statement: every row that passes the filters ranked, ties broken by id. */
-export function exactSearchSql(search: SimilarImageSearch): Prisma.Sql {
+/**
+ * The exact statement: every row that passes the filters ranked, ties broken by id. With `onlyImages`, only those
+ * photographs (the sharded search ranks the ones still queued for the shards here: search/shards.ts).
+ */
+export function exactSearchSql(search: SimilarImageSearch, onlyImages?: string[]): Prisma.Sql {
   const clauses = filterClauses(search);
+  if (onlyImages) clauses.push(Prisma.sql`e.image_id = ANY(${onlyImages}::uuid[])`);
   if (search.filters.drGrades.length > 0) clauses.push(Prisma.sql`e.dr_grade IN (${Prisma.join(search.filters.drGrades.map(gradeLiteral))})`);
   return Prisma.sql`
     WITH query AS (SELECT ${queryEmbeddingSql(search)} AS embedding)
@@ -348,6 +352,22 @@ async function searchApproximately(prisma: PrismaClient, search: SimilarImageSea
   return toHits(rows);
 }
 
+/** The approximate path on this database alone, with the shipped settings (the sharded search's fallback). */
+export function searchPrimaryApproximately(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
+  return searchApproximately(prisma, search, APPROXIMATE_SEARCH_TUNING);
+}
+
+/**
+ * The approximate path over shards (search/shards.ts), registered for the Prisma clients of an API started with
+ * SEARCH_SHARD_URLS (the primary's and each read replica's): the same contract, answered by the shards.
+ */
+export type ShardedSearcher = { search(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> };
+const shardedSearchers = new WeakMap<PrismaClient, ShardedSearcher>();
+
+export function registerShardedSearcher(prisma: PrismaClient, searcher: ShardedSearcher): void {
+  shardedSearchers.set(prisma, searcher);
+}
+
 /** The k most cosine-similar photographs to the query's embedding of the same model version, best first. */
 export async function searchSimilarImages(
   prisma: PrismaClient,
@@ -355,7 +375,9 @@ export async function searchSimilarImages(
   tuning: ApproximateSearchTuning = APPROXIMATE_SEARCH_TUNING,
 ): Promise<SimilarImageHit[]> {
   if (search.mode === 'EXACT') return searchExactly(prisma, search);
-  const hits = await searchApproximately(prisma, search, tuning);
+  // The shards answer with the shipped settings; a benchmark's sweep of other settings runs on this database.
+  const sharded = tuning === APPROXIMATE_SEARCH_TUNING ? shardedSearchers.get(prisma) : undefined;
+  const hits = sharded ? await sharded.search(prisma, search) : await searchApproximately(prisma, search, tuning);
   // Fewer than k: either fewer than k rows match (the exact path says so too, cheaply: the set is small) or the
   // iterative scans stopped at max_scan_tuples under very selective filters.
   return hits.length < search.k ? searchExactly(prisma, search) : hits;

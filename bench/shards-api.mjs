@@ -1,0 +1,196 @@
+// Benchmark: the API's sharded similar-case search (apps/api/src/search/shards.ts) against the primary searching
+// alone, side by side in one run, and what keeping the projection costs (attach, replay, the triggers on writes).
+//
+//   bash scripts/cluster/start.sh --databases-only && bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env
+//   npm run build && nice node bench/shards-api.mjs [--cases 100000] [--queries 100] [--clients 1,4] [--seconds 10] [--writes 300]
+//
+// Scratch databases, dropped afterwards: the application database copied from the primary's template (5442, with
+// vector and postgres_fdw: shard.sh) and one shard database on each node of SEARCH_SHARD_URLS (5445, 5446), copied
+// from the node's database fundus (vector). Cases: bench/seed-cases.mjs (random unit 128-d embeddings, N/2 patients, grades
+// 0-4 at a fixed mix), attached with attachShards and replayed (timed: the projection's first fill). Then:
+// - writes: single-row embedding updates (as re-embedding and ingest write) with the projection on (each queues the
+//   photograph: one outbox row from the statement's trigger) and off, alternating in rounds; then the replay of
+//   what they queued, timed;
+// - searches by stored case, k 10, per filter, every query three ways in turn: the exact path (truth), the primary's
+//   approximate path (a client with no shards registered), and the sharded path (the API's), wall time around
+//   searchSimilarImages; recall@10 of both approximate paths against the exact;
+// - the sharded path again with 100 photographs queued and not replayed (ranked on the primary beside the shards);
+// - throughput: C concurrent searches without a filter for --seconds, primary alone and sharded, alternating.
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { api, option, root } from './cli.mjs';
+import { seedSyntheticCases } from './seed-cases.mjs';
+import { dropScratchDatabase } from '../test/support/drop-database.mjs';
+
+const caseCount = Number(option('cases', 100_000));
+const queryCount = Number(option('queries', 100));
+const clientCounts = String(option('clients', '1,4')).split(',').map(Number);
+const seconds = Number(option('seconds', 10));
+const writeCount = Number(option('writes', 300));
+const K = 10;
+const MODEL_VERSION = 'bench-shards';
+
+const [{ openDatabase }, search, shards, { createLogger }] = await Promise.all([
+  api('db/database.js'), api('search/similar-images.js'), api('search/shards.js'), api('logger.js'),
+]);
+const shardUrls = (process.env.SEARCH_SHARD_URLS ?? '').split(',').filter(Boolean);
+if (shardUrls.length === 0) throw new Error('SEARCH_SHARD_URLS is not set: bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env');
+const primaryTemplate = new URL(process.env.SHARD_COORDINATOR_URL ?? 'postgresql://fundus:fundus@127.0.0.1:5442/fundus_search');
+primaryTemplate.pathname = '/fundus_template';
+
+const scratch = `fundus_bench_${randomBytes(4).toString('hex')}`;
+const withDatabase = (url, name) => {
+  const copy = new URL(url);
+  copy.pathname = `/${name}`;
+  return copy.toString();
+};
+async function onAdmin(url, sql) {
+  const client = new pg.Client({ connectionString: withDatabase(url, 'postgres') });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+const nodes = [primaryTemplate.toString(), ...shardUrls];
+// The primary's fundus_template has vector and postgres_fdw (shard.sh); a shard node's fundus has vector only.
+for (const [index, url] of nodes.entries()) await onAdmin(url, `CREATE DATABASE ${scratch} TEMPLATE ${index === 0 ? 'fundus_template' : 'fundus'}`);
+const primaryUrl = withDatabase(primaryTemplate, scratch);
+const scratchShards = shardUrls.map((url) => withDatabase(url, scratch));
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+const summary = (times) => {
+  const sorted = [...times].sort((a, b) => a - b);
+  return { p50Ms: Number(percentile(sorted, 50).toFixed(2)), p95Ms: Number(percentile(sorted, 95).toFixed(2)) };
+};
+const log = (line) => process.stderr.write(`${line}\n`);
+
+const result = { cases: caseCount, shards: shardUrls.length, queries: queryCount, k: K, machine: { load: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(2))) } };
+const migrationsDir = path.join(root, 'prisma', 'migrations');
+const db = await openDatabase({ database: { kind: 'postgres', url: primaryUrl }, migrationsDir });
+const alone = await openDatabase({ database: { kind: 'postgres', url: primaryUrl }, migrationsDir });
+let shardSearch;
+try {
+  let started = performance.now();
+  await seedSyntheticCases(db, { caseCount, modelVersion: MODEL_VERSION, dimension: 128 });
+  log(`seeded ${caseCount} cases in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+  started = performance.now();
+  const attached = await shards.attachShards(db, scratchShards);
+  const replayed = await shards.replayAll(db.sql);
+  const attachSeconds = (performance.now() - started) / 1000;
+  result.attach = { queued: attached.queued, projected: replayed.projected, seconds: Number(attachSeconds.toFixed(1)), embeddingsPerSecond: Math.round(replayed.projected / attachSeconds) };
+  log(`attach: ${JSON.stringify(result.attach)}`);
+  for (const url of scratchShards) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query('ANALYZE case_projection');
+    await client.end();
+  }
+
+  // ---- writes with the projection on and off, alternating
+  const writeIds = (await db.sql.query(`SELECT id::text AS id FROM fundus_image ORDER BY md5(id::text) LIMIT ${writeCount}`)).map((row) => row.id);
+  const writeTimes = { on: [], off: [] };
+  const rounds = 6;
+  for (let round = 0; round < rounds; round += 1) {
+    for (const mode of round % 2 === 0 ? ['on', 'off'] : ['off', 'on']) {
+      await db.sql.query('UPDATE search_projection_state SET enabled = $1 WHERE id', [mode === 'on']);
+      for (const id of writeIds.slice((round * writeIds.length) / rounds, ((round + 1) * writeIds.length) / rounds)) {
+        const t = performance.now();
+        await db.sql.query(`UPDATE image_embedding SET embedding = embedding, created_at = now() WHERE image_id = $1 AND model_version = $2`, [id, MODEL_VERSION]);
+        writeTimes[mode].push(performance.now() - t);
+      }
+    }
+  }
+  await db.sql.query('UPDATE search_projection_state SET enabled = true WHERE id');
+  started = performance.now();
+  const writesReplayed = await shards.replayAll(db.sql);
+  result.writes = {
+    on: summary(writeTimes.on), off: summary(writeTimes.off), writesEach: writeTimes.on.length,
+    replay: { images: writesReplayed.images, seconds: Number(((performance.now() - started) / 1000).toFixed(2)) },
+  };
+  log(`writes: ${JSON.stringify(result.writes)}`);
+
+  // ---- searches, one at a time
+  shardSearch = shards.openShardSearch({ shardUrls: scratchShards, poolSize: 10, logger: createLogger('warn') });
+  search.registerShardedSearcher(db.prisma, shardSearch);
+  const queries = (await db.sql.query(`SELECT id::text AS id, patient_id::text AS patient_id FROM fundus_image ORDER BY md5('q' || id::text) LIMIT ${queryCount}`));
+  const none = { drGrades: [], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] };
+  const filters = {
+    none,
+    'grade 4': { ...none, drGrades: [4] },
+    'grade 0 + left eye': { ...none, drGrades: [0], eye: 'LEFT' },
+    'grade 2 + age 50-70': { ...none, drGrades: [2], ageMin: 50, ageMax: 70 },
+  };
+  const searchOf = (query, filter) => ({ modelVersion: MODEL_VERSION, query: { imageId: query.id }, k: K, filters: filter, excludePatientId: query.patient_id });
+  const recall = (hits, truth) => truth.length === 0 ? 1 : hits.filter((hit) => truth.some((one) => one.imageId === hit.imageId)).length / truth.length;
+  result.searches = {};
+  const measureFilters = async (label) => {
+    for (const [name, filter] of Object.entries(filters)) {
+      const times = { exact: [], alone: [], sharded: [] };
+      const recalls = { alone: [], sharded: [] };
+      for (const [index, query] of queries.entries()) {
+        const one = searchOf(query, filter);
+        let t = performance.now();
+        const truth = await search.searchSimilarImages(db.prisma, { ...one, mode: 'EXACT' });
+        times.exact.push(performance.now() - t);
+        for (const path of index % 2 === 0 ? ['alone', 'sharded'] : ['sharded', 'alone']) {
+          t = performance.now();
+          const hits = await search.searchSimilarImages(path === 'alone' ? alone.prisma : db.prisma, one);
+          times[path].push(performance.now() - t);
+          recalls[path].push(recall(hits, truth));
+        }
+      }
+      const mean = (values) => Number((values.reduce((a, b) => a + b, 0) / values.length).toFixed(3));
+      result.searches[`${label}${name}`] = {
+        exact: summary(times.exact),
+        alone: { ...summary(times.alone), recallAt10: mean(recalls.alone) },
+        sharded: { ...summary(times.sharded), recallAt10: mean(recalls.sharded) },
+      };
+      log(`${label}${name}: ${JSON.stringify(result.searches[`${label}${name}`])}`);
+    }
+  };
+  const before = shardSearch.stats();
+  await measureFilters('');
+
+  // ---- 100 photographs queued, not replayed: ranked on the primary beside the shards
+  await db.sql.query(`INSERT INTO search_projection_outbox (image_id) SELECT id FROM fundus_image ORDER BY md5('w' || id::text) LIMIT 100`);
+  delete filters['grade 0 + left eye'];
+  delete filters['grade 2 + age 50-70'];
+  await measureFilters('100 queued, ');
+  await shards.replayAll(db.sql);
+  const stats = shardSearch.stats();
+  result.shardStats = { shardSearches: stats.shardSearches - before.shardSearches, withQueued: stats.withQueued - before.withQueued, primaryFallbacks: stats.primaryFallbacks - before.primaryFallbacks };
+
+  // ---- throughput without a filter, C clients, alternating
+  result.throughput = {};
+  for (const clients of clientCounts) {
+    const rates = { alone: [], sharded: [] };
+    for (let round = 0; round < 2; round += 1) {
+      for (const path of round % 2 === 0 ? ['alone', 'sharded'] : ['sharded', 'alone']) {
+        const prisma = path === 'alone' ? alone.prisma : db.prisma;
+        const until = performance.now() + (seconds * 1000) / 2;
+        let done = 0;
+        await Promise.all(Array.from({ length: clients }, async (_, worker) => {
+          for (let next = worker; performance.now() < until; next += clients) {
+            await search.searchSimilarImages(prisma, searchOf(queries[next % queries.length], none));
+            done += 1;
+          }
+        }));
+        rates[path].push(done / (seconds / 2));
+      }
+    }
+    const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
+    result.throughput[clients] = { alonePerSecond: Number(mean(rates.alone).toFixed(1)), shardedPerSecond: Number(mean(rates.sharded).toFixed(1)), ratio: Number((mean(rates.sharded) / mean(rates.alone)).toFixed(2)) };
+    log(`throughput at ${clients} clients: ${JSON.stringify(result.throughput[clients])}`);
+  }
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+} finally {
+  await shardSearch?.close();
+  await alone.close();
+  await db.close();
+  for (const url of nodes) await dropScratchDatabase(withDatabase(url, 'postgres'), scratch).catch((error) => log(`could not drop ${scratch} on ${new URL(url).port}: ${error.message}`));
+}

@@ -1,0 +1,218 @@
+// Sharded similar-case search (apps/api/src/search/shards.ts) on PostgreSQL: the API over a primary whose search
+// projection is kept on two shard databases (postgres_fdw foreign partitions hashed by patient; here databases of
+// the test server, reached over TCP as separate nodes would be). Against the exact ranking of the primary: the
+// shards' answers under every filter; a grade correction searched as corrected before the replay and on the shard
+// after it; an erased patient gone from both; a shard that cannot be reached, where the primary answers and the
+// outbox keeps the writes until the shard is back; and the attach step's refusals.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { POSTGRES_SKIP_REASON, repositoryRoot, startApi } from '../support/backends.mjs';
+import { dropScratchDatabase } from '../support/drop-database.mjs';
+
+const shards = await import(path.join(repositoryRoot, 'apps/api/dist/search/shards.js'));
+const { loadConfig } = await import(path.join(repositoryRoot, 'apps/api/dist/config.js'));
+
+const SKIP = POSTGRES_SKIP_REASON || (process.env.TEST_SUPERUSER_DATABASE_URL ? false : 'TEST_SUPERUSER_DATABASE_URL is not set: run `bash .ci/run` (scripts/ci-setup.sh makes the superuser that installs postgres_fdw)');
+
+const SIMILAR = `query Similar($input: SimilarCasesInput!) {
+  similarCases(input: $input) { hits { similarity case { id patient { id } referenceGrading { drGrade } } } }
+}`;
+
+const FILTERS = [
+  {},
+  { drGrades: [4] },
+  { drGrades: [0, 1] },
+  { eye: 'LEFT' },
+  { sex: 'FEMALE', ageMin: 40 },
+  { ageMax: 65, drGrades: [2, 3] },
+  { treatmentTypes: ['ANTI_VEGF', 'PRP_LASER'] },
+];
+
+/** A URL of the test server's database `name`, as `base` (the role and password stay). */
+function databaseUrl(base, name) {
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
+  const shardNames = [0, 1].map((index) => `fundus_t_${randomBytes(4).toString('hex')}_shard${index}`);
+  const shardUrls = shardNames.map((name) => databaseUrl(process.env.TEST_DATABASE_URL, name));
+  const adminUrl = databaseUrl(process.env.TEST_DATABASE_URL, 'postgres');
+  let api;
+  let images;
+
+  async function onShard(index, sql, params = []) {
+    const client = new pg.Client({ connectionString: shardUrls[index] });
+    await client.connect();
+    try {
+      return (await client.query(sql, params)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+  const shardRows = async () => (await Promise.all([0, 1].map((index) => onShard(index, 'SELECT image_id::text AS image_id, patient_id::text AS patient_id, dr_grade FROM case_projection')))).map((rows, index) => rows.map((row) => ({ ...row, shard: index }))).flat();
+  const queued = async () => (await api.db.sql.query('SELECT count(*)::int AS n FROM search_projection_outbox'))[0].n;
+
+  async function similar(imageId, filters, { exact = false, k = 5 } = {}) {
+    const { body } = await api.graphql(SIMILAR, { input: { imageId, k, filters, exact } });
+    assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+    return body.data.similarCases.hits.map((hit) => ({ id: hit.case.id, similarity: hit.similarity, grade: hit.case.referenceGrading?.drGrade ?? null, patient: hit.case.patient.id }));
+  }
+
+  function assertSameHits(actual, expected, what) {
+    assert.deepEqual(actual.map((hit) => hit.id), expected.map((hit) => hit.id), what);
+    actual.forEach((hit, index) => assert.ok(Math.abs(hit.similarity - expected[index].similarity) < 1e-9, `${what}: similarity of rank ${index + 1}`));
+  }
+
+  before(async () => {
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    const template = new URL(process.env.TEST_DATABASE_URL).pathname.slice(1);
+    for (const name of shardNames) await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+    await admin.end();
+    api = await startApi('postgres', {
+      prepare: async (db, database) => {
+        // The DBA's step on the primary: postgres_fdw, usable by the application's role.
+        const superuser = new pg.Client({ connectionString: databaseUrl(process.env.TEST_SUPERUSER_DATABASE_URL, new URL(database.url).pathname.slice(1)) });
+        await superuser.connect();
+        await superuser.query(`CREATE EXTENSION IF NOT EXISTS postgres_fdw; GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO ${new URL(process.env.TEST_DATABASE_URL).username}`);
+        await superuser.end();
+        const attached = await shards.attachShards(db, shardUrls);
+        assert.equal(attached.alreadyAttached, false);
+        const [{ n }] = await db.sql.query('SELECT count(DISTINCT image_id)::int AS n FROM image_embedding');
+        assert.equal(attached.queued, n);
+        const replayed = await shards.replayAll(db.sql);
+        assert.equal(replayed.images, n);
+      },
+      // The background replay's first pass runs at start-up; afterwards each test replays when it means to.
+      env: (database) => ({ DATABASE_URL: database.url, SEARCH_SHARD_URLS: shardUrls.join(','), SEARCH_SHARD_REPLAY_INTERVAL_MS: '3600000' }),
+    });
+    images = await api.db.sql.query(`SELECT fi.id::text AS id, fi.patient_id::text AS patient_id, fi.dr_grade FROM fundus_image fi JOIN image_embedding e ON e.image_id = fi.id ORDER BY fi.id`);
+  });
+
+  after(async () => {
+    await api?.close();
+    for (const name of shardNames) await dropScratchDatabase(adminUrl, name).catch(() => {});
+  });
+
+  test('every embedding is on the shard of its patient, and only there', async () => {
+    const rows = await shardRows();
+    assert.deepEqual(rows.map((row) => row.image_id).sort(), images.map((image) => image.id).sort());
+    const shardOf = new Map();
+    for (const row of rows) {
+      if (shardOf.has(row.patient_id)) assert.equal(shardOf.get(row.patient_id), row.shard, `patient ${row.patient_id} on one shard`);
+      shardOf.set(row.patient_id, row.shard);
+    }
+    const perShard = [0, 1].map((index) => rows.filter((row) => row.shard === index).length);
+    assert.ok(perShard.every((count) => count > 0), `both shards hold photographs: ${perShard}`);
+    assert.equal(await queued(), 0);
+    // Through the primary's partitioned table, as ad-hoc SQL sees it: the same rows.
+    const [{ n }] = await api.db.sql.query('SELECT count(*)::int AS n FROM search_shards.case_projection');
+    assert.equal(n, rows.length);
+  });
+
+  test('the shards answer similarCases under every filter with the exact ranking\'s hits', async () => {
+    const before = api.server.shards.search.stats();
+    let compared = 0;
+    for (const query of images.filter((_, index) => index % 9 === 0)) {
+      for (const filters of FILTERS) {
+        const expected = await similar(query.id, filters, { exact: true });
+        assertSameHits(await similar(query.id, filters), expected, `query ${query.id} filters ${JSON.stringify(filters)}`);
+        compared += expected.length;
+      }
+    }
+    assert.ok(compared > 50, `hits compared: ${compared}`);
+    const stats = api.server.shards.search.stats();
+    assert.ok(stats.shardSearches - before.shardSearches >= FILTERS.length, `searches the shards answered: ${stats.shardSearches - before.shardSearches}`);
+    assert.equal(stats.primaryFallbacks, before.primaryFallbacks);
+  });
+
+  test('a grade correction is searched as corrected before the replay, and reaches the shard with it', async () => {
+    // A grade-0 photograph and a grade-0 query of another patient whose nearest grade-0 hit it is: a shard still
+    // holding the old grade would answer the query's grade-0 search with it first.
+    let target;
+    let zeroQuery;
+    for (const candidate of images.filter((image) => image.dr_grade === 0)) {
+      const [nearest] = await similar(candidate.id, { drGrades: [0] }, { exact: true, k: 1 });
+      const back = nearest && (await similar(nearest.id, { drGrades: [0] }, { exact: true, k: 1 }))[0];
+      if (back?.id === candidate.id) {
+        target = candidate;
+        zeroQuery = nearest;
+        break;
+      }
+    }
+    assert.ok(target, 'a grade-0 photograph that is its neighbour\'s nearest');
+    const query = images.find((image) => image.patient_id !== target.patient_id && image.dr_grade === 4);
+    const { body } = await api.graphql(`mutation { recordGrading(input: { caseId: "${target.id}", drGrade: 4 }) { referenceGrading { drGrade } } }`);
+    assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+    assert.ok(await queued() > 0, 'the correction queued the photograph for the shards');
+    const gradeFours = images.filter((image) => image.dr_grade === 4 || image.id === target.id).length;
+    const before = api.server.shards.search.stats();
+    const hits = await similar(query.id, { drGrades: [4] }, { k: gradeFours });
+    assert.ok(hits.some((hit) => hit.id === target.id && hit.grade === 4), 'the corrected photograph is a grade-4 hit before any replay');
+    assertSameHits(hits, await similar(query.id, { drGrades: [4] }, { exact: true, k: gradeFours }), 'grade 4 after the correction');
+    const zeroHits = await similar(zeroQuery.id, { drGrades: [0] }, { k: 3 });
+    assert.equal(zeroHits.length, 3);
+    assert.ok(!zeroHits.some((hit) => hit.id === target.id), 'no longer a grade-0 hit');
+    assertSameHits(zeroHits, await similar(zeroQuery.id, { drGrades: [0] }, { exact: true, k: 3 }), 'grade 0 after the correction');
+    assert.ok(api.server.shards.search.stats().withQueued > before.withQueued, 'the queued photograph was ranked on the primary');
+    await api.server.shards.replayNow();
+    assert.equal(await queued(), 0);
+    const row = (await shardRows()).find((one) => one.image_id === target.id);
+    assert.equal(row.dr_grade, 4);
+  });
+
+  test('an erased patient is never a hit, before the replay and after it, and leaves the shards', async () => {
+    const erased = images[images.length - 1].patient_id;
+    const query = images.find((image) => image.patient_id !== erased);
+    await api.db.sql.query('DELETE FROM patient WHERE id = $1', [erased]);
+    const hits = await similar(query.id, {}, { k: 100 });
+    assert.ok(hits.length > 0 && !hits.some((hit) => hit.patient === erased), 'before the replay');
+    await api.server.shards.replayNow();
+    assert.ok(!(await shardRows()).some((row) => row.patient_id === erased), 'the shards hold nothing of the patient');
+    assertSameHits(await similar(query.id, {}, { k: 20 }), await similar(query.id, {}, { k: 20, exact: true }), 'after the replay');
+    images = images.filter((image) => image.patient_id !== erased);
+  });
+
+  test('with a shard unreachable the primary answers, and the outbox keeps the writes until it is back', async () => {
+    const [shardName] = shardNames.slice(1);
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    try {
+      await admin.query(`ALTER DATABASE ${shardName} WITH ALLOW_CONNECTIONS false`);
+      await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = current_user', [shardName]);
+      const target = images.find((image) => image.dr_grade === 1);
+      const { body } = await api.graphql(`mutation { recordGrading(input: { caseId: "${target.id}", drGrade: 3 }) { id } }`);
+      assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+      const before = api.server.shards.search.stats();
+      const query = images.find((image) => image.patient_id !== target.patient_id);
+      assertSameHits(await similar(query.id, { drGrades: [3] }, { k: 8 }), await similar(query.id, { drGrades: [3] }, { k: 8, exact: true }), 'answered while a shard is down');
+      assert.ok(api.server.shards.search.stats().primaryFallbacks > before.primaryFallbacks, 'the primary answered');
+      await assert.rejects(api.server.shards.replayNow(), 'the replay cannot reach the shard');
+      assert.ok(await queued() > 0, 'the write waits in the outbox');
+      await admin.query(`ALTER DATABASE ${shardName} WITH ALLOW_CONNECTIONS true`);
+      // postgres_fdw keeps a broken connection per session until it fails once; the replay's retry gets a new one.
+      let replayed = false;
+      for (let attempt = 0; attempt < 5 && !replayed; attempt += 1) replayed = await api.server.shards.replayNow().then(() => true, () => false);
+      assert.ok(replayed, 'the replay works again once the shard is back');
+      assert.equal(await queued(), 0);
+      assert.equal((await shardRows()).find((row) => row.image_id === target.id).dr_grade, 3);
+    } finally {
+      await admin.query(`ALTER DATABASE ${shardName} WITH ALLOW_CONNECTIONS true`).catch(() => {});
+      await admin.end();
+    }
+  });
+
+  test('attach refuses other shards, and the API refuses to start over shards the database does not name', async () => {
+    assert.deepEqual((await shards.attachShards(api.db, shardUrls)).alreadyAttached, true);
+    await assert.rejects(shards.attachShards(api.db, shardUrls.slice(0, 1)), (error) => error.code === 'CONFLICT');
+    await assert.rejects(shards.attachShards(api.db, [shardUrls[0], shardUrls[0]]), (error) => error.code === 'BAD_USER_INPUT');
+    await assert.rejects(shards.assertShardsAttached(api.db.sql, [...shardUrls].reverse()), (error) => error.code === 'CONFLICT' && /npm run shards -- attach/.test(error.message));
+    assert.throws(() => loadConfig({ SEARCH_SHARD_URLS: shardUrls.join(',') }), /SEARCH_SHARD_URLS needs DATABASE_URL/);
+    assert.throws(() => loadConfig({ DATABASE_URL: process.env.TEST_DATABASE_URL, SEARCH_SHARD_URLS: 'http://example.org/x' }), /postgresql:\/\/ URL/);
+  });
+});
