@@ -1,11 +1,13 @@
 // Synthetic cases for benchmarks, written in bulk by SQL: N photographs of N/2 patients (two eyes), grades at a
 // fixed mix, random unit embeddings of the given model version. Search cost depends on row count and dimension,
-// not on what the vectors mean.
+// not on what the vectors mean; but an HNSW walk does depend on how the vectors cluster (uniform random vectors
+// are its hardest case), so `spread` (optional) draws each embedding around its grade's centre instead: a random
+// unit centre per grade plus uniform noise of about `spread` in norm, normalised (pgvector's l2_normalize).
 import { api } from './cli.mjs';
 
 const { refreshPlannerStatistics } = await api('db/database.js');
 
-export async function seedSyntheticCases(db, { caseCount, modelVersion, dimension }) {
+export async function seedSyntheticCases(db, { caseCount, modelVersion, dimension, spread = null }) {
   const patients = Math.ceil(caseCount / 2);
   await db.sql.exec(`
     INSERT INTO dataset (id, name, is_synthetic) VALUES ('00000000-0000-4000-8000-000000000001', 'bench', true) ON CONFLICT DO NOTHING;
@@ -20,11 +22,26 @@ export async function seedSyntheticCases(db, { caseCount, modelVersion, dimensio
       FROM generate_series(1, ${caseCount}) g;
     INSERT INTO grading (image_id, dr_grade, source, graded_on) SELECT id, dr_grade, 'DATASET_LABEL', DATE '2020-01-01' FROM fundus_image;
   `);
-  await db.sql.exec(`
-    INSERT INTO image_embedding (image_id, model_version, embedding)
-    SELECT fi.id, '${modelVersion.replace(/'/g, "''")}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${dimension})) r) n)
-    FROM fundus_image fi;
-  `);
+  const version = modelVersion.replace(/'/g, "''");
+  if (spread === null) {
+    await db.sql.exec(`
+      INSERT INTO image_embedding (image_id, model_version, embedding)
+      SELECT fi.id, '${version}', (SELECT array_agg(x / norm)::vector FROM (SELECT x, sqrt(sum(x * x) OVER ()) AS norm FROM (SELECT random() - 0.5 + 0 * length(fi.id::text) AS x FROM generate_series(1, ${dimension})) r) n)
+      FROM fundus_image fi;
+    `);
+  } else {
+    // Uniform noise on [-a, a] per component has norm a * sqrt(dimension / 3).
+    const half = Number(spread) / Math.sqrt(dimension / 3);
+    await db.sql.exec(`
+      CREATE TEMP TABLE grade_centre AS
+        SELECT grade, l2_normalize((SELECT array_agg(random() - 0.5 + 0 * d + 0 * grade) FROM generate_series(1, ${dimension}) d)::vector) AS centre
+        FROM generate_series(0, 4) grade;
+      INSERT INTO image_embedding (image_id, model_version, embedding)
+      SELECT fi.id, '${version}', l2_normalize(c.centre + (SELECT array_agg((2 * random() - 1) * ${half} + 0 * d + 0 * length(fi.id::text)) FROM generate_series(1, ${dimension}) d)::vector)
+      FROM fundus_image fi JOIN grade_centre c ON c.grade = fi.dr_grade;
+      DROP TABLE grade_centre;
+    `);
+  }
   // As the product does after its own bulk writes: without statistics the planner takes the fresh tables for empty
   // and ranks each grade by a btree scan and sort instead of walking its HNSW graph.
   await refreshPlannerStatistics(db);

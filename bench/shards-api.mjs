@@ -3,11 +3,13 @@
 //
 //   bash scripts/cluster/start.sh --databases-only && bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env
 //   npm run build && nice node bench/shards-api.mjs [--cases 100000] [--queries 100] [--clients 1,4] [--seconds 10] [--writes 300]
+//       [--spread 1 | none]
 //
 // Scratch databases, dropped afterwards: the application database copied from the primary's template (5442, with
 // vector and postgres_fdw: shard.sh) and one shard database on each node of SEARCH_SHARD_URLS (5445, 5446), copied
-// from the node's database fundus (vector). Cases: bench/seed-cases.mjs (random unit 128-d embeddings, N/2 patients, grades
-// 0-4 at a fixed mix), attached with attachShards and replayed (timed: the projection's first fill). Then:
+// from the node's database fundus (vector). Cases: bench/seed-cases.mjs (128-d unit embeddings around a centre per
+// grade, noise of norm --spread; uniform random with --spread none; N/2 patients, grades 0-4 at a fixed mix),
+// attached with attachShards and replayed (timed: the projection's first fill). Then:
 // - writes: single-row embedding updates (as re-embedding and ingest write) with the projection on (each queues the
 //   photograph: one outbox row from the statement's trigger) and off, alternating in rounds; then the replay of
 //   what they queued, timed;
@@ -29,6 +31,9 @@ const queryCount = Number(option('queries', 100));
 const clientCounts = String(option('clients', '1,4')).split(',').map(Number);
 const seconds = Number(option('seconds', 10));
 const writeCount = Number(option('writes', 300));
+// Embeddings around per-grade centres (bench/seed-cases.mjs); --spread none: uniform random vectors.
+const spreadOption = option('spread', '1');
+const spread = spreadOption === 'none' ? null : Number(spreadOption);
 const K = 10;
 const MODEL_VERSION = 'bench-shards';
 
@@ -68,14 +73,14 @@ const summary = (times) => {
 };
 const log = (line) => process.stderr.write(`${line}\n`);
 
-const result = { cases: caseCount, shards: shardUrls.length, queries: queryCount, k: K, machine: { load: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(2))) } };
+const result = { cases: caseCount, spread, shards: shardUrls.length, queries: queryCount, k: K, machine: { load: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(2))) } };
 const migrationsDir = path.join(root, 'prisma', 'migrations');
 const db = await openDatabase({ database: { kind: 'postgres', url: primaryUrl }, migrationsDir });
 const alone = await openDatabase({ database: { kind: 'postgres', url: primaryUrl }, migrationsDir });
 let shardSearch;
 try {
   let started = performance.now();
-  await seedSyntheticCases(db, { caseCount, modelVersion: MODEL_VERSION, dimension: 128 });
+  await seedSyntheticCases(db, { caseCount, modelVersion: MODEL_VERSION, dimension: 128, spread });
   log(`seeded ${caseCount} cases in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   started = performance.now();

@@ -105,7 +105,8 @@ const quoteLiteral = (value: string) => `'${value.replaceAll("'", "''")}'`;
 
 export type ShardAttachment = { enabled: boolean; shards: number | null; servers: string[] };
 
-/** What the primary says of the shards: the state row and the foreign partitions' servers (host:port/db). */
+/** What the primary says of the shards: the state row and the foreign partitions' servers (host:port/db), in the
+ *  order of their hash remainders (the order attach was given them). */
 export async function readShardAttachment(sql: SqlRunner): Promise<ShardAttachment> {
   const [state] = await sql.query<{ enabled: boolean; shards: number | null }>('SELECT enabled, shards FROM search_projection_state WHERE id');
   const servers = await sql.query<{ options: string[] }>(`
@@ -116,7 +117,7 @@ export async function readShardAttachment(sql: SqlRunner): Promise<ShardAttachme
     JOIN pg_foreign_table ft ON ft.ftrelid = i.inhrelid
     JOIN pg_foreign_server s ON s.oid = ft.ftserver
     WHERE n.nspname = '${SHARD_SCHEMA}' AND parent.relname = 'case_projection'
-    ORDER BY (SELECT c.relname FROM pg_class c WHERE c.oid = i.inhrelid)`);
+    ORDER BY (SELECT (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'remainder (\\d+)'))[1]::int FROM pg_class c WHERE c.oid = i.inhrelid)`);
   const option = (options: string[], name: string) => options.find((one) => one.startsWith(`${name}=`))?.slice(name.length + 1) ?? '';
   return {
     enabled: state?.enabled === true,
@@ -321,6 +322,8 @@ export function shardSearchStatement(search: SimilarImageSearch, queryVector: st
   };
 }
 
+const SERIAL = '-c max_parallel_workers_per_gather=0';
+
 type ShardPools = { name: string; pool: pg.Pool; gradeFiltered: pg.Pool };
 
 export type ShardSearchStats = {
@@ -345,9 +348,11 @@ export type ShardSearch = ShardedSearcher & {
  */
 export function openShardSearch({ shardUrls, poolSize, logger }: { shardUrls: string[]; poolSize: number; logger: Logger }): ShardSearch {
   const shards: ShardPools[] = shardUrls.map((url) => {
-    // A dead shard must fail fast (the primary then answers), not hang the request.
-    const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 2000, options: vectorSessionOptions() });
-    const gradeFiltered = new pg.Pool({ connectionString: url, max: Math.max(2, Math.ceil(poolSize / 3)), connectionTimeoutMillis: 2000, options: vectorSessionOptions(APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered) });
+    // A dead shard must fail fast (the primary then answers), not hang the request. No parallel query: a search's
+    // sequential scan of a small grade as 3 processes a shard, every shard at once, overran the cores (bench/README.md,
+    // "The API's own fan-out").
+    const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 2000, options: `${vectorSessionOptions()} ${SERIAL}` });
+    const gradeFiltered = new pg.Pool({ connectionString: url, max: Math.max(2, Math.ceil(poolSize / 3)), connectionTimeoutMillis: 2000, options: `${vectorSessionOptions(APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered)} ${SERIAL}` });
     // An idle connection ended by the server emits 'error' on its pool; the pool drops it and opens another.
     pool.on('error', () => {});
     gradeFiltered.on('error', () => {});
