@@ -12,6 +12,7 @@ import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { parseArgs, UsageError } from './args.js';
+import { runAudited } from './audited-run.js';
 
 const USAGE = 'usage: npm run keys -- create --name NAME --role clinician|researcher|ehr-service|admin [--system URI] [--expires ISO-TIME]\n       npm run keys -- list\n       npm run keys -- revoke KEY_ID';
 
@@ -35,7 +36,7 @@ async function main(): Promise<number> {
   const db = await openDatabase(loadConfig());
   const audit = (outcome: string, details: Record<string, unknown>) =>
     writeAuditEvents(db.sql, { requestId: `cli-${process.pid}-${Date.now()}`, subject: operator, role: 'admin', keyId: null }, [{ operation: 'manage-keys', outcome, details }]);
-  try {
+  return runAudited(db, audit, command, async () => {
     if (command === 'list') {
       const keys = await listApiKeys({ prisma: db.prisma });
       await audit('OK', { action: 'list', returned: keys.length });
@@ -60,16 +61,7 @@ async function main(): Promise<number> {
     process.stdout.write(`created ${key.role} key ${key.id} (${key.name})${key.identifierSystem ? ` bound to ${key.identifierSystem}` : ''}${key.expiresAt ? `, expires ${key.expiresAt.toISOString()}` : ''}\n`);
     process.stdout.write(`secret (shown once, store it now; send as "Authorization: Bearer <secret>" or "X-API-Key: <secret>"):\n${secret}\n`);
     return 0;
-  } catch (error) {
-    if (error instanceof AppError) {
-      await audit(error.code, { action: command, refused: error.message }).catch(() => {});
-      process.stderr.write(`${error.code}: ${error.message}\n`);
-      return 1;
-    }
-    throw error;
-  } finally {
-    await db.close();
-  }
+  }, { auditFailures: false });
 }
 
 process.exitCode = await main();

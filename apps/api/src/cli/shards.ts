@@ -15,9 +15,9 @@ import os from 'node:os';
 import { writeAuditEvents } from '../audit/audit.service.js';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
-import { AppError } from '../errors.js';
 import { attachShards, replayAll, shardStatus } from '../search/shards.js';
 import { UsageError, parseArgs } from './args.js';
+import { runAudited } from './audited-run.js';
 
 const USAGE = 'usage: npm run shards -- attach [--shards URL,URL,...] [--json] | replay [--json] | status [--shards URL,URL,...] [--json]';
 
@@ -47,13 +47,13 @@ async function main(): Promise<number> {
   const actor = { requestId: `cli-${process.pid}-${Date.now()}`, subject: `cli:${os.userInfo().username}`, role: 'admin', keyId: null };
   const audit = (outcome: string, details: Record<string, unknown>) => writeAuditEvents(db.sql, actor, [{ operation: 'maintain-search-shards', outcome, details }]);
   const print = (text: string, value: unknown) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${text}\n`);
-  try {
+  return runAudited(db, audit, command, async () => {
     if (command === 'status') {
       const status = await shardStatus(db.sql, shardUrls);
       await audit('OK', { action: 'status' });
       const attached = status.attachment.enabled ? `attached to ${status.attachment.servers.join(', ')}` : 'not attached';
       const oldest = status.oldestQueuedSeconds === null ? '' : `, oldest ${status.oldestQueuedSeconds.toFixed(1)} s`;
-      const shards = status.shards.map((shard) => `  ${shard.shard}: ${shard.rows === null ? `unreachable (${shard.problem})` : `${shard.rows} rows`}`).join('\n');
+      const shards = status.shards.map((shard) => `  ${shard.shard}: ${shard.rows === null ? shard.problem : `${shard.rows} rows`}`).join('\n');
       print(`search projection ${attached}; outbox ${status.queued} queued${oldest}\n${shards}`, status);
       return 0;
     }
@@ -77,17 +77,7 @@ async function main(): Promise<number> {
     await audit('OK', { action: 'replay', projected: replayed.projected });
     print(replayed.locked ? `replayed ${replayed.outboxRows} outbox rows: ${replayed.projected} embeddings of ${replayed.images} photographs` : 'another process is replaying: nothing done here', replayed);
     return 0;
-  } catch (error) {
-    if (error instanceof AppError) {
-      await audit(error.code, { action: command, refused: error.message }).catch(() => {});
-      process.stderr.write(`${error.code}: ${error.message}\n`);
-      return 1;
-    }
-    await audit('INTERNAL_SERVER_ERROR', { action: command, failed: error instanceof Error ? error.message : String(error) }).catch(() => {});
-    throw error;
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 process.exitCode = await main();

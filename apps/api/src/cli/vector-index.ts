@@ -18,6 +18,7 @@ import { openDatabase } from '../db/database.js';
 import { AppError } from '../errors.js';
 import { VECTOR_INDEX_GRADES, dropWholeIndex, parseGrade, parseKind, rebuildVectorIndex, rebuildWholeIndex, vectorIndexStatus, wholeIndexStatus } from '../search/vector-indexes.js';
 import { UsageError, parseArgs } from './args.js';
+import { runAudited } from './audited-run.js';
 
 const USAGE = 'usage: npm run vector-index -- status [--json] | rebuild [--grade 0-4 | --whole] [--kind ivfflat|hnsw] [--json]';
 
@@ -48,7 +49,7 @@ async function main(): Promise<number> {
   const db = await openDatabase(loadConfig());
   const actor = { requestId: `cli-${process.pid}-${Date.now()}`, subject: `cli:${os.userInfo().username}`, role: 'admin', keyId: null };
   const audit = (outcome: string, details: Record<string, unknown>) => writeAuditEvents(db.sql, actor, [{ operation: 'maintain-vector-index', outcome, details }]);
-  try {
+  return runAudited(db, audit, command, async () => {
     if (command === 'status') {
       const [status, wholeStatus] = await Promise.all([vectorIndexStatus({ db }), wholeIndexStatus({ db })]);
       await audit('OK', { action: 'status' });
@@ -79,17 +80,7 @@ async function main(): Promise<number> {
       process.stdout.write(json ? `${JSON.stringify({ whole: { dropped } })}\n` : `whole case base: ${dropped ? 'dropped the whole-case-base index' : 'had no whole-case-base index'}\n`);
     }
     return 0;
-  } catch (error) {
-    if (error instanceof AppError) {
-      await audit(error.code, { action: command, refused: error.message }).catch(() => {});
-      process.stderr.write(`${error.code}: ${error.message}\n`);
-      return 1;
-    }
-    await audit('INTERNAL_SERVER_ERROR', { action: command, failed: error instanceof Error ? error.message : String(error) }).catch(() => {});
-    throw error;
-  } finally {
-    await db.close();
-  }
+  });
 }
 
 process.exitCode = await main();

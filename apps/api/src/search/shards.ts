@@ -271,7 +271,9 @@ export async function shardStatus(sql: SqlRunner, shardUrls: string[]): Promise<
       const { rows } = await client.query<{ rows: number }>('SELECT count(*)::int AS rows FROM case_projection');
       return { shard: shardName(url), rows: rows[0]?.rows ?? 0, problem: null };
     } catch (error) {
-      return { shard: shardName(url), rows: null, problem: error instanceof Error ? error.message : String(error) };
+      // 42P01: the shard answers but has no projection table: nothing was attached to it yet.
+      const problem = (error as { code?: string }).code === '42P01' ? 'no case_projection table (not attached)' : `unreachable: ${error instanceof Error ? error.message : String(error)}`;
+      return { shard: shardName(url), rows: null, problem };
     } finally {
       await client.end().catch(() => {});
     }
