@@ -9,11 +9,13 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { POSTGRES_SKIP_REASON, repositoryRoot, startApi } from '../support/backends.mjs';
+import { POSTGRES_SKIP_REASON, createTestDatabase, repositoryRoot, startApi } from '../support/backends.mjs';
 import { dropScratchDatabase } from '../support/drop-database.mjs';
 
 const shards = await import(path.join(repositoryRoot, 'apps/api/dist/search/shards.js'));
 const { loadConfig } = await import(path.join(repositoryRoot, 'apps/api/dist/config.js'));
+const { buildCohort } = await import(path.join(repositoryRoot, 'apps/api/dist/fixtures/cohort.js'));
+const { loadCohort } = await import(path.join(repositoryRoot, 'apps/api/dist/fixtures/seed.js'));
 
 const SKIP = POSTGRES_SKIP_REASON || (process.env.TEST_SUPERUSER_DATABASE_URL ? false : 'TEST_SUPERUSER_DATABASE_URL is not set: run `bash .ci/run` (scripts/ci-setup.sh makes the superuser that installs postgres_fdw)');
 
@@ -37,6 +39,23 @@ function databaseUrl(base, name) {
   url.pathname = `/${name}`;
   return url.toString();
 }
+
+test('without shards (the embedded database) the triggers queue nothing until the projection is turned on', async () => {
+  const database = await createTestDatabase('pglite');
+  try {
+    await loadCohort(database.db, buildCohort('test-clinic'));
+    const queued = async () => (await database.db.sql.query('SELECT count(*)::int AS n FROM search_projection_outbox'))[0].n;
+    assert.equal(await queued(), 0, 'the cohort\'s writes queued nothing');
+    await database.db.sql.query(`UPDATE fundus_image SET dr_grade = 4 WHERE id = (SELECT id FROM fundus_image ORDER BY id LIMIT 1)`);
+    assert.equal(await queued(), 0);
+    // The gate is the state row: on, the same write queues its photograph (attach turns it on, on PostgreSQL).
+    await database.db.sql.query('UPDATE search_projection_state SET enabled = true WHERE id');
+    await database.db.sql.query(`UPDATE fundus_image SET dr_grade = 3 WHERE id = (SELECT id FROM fundus_image ORDER BY id LIMIT 1)`);
+    assert.equal(await queued(), 1);
+  } finally {
+    await database.drop();
+  }
+});
 
 describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
   const shardNames = [0, 1].map((index) => `fundus_t_${randomBytes(4).toString('hex')}_shard${index}`);
@@ -176,6 +195,35 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     assert.ok(!(await shardRows()).some((row) => row.patient_id === erased), 'the shards hold nothing of the patient');
     assertSameHits(await similar(query.id, {}, { k: 20 }), await similar(query.id, {}, { k: 20, exact: true }), 'after the replay');
     images = images.filter((image) => image.patient_id !== erased);
+  });
+
+  test('every other write a filter reads re-projects the photograph: sex, birth year, visit date, treatments, eye', async () => {
+    const [patient] = await api.db.sql.query(`SELECT p.id::text AS id, p.sex::text AS sex FROM patient p WHERE EXISTS (SELECT 1 FROM fundus_image fi WHERE fi.patient_id = p.id) ORDER BY p.id LIMIT 1`);
+    const own = await api.db.sql.query('SELECT id::text AS id, visit_id::text AS visit_id, eye::text AS eye FROM fundus_image WHERE patient_id = $1 ORDER BY id', [patient.id]);
+    const newSex = patient.sex === 'FEMALE' ? 'MALE' : 'FEMALE';
+    const moved = own[0];
+    const newEye = moved.eye === 'LEFT' ? 'RIGHT' : 'LEFT';
+    const queuedFor = async (ids) => (await api.db.sql.query('SELECT count(DISTINCT image_id)::int AS n FROM search_projection_outbox WHERE image_id = ANY($1::uuid[])', [ids]))[0].n;
+    const ids = own.map((image) => image.id);
+    await api.db.sql.query('UPDATE patient SET sex = $2::sex, birth_year = 1950 WHERE id = $1', [patient.id, newSex]);
+    assert.equal(await queuedFor(ids), ids.length, 'a change of sex or birth year queues every photograph of the patient');
+    await api.server.shards.replayNow();
+    await api.db.sql.query(`UPDATE visit SET visit_date = DATE '2021-06-01' WHERE id = $1`, [moved.visit_id]);
+    assert.equal(await queuedFor([moved.id]), 1, 'a visit date queues its photographs');
+    await api.db.sql.query(`INSERT INTO treatment (patient_id, type, eye, performed_on) VALUES ($1, 'VITRECTOMY', 'BOTH', DATE '2021-06-02')`, [patient.id]);
+    await api.db.sql.query('UPDATE fundus_image SET eye = $2::eye WHERE id = $1', [moved.id, newEye]);
+    assert.equal(await queuedFor(ids), ids.length, 'a treatment queues every photograph of the patient');
+    await api.server.shards.replayNow();
+    assert.equal(await queued(), 0);
+    const [row] = (await Promise.all([0, 1].map((index) => onShard(index, 'SELECT sex, age_at_visit, treatment_types, eye FROM case_projection WHERE image_id = $1', [moved.id])))).flat();
+    const treatmentTypes = (await api.db.sql.query(`SELECT DISTINCT type::text AS type FROM treatment WHERE patient_id = $1 AND (eye::text = $2 OR eye IN ('BOTH', 'UNSPECIFIED')) ORDER BY 1`, [patient.id, newEye])).map((one) => one.type);
+    assert.ok(treatmentTypes.includes('VITRECTOMY'));
+    assert.deepEqual({ ...row }, { sex: newSex, age_at_visit: 2021 - 1950, treatment_types: treatmentTypes, eye: newEye });
+    const query = images.find((image) => image.patient_id !== patient.id);
+    for (const filters of [{ sex: newSex, ageMin: 71, ageMax: 71 }, { treatmentTypes: ['VITRECTOMY'] }, { eye: newEye, ageMax: 71 }]) {
+      const expected = await similar(query.id, filters, { exact: true, k: 3 });
+      assertSameHits(await similar(query.id, filters, { k: 3 }), expected, `after the changes, ${JSON.stringify(filters)}`);
+    }
   });
 
   test('with a shard unreachable the primary answers, and the outbox keeps the writes until it is back', async () => {
