@@ -146,6 +146,8 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     }
     assert.ok(compared > 50, `hits compared: ${compared}`);
     const stats = api.server.shards.search.stats();
+    const { counters } = await (await fetch(`${api.baseUrl}/readyz`)).json();
+    assert.deepEqual(counters.searchShards, { shards: 2, ...stats }, '/readyz shows the same counts');
     assert.ok(stats.shardSearches - before.shardSearches >= FILTERS.length, `searches the shards answered: ${stats.shardSearches - before.shardSearches}`);
     assert.equal(stats.primaryFallbacks, before.primaryFallbacks);
   });

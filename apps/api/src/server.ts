@@ -247,7 +247,7 @@ export async function createServer(config: AppConfig, options: ServerOptions = {
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok', database: db.kind });
   });
-  app.get('/readyz', createReadinessRoute({ db, embedder, migrationsDir: config.migrationsDir, rateLimiter: rateLimiter.leases }));
+  app.get('/readyz', createReadinessRoute({ db, embedder, migrationsDir: config.migrationsDir, rateLimiter: rateLimiter.leases, shardSearch: shardSearch?.search ?? null }));
   if (localIssuer) {
     // The embedded demo's sign-in: a token for one of the demo users. Exists only while the local issuer is on.
     app.get('/auth/local/users', (_request, response) => {

@@ -6,6 +6,7 @@ import type { Database } from '../db/database.js';
 import { readMigrations } from '../db/migrate.js';
 import { auditWriterFor } from '../audit/audit.service.js';
 import type { Embedder } from '../embedding/embedder.js';
+import type { ShardSearch } from '../search/shards.js';
 import type { LeasingRateLimiter } from './rate-limit.js';
 
 /** A database that has not answered in this long counts as unreachable (a dead server can hang a connect). */
@@ -29,14 +30,18 @@ export type ReadinessCounters = {
   preparedStatements: { named: number; cap: number; unnamedOverCap: number } | null;
   audit: { inserts: number; requests: number; largestInsert: number };
   rateLimit: { admitted: number; storeCalls: number; leaseSize: number } | null;
+  /** The sharded search's counts (search/shards.ts), null without SEARCH_SHARD_URLS. A shard that fails does not
+   *  make the process unready: the primary answers, and `primaryFallbacks` counts it. */
+  searchShards: { shards: number; shardSearches: number; withQueued: number; primaryFallbacks: number } | null;
 };
 
-export function createReadinessRoute({ db, embedder, migrationsDir, rateLimiter = null }: {
+export function createReadinessRoute({ db, embedder, migrationsDir, rateLimiter = null, shardSearch = null }: {
   db: Database;
   embedder: Embedder | null;
   migrationsDir: string;
   /** The PostgreSQL rate limit's leases (http/rate-limit.ts), when there are any. */
   rateLimiter?: Pick<LeasingRateLimiter, 'stats'> | null;
+  shardSearch?: Pick<ShardSearch, 'stats' | 'shards'> | null;
 }): RequestHandler {
   const expected = readMigrations(migrationsDir).then((migrations) => migrations.map((migration) => migration.name));
   expected.catch(() => {});
@@ -53,6 +58,7 @@ export function createReadinessRoute({ db, embedder, migrationsDir, rateLimiter 
       preparedStatements: db.namedStatements?.stats() ?? null,
       audit: { inserts, requests, largestInsert },
       rateLimit: rateLimiter?.stats() ?? null,
+      searchShards: shardSearch ? { shards: shardSearch.shards.length, ...shardSearch.stats() } : null,
     };
     try {
       const rows = await withTimeout(db.sql.query<{ name: string }>('SELECT name FROM fundus_migrations'), DATABASE_CHECK_TIMEOUT_MS);
