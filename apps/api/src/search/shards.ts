@@ -25,12 +25,15 @@ import pg from 'pg';
 import pgvector from 'pgvector';
 import { AppError } from '../errors.js';
 import { queryRows } from '../db/driver-rows.js';
-import type { Database } from '../db/database.js';
+import { gradeFilteredPoolSize, type Database } from '../db/database.js';
 import type { SqlRunner } from '../db/sql-runner.js';
 import { Prisma, type PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import {
   APPROXIMATE_SEARCH_TUNING,
+  INDEXED_GRADES,
+  checkedGrade,
+  coversEveryGrade,
   exactSearchSql,
   searchPrimaryApproximately,
   vectorSessionOptions,
@@ -50,8 +53,6 @@ export const REPLAY_BATCH = 500;
 
 /** pg_try_advisory_xact_lock key of the replay: one replay at a time over every API process of the primary. */
 const REPLAY_LOCK = 7318002;
-
-const GRADES = [0, 1, 2, 3, 4] as const;
 
 /** The projection's columns; the same on the shards and on the primary's partitioned table. */
 const COLUMNS = `
@@ -76,7 +77,7 @@ export function shardTableSql(): string[] {
     `CREATE TABLE IF NOT EXISTS case_projection (${COLUMNS},
   PRIMARY KEY (patient_id, image_id, model_version))`,
     'CREATE INDEX IF NOT EXISTS case_projection_image_id_idx ON case_projection (image_id)',
-    ...GRADES.map((grade) => `CREATE INDEX IF NOT EXISTS case_projection_hnsw_grade_${grade} ON case_projection USING hnsw (embedding vector_cosine_ops) WHERE dr_grade = ${grade}`),
+    ...INDEXED_GRADES.map((grade) => `CREATE INDEX IF NOT EXISTS case_projection_hnsw_grade_${grade} ON case_projection USING hnsw (embedding vector_cosine_ops) WHERE dr_grade = ${grade}`),
     'CREATE INDEX IF NOT EXISTS case_projection_hnsw_ungraded ON case_projection USING hnsw (embedding vector_cosine_ops) WHERE dr_grade IS NULL',
   ];
 }
@@ -309,11 +310,10 @@ export function shardSearchStatement(search: SimilarImageSearch, queryVector: st
   if (filters.treatmentTypes.length > 0) clauses.push(`treatment_types && ${statement.param(filters.treatmentTypes, '::text[]')}`);
   if (pending.length > 0) clauses.push(`image_id <> ALL(${statement.param(pending, '::uuid[]')})`);
   const k = statement.param(search.k, '::int');
-  const grades: (number | null)[] = filters.drGrades.length > 0 ? filters.drGrades : [...GRADES, null];
+  const grades: (number | null)[] = filters.drGrades.length > 0 ? filters.drGrades : [...INDEXED_GRADES, null];
   const branches = grades.map((grade) => {
-    if (grade !== null && !(Number.isInteger(grade) && grade >= 0 && grade <= 4)) throw new Error(`ICDR grade ${grade} is not an integer 0-4`);
     // A literal grade: the planner proves a partial index's predicate only from a constant.
-    const gradeClause = grade === null ? 'dr_grade IS NULL' : `dr_grade = ${grade}`;
+    const gradeClause = grade === null ? 'dr_grade IS NULL' : `dr_grade = ${checkedGrade(grade)}`;
     return `(SELECT image_id, dr_grade, embedding <=> ${query} AS distance FROM case_projection
       WHERE ${gradeClause} AND ${clauses.join(' AND ')} ORDER BY embedding <=> ${query} LIMIT ${k})`;
   });
@@ -354,7 +354,7 @@ export function openShardSearch({ shardUrls, poolSize, logger }: { shardUrls: st
     // sequential scan of a small grade as 3 processes a shard, every shard at once, overran the cores (bench/README.md,
     // "The API's own fan-out").
     const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 2000, options: `${vectorSessionOptions()} ${SERIAL}` });
-    const gradeFiltered = new pg.Pool({ connectionString: url, max: Math.max(2, Math.ceil(poolSize / 3)), connectionTimeoutMillis: 2000, options: `${vectorSessionOptions(APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered)} ${SERIAL}` });
+    const gradeFiltered = new pg.Pool({ connectionString: url, max: gradeFilteredPoolSize(poolSize), connectionTimeoutMillis: 2000, options: `${vectorSessionOptions(APPROXIMATE_SEARCH_TUNING.efSearchGradeFiltered)} ${SERIAL}` });
     // An idle connection ended by the server emits 'error' on its pool; the pool drops it and opens another.
     pool.on('error', () => {});
     gradeFiltered.on('error', () => {});
@@ -382,7 +382,7 @@ export function openShardSearch({ shardUrls, poolSize, logger }: { shardUrls: st
       queryVector = pgvector.toSql(Array.from(search.query.vector));
     }
     const statement = shardSearchStatement(search, queryVector, pending);
-    const gradeFilteredSearch = search.filters.drGrades.length > 0 && search.filters.drGrades.length < GRADES.length;
+    const gradeFilteredSearch = !coversEveryGrade(search);
     try {
       const [queued, ...perShard] = await Promise.all([
         pending.length > 0 ? queryRows<{ image_id: string; similarity: number; grade: number | null }>(prisma, exactSearchSql(search, pending)) : Promise.resolve([]),

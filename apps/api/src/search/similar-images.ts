@@ -77,7 +77,7 @@ export type ApproximateSearchTuning = {
 export const APPROXIMATE_SEARCH_TUNING: ApproximateSearchTuning = { efSearch: 100, efSearchGradeFiltered: 800, maxScanTuples: 20_000, probes: 10, maxProbes: 100 };
 
 /** The ICDR grades the partial vector indexes are per; null is the (HNSW) graph of ungraded photographs. */
-const INDEXED_GRADES = [0, 1, 2, 3, 4] as const;
+export const INDEXED_GRADES = [0, 1, 2, 3, 4] as const;
 
 function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
   const { filters } = search;
@@ -106,8 +106,13 @@ function filterClauses(search: SimilarImageSearch): Prisma.Sql[] {
  * predicate only from a constant.
  */
 function gradeLiteral(grade: number): Prisma.Sql {
+  return Prisma.raw(String(checkedGrade(grade)));
+}
+
+/** An ICDR grade, refused unless an integer 0-4 (it is written into statements as a literal). */
+export function checkedGrade(grade: number): number {
   if (!Number.isInteger(grade) || grade < 0 || grade > 4) throw new Error(`ICDR grade ${grade} is not an integer 0-4`);
-  return Prisma.raw(String(grade));
+  return grade;
 }
 
 /** Patient and visit rows are joined only when a filter reads them: every row the scan ranks pays for a join. */
@@ -283,7 +288,7 @@ export function forgetIndexKinds(prisma: PrismaClient): void {
 }
 
 /** No grade filter, or every ICDR grade (the reuse step's voters): what the whole-case-base index serves. */
-function coversEveryGrade(search: SimilarImageSearch): boolean {
+export function coversEveryGrade(search: SimilarImageSearch): boolean {
   return search.filters.drGrades.length === 0 || search.filters.drGrades.length === INDEXED_GRADES.length;
 }
 
