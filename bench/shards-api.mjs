@@ -3,7 +3,7 @@
 //
 //   bash scripts/cluster/start.sh --databases-only && bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env
 //   npm run build && nice node bench/shards-api.mjs [--cases 100000] [--queries 100] [--clients 1,4] [--seconds 10] [--writes 300]
-//       [--spread 1 | none]
+//       [--spread 1 | none] [--reshard none]
 //
 // Scratch databases, dropped afterwards: the application database copied from the primary's template (5442, with
 // vector and postgres_fdw: shard.sh) and one shard database on each node of SEARCH_SHARD_URLS (5445, 5446), copied
@@ -17,7 +17,13 @@
 //   approximate path (a client with no shards registered), and the sharded path (the API's), wall time around
 //   searchSimilarImages; recall@10 of both approximate paths against the exact;
 // - the sharded path again with 100 photographs queued and not replayed (ranked on the primary beside the shards);
-// - throughput: C concurrent searches without a filter for --seconds, primary alone and sharded, alternating.
+// - throughput: C concurrent searches without a filter for --seconds, primary alone and sharded, alternating;
+// - the reshard (unless --reshard none): 2 search clients (the process opened before it: no filter and grade 4
+//   in turn) and 1 writer (single-row embedding updates) run for --seconds, then on through a reshard from the
+//   shards to them plus one more (a second scratch database on the first node): prepare, copy (timed), swap,
+//   retire; search and write latencies per phase (before, during the copy, after the swap, when the old process
+//   searches on the primary); then a process opened over the new shards: recall@10 and latency per filter, and
+//   the new generation's rows counted against the primary's embedded photographs.
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -36,6 +42,7 @@ const spreadOption = option('spread', '1');
 const spread = spreadOption === 'none' ? null : Number(spreadOption);
 const K = 10;
 const MODEL_VERSION = 'bench-shards';
+const reshard = option('reshard', 'yes') !== 'none';
 
 const [{ openDatabase }, search, shards, { createLogger }] = await Promise.all([
   api('db/database.js'), api('search/similar-images.js'), api('search/shards.js'), api('logger.js'),
@@ -65,6 +72,9 @@ const nodes = [primaryTemplate.toString(), ...shardUrls];
 for (const [index, url] of nodes.entries()) await onAdmin(url, `CREATE DATABASE ${scratch} TEMPLATE ${index === 0 ? 'fundus_template' : 'fundus'}`);
 const primaryUrl = withDatabase(primaryTemplate, scratch);
 const scratchShards = shardUrls.map((url) => withDatabase(url, scratch));
+// The reshard's extra shard: another database on the first node (one machine here; its own node in production).
+const extraShard = withDatabase(shardUrls[0], `${scratch}_extra`);
+if (reshard) await onAdmin(shardUrls[0], `CREATE DATABASE ${scratch}_extra TEMPLATE fundus`);
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 const summary = (times) => {
@@ -120,7 +130,7 @@ try {
   log(`writes: ${JSON.stringify(result.writes)}`);
 
   // ---- searches, one at a time
-  shardSearch = shards.openShardSearch({ shardUrls: scratchShards, poolSize: 10, logger: createLogger('warn') });
+  shardSearch = shards.openShardSearch({ shardUrls: scratchShards, generation: 1, poolSize: 10, logger: createLogger('warn') });
   search.registerShardedSearcher(db.prisma, shardSearch);
   const queries = (await db.sql.query(`SELECT id::text AS id, patient_id::text AS patient_id FROM fundus_image ORDER BY md5('q' || id::text) LIMIT ${queryCount}`));
   const none = { drGrades: [], eye: null, sex: null, ageMin: null, ageMax: null, treatmentTypes: [] };
@@ -192,10 +202,90 @@ try {
     result.throughput[clients] = { alonePerSecond: Number(mean(rates.alone).toFixed(1)), shardedPerSecond: Number(mean(rates.sharded).toFixed(1)), ratio: Number((mean(rates.sharded) / mean(rates.alone)).toFixed(2)) };
     log(`throughput at ${clients} clients: ${JSON.stringify(result.throughput[clients])}`);
   }
+
+  // ---- the reshard, with searches and writes going on
+  if (reshard) {
+    const phaseOf = { now: 'before' };
+    const oldBefore = shardSearch.stats();
+    const times = { search: {}, write: {} };
+    const record = (kind, ms) => (times[kind][phaseOf.now] ??= []).push(ms);
+    let stop = false;
+    const load = Promise.all([
+      ...[0, 1].map(async (worker) => {
+        for (let next = worker; !stop; next += 2) {
+          const t = performance.now();
+          await search.searchSimilarImages(db.prisma, searchOf(queries[next % queries.length], next % 4 < 2 ? none : filters['grade 4']));
+          record('search', performance.now() - t);
+        }
+      }),
+      (async () => {
+        for (let next = 0; !stop; next += 1) {
+          const t = performance.now();
+          await db.sql.query('UPDATE image_embedding SET embedding = embedding, created_at = now() WHERE image_id = $1 AND model_version = $2', [writeIds[next % writeIds.length], MODEL_VERSION]);
+          record('write', performance.now() - t);
+        }
+      })(),
+    ]);
+    // The API's background replay, as every process over shards runs it.
+    const replayLoop = shards.startReplayLoop({ sql: db.sql, intervalMs: 250, logger: createLogger('warn') });
+    const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      await wait(seconds * 1000);
+      const newShards = [...scratchShards, extraShard];
+      phaseOf.now = 'copy';
+      let t = performance.now();
+      const plan = await shards.prepareReshard(db, newShards);
+      const copied = await shards.copyIntoNext(db.sql);
+      const copySeconds = (performance.now() - t) / 1000;
+      t = performance.now();
+      const finished = await shards.finishReshard(db.sql);
+      const swapMs = performance.now() - t;
+      phaseOf.now = 'after swap (old process: primary)';
+      await wait(seconds * 1000);
+      t = performance.now();
+      const retired = await shards.retireShards(db.sql);
+      const retireMs = performance.now() - t;
+      stop = true;
+      await load;
+      await replayLoop.stop();
+      await shards.replayAll(db.sql);
+      const phases = (kind) => Object.fromEntries(Object.entries(times[kind]).map(([phase, values]) => [phase, { ...summary(values), count: values.length }]));
+      const [{ embedded }] = await db.sql.query('SELECT count(DISTINCT image_id)::int AS embedded FROM image_embedding');
+      let onNewShards = 0;
+      for (const url of newShards) {
+        const client = new pg.Client({ connectionString: url });
+        await client.connect();
+        onNewShards += (await client.query(`SELECT count(*)::int AS n FROM ${shards.shardTableName(finished.generation)}`)).rows[0].n;
+        await client.query(`ANALYZE ${shards.shardTableName(finished.generation)}`);
+        await client.end();
+      }
+      result.reshard = {
+        from: plan.from.length, to: plan.to.length, generation: finished.generation,
+        copy: { images: copied.images, projected: copied.projected, seconds: Number(copySeconds.toFixed(1)), embeddingsPerSecond: Math.round(copied.projected / copySeconds) },
+        swapMs: Number(swapMs.toFixed(1)), retire: { ms: Number(retireMs.toFixed(1)), emptied: retired.emptied.length, failed: retired.failed.length },
+        rows: { embedded, onNewShards },
+        // The old process's searches from the load's start: on its shards (with queued photographs beside them),
+        // and on the primary once it found the projection resharded.
+        oldProcess: Object.fromEntries(Object.entries(shardSearch.stats()).map(([name, count]) => [name, count - oldBefore[name]])),
+        searches: phases('search'), writes: phases('write'),
+      };
+      log(`reshard: ${JSON.stringify(result.reshard)}`);
+      // A process opened over the new shards.
+      await shardSearch.close();
+      shardSearch = shards.openShardSearch({ shardUrls: newShards, generation: finished.generation, poolSize: 10, logger: createLogger('warn') });
+      search.registerShardedSearcher(db.prisma, shardSearch);
+      await measureFilters(`after the reshard (${newShards.length} shards), `);
+    } finally {
+      stop = true;
+      await load.catch(() => {});
+      await replayLoop.stop();
+    }
+  }
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 } finally {
   await shardSearch?.close();
   await alone.close();
   await db.close();
   for (const url of nodes) await dropScratchDatabase(withDatabase(url, 'postgres'), scratch).catch((error) => log(`could not drop ${scratch} on ${new URL(url).port}: ${error.message}`));
+  if (reshard) await dropScratchDatabase(withDatabase(shardUrls[0], 'postgres'), `${scratch}_extra`).catch((error) => log(`could not drop ${scratch}_extra: ${error.message}`));
 }

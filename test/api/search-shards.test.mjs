@@ -3,12 +3,17 @@
 // the test server, reached over TCP as separate nodes would be). Against the exact ranking of the primary: the
 // shards' answers under every filter; a grade correction searched as corrected before the replay and on the shard
 // after it; an erased patient gone from both; a shard that cannot be reached, where the primary answers and the
-// outbox keeps the writes until the shard is back; and the attach step's refusals.
+// outbox keeps the writes until the shard is back; the attach step's refusals; and two reshards (2 -> 3 shards step
+// by step with writes between the steps, then 3 -> 2 through the CLI), after which every photograph is on the shard
+// of its patient in the new generation, the old shards are emptied, and a process opened before the reshard
+// searches on the primary.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { promisify } from 'node:util';
 import { POSTGRES_SKIP_REASON, createTestDatabase, repositoryRoot, startApi } from '../support/backends.mjs';
 import { dropScratchDatabase } from '../support/drop-database.mjs';
 
@@ -16,6 +21,8 @@ const shards = await import(path.join(repositoryRoot, 'apps/api/dist/search/shar
 const { loadConfig } = await import(path.join(repositoryRoot, 'apps/api/dist/config.js'));
 const { buildCohort } = await import(path.join(repositoryRoot, 'apps/api/dist/fixtures/cohort.js'));
 const { loadCohort } = await import(path.join(repositoryRoot, 'apps/api/dist/fixtures/seed.js'));
+const { registerShardedSearcher } = await import(path.join(repositoryRoot, 'apps/api/dist/search/similar-images.js'));
+const { createLogger } = await import(path.join(repositoryRoot, 'apps/api/dist/logger.js'));
 
 const SKIP = POSTGRES_SKIP_REASON || (process.env.TEST_SUPERUSER_DATABASE_URL ? false : 'TEST_SUPERUSER_DATABASE_URL is not set: run `bash .ci/run` (scripts/ci-setup.sh makes the superuser that installs postgres_fdw)');
 
@@ -58,7 +65,8 @@ test('without shards (the embedded database) the triggers queue nothing until th
 });
 
 describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
-  const shardNames = [0, 1].map((index) => `fundus_t_${randomBytes(4).toString('hex')}_shard${index}`);
+  // Shards 0 and 1 are attached at the start; shard 2 joins in the reshard test.
+  const shardNames = [0, 1, 2].map((index) => `fundus_t_${randomBytes(4).toString('hex')}_shard${index}`);
   const shardUrls = shardNames.map((name) => databaseUrl(process.env.TEST_DATABASE_URL, name));
   const adminUrl = databaseUrl(process.env.TEST_DATABASE_URL, 'postgres');
   let api;
@@ -100,7 +108,7 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
         await superuser.connect();
         await superuser.query(`CREATE EXTENSION IF NOT EXISTS postgres_fdw; GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO ${new URL(process.env.TEST_DATABASE_URL).username}`);
         await superuser.end();
-        const attached = await shards.attachShards(db, shardUrls);
+        const attached = await shards.attachShards(db, shardUrls.slice(0, 2));
         assert.equal(attached.alreadyAttached, false);
         const [{ n }] = await db.sql.query('SELECT count(DISTINCT image_id)::int AS n FROM image_embedding');
         assert.equal(attached.queued, n);
@@ -108,7 +116,7 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
         assert.equal(replayed.images, n);
       },
       // The background replay's first pass runs at start-up; afterwards each test replays when it means to.
-      env: (database) => ({ DATABASE_URL: database.url, SEARCH_SHARD_URLS: shardUrls.join(','), SEARCH_SHARD_REPLAY_INTERVAL_MS: '3600000' }),
+      env: (database) => ({ DATABASE_URL: database.url, SEARCH_SHARD_URLS: shardUrls.slice(0, 2).join(','), SEARCH_SHARD_REPLAY_INTERVAL_MS: '3600000' }),
     });
     images = await api.db.sql.query(`SELECT fi.id::text AS id, fi.patient_id::text AS patient_id, fi.dr_grade FROM fundus_image fi JOIN image_embedding e ON e.image_id = fi.id ORDER BY fi.id`);
   });
@@ -258,11 +266,111 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
   });
 
   test('attach refuses other shards, and the API refuses to start over shards the database does not name', async () => {
-    assert.deepEqual((await shards.attachShards(api.db, shardUrls)).alreadyAttached, true);
-    await assert.rejects(shards.attachShards(api.db, shardUrls.slice(0, 1)), (error) => error.code === 'CONFLICT');
+    const attachedUrls = shardUrls.slice(0, 2);
+    assert.deepEqual((await shards.attachShards(api.db, attachedUrls)).alreadyAttached, true);
+    await assert.rejects(shards.attachShards(api.db, shardUrls.slice(0, 1)), (error) => error.code === 'CONFLICT' && /npm run shards -- reshard/.test(error.message));
     await assert.rejects(shards.attachShards(api.db, [shardUrls[0], shardUrls[0]]), (error) => error.code === 'BAD_USER_INPUT');
-    await assert.rejects(shards.assertShardsAttached(api.db.sql, [...shardUrls].reverse()), (error) => error.code === 'CONFLICT' && /npm run shards -- attach/.test(error.message));
+    await assert.rejects(shards.assertShardsAttached(api.db.sql, [...attachedUrls].reverse()), (error) => error.code === 'CONFLICT' && /npm run shards -- attach/.test(error.message));
     assert.throws(() => loadConfig({ SEARCH_SHARD_URLS: shardUrls.join(',') }), /SEARCH_SHARD_URLS needs DATABASE_URL/);
     assert.throws(() => loadConfig({ DATABASE_URL: process.env.TEST_DATABASE_URL, SEARCH_SHARD_URLS: 'http://example.org/x' }), /postgresql:\/\/ URL/);
+  });
+
+  test('a reshard moves the projection to three shards while searches and writes go on, and empties the old ones', async () => {
+    const [oldUrls, newUrls] = [shardUrls.slice(0, 2), shardUrls];
+    const rowsOf = async (indexes, table) => (await Promise.all(indexes.map((index) => onShard(index, `SELECT image_id::text AS image_id, patient_id::text AS patient_id, dr_grade FROM ${table}`)))).map((rows, position) => rows.map((row) => ({ ...row, shard: indexes[position] }))).flat();
+    const embedded = async () => (await api.db.sql.query('SELECT DISTINCT image_id::text AS id FROM image_embedding ORDER BY 1')).map((row) => row.id);
+    const grade = async (caseId, drGrade) => {
+      const { body } = await api.graphql(`mutation { recordGrading(input: { caseId: "${caseId}", drGrade: ${drGrade} }) { id } }`);
+      assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+    };
+    const oldSearch = api.server.shards.search;
+
+    const plan = await shards.prepareReshard(api.db, newUrls);
+    assert.deepEqual({ generation: plan.generation, unchanged: plan.unchanged, to: plan.to.length }, { generation: 2, unchanged: false, to: 3 });
+    await assert.rejects(shards.prepareReshard(api.db, [shardUrls[2]]), (error) => error.code === 'CONFLICT' && /reshard --abort/.test(error.message), 'another reshard while one is under way');
+    await assert.rejects(shards.finishReshard(api.db.sql), (error) => error.code === 'CONFLICT' && /copy/.test(error.message), 'finished before its copy');
+    // Writes before the copy reaches them, and after it: both must be in the new generation.
+    const [before, afterCopy] = images.filter((image) => image.dr_grade === 2);
+    await grade(before.id, 1);
+    const copied = await shards.copyIntoNext(api.db.sql, { batch: 97 });
+    assert.equal(copied.images, (await embedded()).length);
+    await grade(afterCopy.id, 0);
+    const erased = images.find((image) => image.patient_id !== before.patient_id && image.patient_id !== afterCopy.patient_id).patient_id;
+    await api.db.sql.query('DELETE FROM patient WHERE id = $1', [erased]);
+    images = images.filter((image) => image.patient_id !== erased);
+    await api.server.shards.replayNow();
+    // Still the old generation: the running process searches its shards.
+    const query = images.find((image) => image.id !== before.id && image.id !== afterCopy.id);
+    let stats = oldSearch.stats();
+    assertSameHits(await similar(query.id, { drGrades: [0, 1] }, { k: 10 }), await similar(query.id, { drGrades: [0, 1] }, { k: 10, exact: true }), 'during the reshard');
+    assert.equal(oldSearch.stats().shardSearches, stats.shardSearches + 1);
+
+    const finished = await shards.finishReshard(api.db.sql);
+    assert.equal(finished.generation, 2);
+    assert.deepEqual(finished.shards, newUrls.map(shards.shardName));
+    // The process opened over generation 1 now searches on the primary, with the same answers.
+    stats = oldSearch.stats();
+    assertSameHits(await similar(query.id, { drGrades: [0, 1] }, { k: 10 }), await similar(query.id, { drGrades: [0, 1] }, { k: 10, exact: true }), 'after the reshard, in a process opened before it');
+    assert.equal(oldSearch.stats().resharded, stats.resharded + 1);
+    assert.equal(oldSearch.stats().shardSearches, stats.shardSearches);
+    assert.deepEqual(await shards.retireShards(api.db.sql), { emptied: oldUrls.map(shards.shardName), failed: [], dropped: true });
+    assert.deepEqual(await rowsOf([0, 1], 'case_projection'), [], 'the retired generation\'s tables are empty');
+
+    const rows = await rowsOf([0, 1, 2], 'case_projection_g2');
+    assert.deepEqual(rows.map((row) => row.image_id).sort(), await embedded(), 'every embedded photograph, once, in the new generation');
+    assert.ok(!rows.some((row) => row.patient_id === erased), 'the erased patient is not there');
+    assert.equal(rows.find((row) => row.image_id === before.id).dr_grade, 1);
+    assert.equal(rows.find((row) => row.image_id === afterCopy.id).dr_grade, 0);
+    const shardOf = new Map();
+    for (const row of rows) {
+      assert.equal(shardOf.get(row.patient_id) ?? row.shard, row.shard, `patient ${row.patient_id} on one shard`);
+      shardOf.set(row.patient_id, row.shard);
+    }
+    assert.deepEqual([...new Set(rows.map((row) => row.shard))].sort(), [0, 1, 2], 'each of the three shards holds patients');
+    const attachment = await shards.readShardAttachment(api.db.sql);
+    assert.deepEqual({ ...attachment, servers: attachment.servers.length }, { enabled: true, shards: 3, generation: 2, servers: 3, next: null, retired: [] });
+
+    // A process started now with the new shards (what server.ts's openShards does) searches them; the old list is refused.
+    await assert.rejects(shards.assertShardsAttached(api.db.sql, oldUrls), (error) => error.code === 'CONFLICT');
+    const { generation } = await shards.assertShardsAttached(api.db.sql, newUrls);
+    const newSearch = shards.openShardSearch({ shardUrls: newUrls, generation, poolSize: 2, logger: createLogger('silent') });
+    registerShardedSearcher(api.db.prisma, newSearch);
+    try {
+      for (const filters of FILTERS) assertSameHits(await similar(query.id, filters, { k: 8 }), await similar(query.id, filters, { k: 8, exact: true }), `over three shards, ${JSON.stringify(filters)}`);
+      assert.equal(newSearch.stats().shardSearches, FILTERS.length);
+      assert.equal(newSearch.stats().primaryFallbacks, 0);
+
+      // Back to two shards (0 and 2) through the operator's command.
+      const cli = (...args) => promisify(execFile)(process.execPath, [path.join(repositoryRoot, 'apps/api/dist/cli/shards.js'), ...args], { env: { ...process.env, DATABASE_URL: api.database.url, LOG_LEVEL: 'silent' } });
+      const { stdout } = await cli('reshard', '--shards', `${shardUrls[0]},${shardUrls[2]}`, '--grace-seconds', '0', '--json');
+      const printed = JSON.parse(stdout);
+      assert.equal(printed.finished.generation, 3);
+      assert.equal(printed.copied.images, (await embedded()).length);
+      assert.deepEqual(printed.retired, { emptied: newUrls.map(shards.shardName), failed: [], dropped: true });
+      assert.deepEqual(await rowsOf([0, 1, 2], 'case_projection_g2'), []);
+      assert.deepEqual((await rowsOf([0, 2], 'case_projection_g3')).map((row) => row.image_id).sort(), await embedded());
+      const { stdout: abortOut } = await cli('reshard', '--abort');
+      assert.match(abortOut, /no reshard was under way/);
+      await assert.rejects(cli('reshard', '--abort', '--shards', shardUrls[0]), (error) => error.code === 2 && /takes no --shards/.test(error.stderr));
+      const [audit] = await api.db.sql.query(`SELECT outcome, details FROM audit_event WHERE operation = 'maintain-search-shards' AND details->>'action' = 'reshard' ORDER BY occurred_at DESC LIMIT 1`);
+      assert.equal(audit.outcome, 'OK');
+      assert.equal(audit.details.generation, 3);
+    } finally {
+      await newSearch.close();
+    }
+  });
+
+  test('an aborted reshard leaves the live shards as they were and empties what it had copied', async () => {
+    const before = await shards.readShardAttachment(api.db.sql);
+    const plan = await shards.prepareReshard(api.db, [shardUrls[1]]);
+    assert.equal(plan.generation, before.generation + 1);
+    await shards.copyIntoNext(api.db.sql);
+    const table = shards.shardTableName(plan.generation);
+    assert.ok((await onShard(1, `SELECT count(*)::int AS n FROM ${table}`))[0].n > 0, 'the copy reached the next shard');
+    assert.deepEqual(await shards.abortReshard(api.db.sql), { aborted: true, failed: [] });
+    assert.equal((await onShard(1, `SELECT count(*)::int AS n FROM ${table}`))[0].n, 0, 'emptied');
+    assert.deepEqual(await shards.readShardAttachment(api.db.sql), before);
+    await assert.rejects(shards.finishReshard(api.db.sql), (error) => error.code === 'CONFLICT' && /no reshard/.test(error.message));
+    await assert.rejects(shards.copyIntoNext(api.db.sql), (error) => error.code === 'CONFLICT');
   });
 });

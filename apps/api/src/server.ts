@@ -109,11 +109,11 @@ const BENCHMARK_VIEWER = { subject: 'benchmark-baseline', role: 'admin', keyId: 
  */
 async function openShards(config: AppConfig, db: Database, logger: Logger): Promise<{ search: ShardSearch; replay: ReturnType<typeof startReplayLoop> } | null> {
   if (config.searchShards.urls.length === 0) return null;
-  await assertShardsAttached(db.sql, config.searchShards.urls);
-  const search = openShardSearch({ shardUrls: config.searchShards.urls, poolSize: config.databasePoolSize, logger });
+  const { generation } = await assertShardsAttached(db.sql, config.searchShards.urls);
+  const search = openShardSearch({ shardUrls: config.searchShards.urls, generation, poolSize: config.databasePoolSize, logger });
   registerShardedSearcher(db.prisma, search);
   const replay = startReplayLoop({ sql: db.sql, intervalMs: config.searchShards.replayIntervalMs, logger });
-  logger.info('similar-case search fans out to the shards', { shards: search.shards });
+  logger.info('similar-case search fans out to the shards', { shards: search.shards, generation });
   return { search, replay };
 }
 

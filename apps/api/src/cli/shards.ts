@@ -1,6 +1,8 @@
 // npm run shards -- attach [--shards URL,URL,...] [--json]
 // npm run shards -- replay [--json]
 // npm run shards -- status [--shards URL,URL,...] [--json]
+// npm run shards -- reshard [--shards URL,URL,...] [--grace-seconds S] [--json] | reshard --abort [--json]
+// npm run shards -- retire [--json]
 //
 // Sharded similar-case search (search/shards.ts) on the PostgreSQL primary of DATABASE_URL. `attach`: creates the
 // projection's table and indexes on each shard, the partitioned table over postgres_fdw foreign partitions on the
@@ -8,34 +10,59 @@
 // (prints progress); attaching again with the same shards changes nothing. `replay`: replays the outbox once until
 // empty (the API does this in the background; for a maintenance window or a test). `status`: outbox depth and its
 // oldest row's age, and each shard's rows. The shards are --shards, else SEARCH_SHARD_URLS, in the same order
-// every time (the order fixes which hash remainder a shard holds). Each run is written to the audit log as the
-// operating-system user (operation maintain-search-shards).
+// every time (the order fixes which hash remainder a shard holds). `reshard`: moves the projection to the shards
+// given (another number of them, one replaced), with searches and writes going on: prepares the next generation
+// on them, copies every embedded photograph there from the primary (prints progress), swaps the generations on the
+// primary, waits --grace-seconds (5 unless set: searches that read the old generation finish) and retires the old
+// one (empties its tables on its shards). Run again with the same shards after a failure, it starts the copy over;
+// `reshard --abort` gives up a reshard under way. `retire`: empties a retired generation's shards once they answer
+// again (reshard reports the ones it could not). API processes search on the primary after a reshard until
+// restarted with the new SEARCH_SHARD_URLS. Each run is written to the audit log as the operating-system user
+// (operation maintain-search-shards).
 // Exit codes: 0 done, 1 refused or failed, 2 bad usage (nothing changed).
 import os from 'node:os';
 import { writeAuditEvents } from '../audit/audit.service.js';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
-import { attachShards, replayAll, shardStatus } from '../search/shards.js';
+import { abortReshard, attachShards, copyIntoNext, finishReshard, prepareReshard, replayAll, retireShards, shardStatus, type RetireResult } from '../search/shards.js';
 import { UsageError, parseArgs } from './args.js';
 import { runAudited } from './audited-run.js';
 
-const USAGE = 'usage: npm run shards -- attach [--shards URL,URL,...] [--json] | replay [--json] | status [--shards URL,URL,...] [--json]';
+const USAGE = 'usage: npm run shards -- attach [--shards URL,URL,...] [--json] | replay [--json] | status [--shards URL,URL,...] [--json]\n'
+  + '       | reshard [--shards URL,URL,...] [--grace-seconds S] [--json] | reshard --abort [--json] | retire [--json]';
+
+const COMMANDS = ['attach', 'replay', 'status', 'reshard', 'retire'];
+
+/** What a retire left undone, as a line for the operator. */
+function retireProblems(retired: RetireResult): string {
+  return retired.failed.map((failed) => `  ${failed.shard} not emptied (${failed.problem}): it still holds the old projection; run \`npm run shards -- retire\` once it answers`).join('\n');
+}
 
 async function main(): Promise<number> {
   let command: string | undefined;
   let json: boolean;
+  let abort: boolean;
+  let graceMs = 5000;
   let shardUrls: string[];
   let config: ReturnType<typeof loadConfig>;
   try {
-    const parsed = parseArgs(process.argv.slice(2), { options: ['shards'], flags: ['json'] });
+    const parsed = parseArgs(process.argv.slice(2), { options: ['shards', 'grace-seconds'], flags: ['json', 'abort'] });
     [command] = parsed.positionals;
-    if (!command || !['attach', 'replay', 'status'].includes(command) || parsed.positionals.length > 1) throw new UsageError(`unknown command "${parsed.positionals.join(' ')}"`);
-    if (command === 'replay' && parsed.options.has('shards')) throw new UsageError('replay takes no --shards: it writes through the primary\'s foreign partitions');
+    if (!command || !COMMANDS.includes(command) || parsed.positionals.length > 1) throw new UsageError(`unknown command "${parsed.positionals.join(' ')}"`);
+    abort = parsed.flags.has('abort');
+    if (abort && command !== 'reshard') throw new UsageError('--abort is for reshard');
+    if ((command === 'replay' || command === 'retire' || abort) && parsed.options.has('shards')) throw new UsageError(`${abort ? 'reshard --abort' : command} takes no --shards: it writes through the primary's foreign partitions`);
+    if (parsed.options.has('grace-seconds')) {
+      if (command !== 'reshard' || abort) throw new UsageError('--grace-seconds is for reshard');
+      const seconds = Number(parsed.options.get('grace-seconds'));
+      if (!Number.isFinite(seconds) || seconds < 0 || seconds > 3600) throw new UsageError('--grace-seconds: a number of seconds from 0 to 3600');
+      graceMs = seconds * 1000;
+    }
     json = parsed.flags.has('json');
     config = loadConfig(parsed.options.has('shards') ? { ...process.env, SEARCH_SHARD_URLS: parsed.options.get('shards') } : process.env);
     if (config.database.kind !== 'postgres') throw new UsageError('shards are for PostgreSQL: set DATABASE_URL to the primary');
     shardUrls = config.searchShards.urls;
-    if (command !== 'replay' && shardUrls.length === 0) throw new UsageError('name the shards: --shards URL,URL or SEARCH_SHARD_URLS');
+    if ((command === 'attach' || command === 'status' || (command === 'reshard' && !abort)) && shardUrls.length === 0) throw new UsageError('name the shards: --shards URL,URL or SEARCH_SHARD_URLS');
   } catch (error) {
     if (error instanceof UsageError || (error instanceof Error && error.message.startsWith('Invalid configuration'))) {
       process.stderr.write(`${error.message}\n${USAGE}\n`);
@@ -72,6 +99,56 @@ async function main(): Promise<number> {
       await audit('OK', { action: 'attach', shards: attached.shards, queued: attached.queued, projected: replayed.projected });
       print(`the shards hold ${replayed.projected} embeddings of ${replayed.images} photographs (${((Date.now() - started) / 1000).toFixed(1)} s)${replayed.locked ? '' : '; another process is replaying the rest'}`, { ...attached, replayed });
       return 0;
+    }
+    if (command === 'retire') {
+      const retired = await retireShards(db.sql);
+      await audit(retired.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK', { action: 'retire', emptied: retired.emptied, failed: retired.failed.map((failed) => failed.shard) });
+      const text = retired.emptied.length + retired.failed.length === 0 ? 'no retired shards: nothing to do' : `emptied ${retired.emptied.join(', ') || 'none'}${retired.dropped ? '; the retired generation is dropped from the primary' : ''}`;
+      print(retired.failed.length > 0 ? `${text}\n${retireProblems(retired)}` : text, retired);
+      return retired.failed.length > 0 ? 1 : 0;
+    }
+    if (command === 'reshard' && abort) {
+      const aborted = await abortReshard(db.sql);
+      await audit('OK', { action: 'reshard-abort', aborted: aborted.aborted, notEmptied: aborted.failed.map((failed) => failed.shard) });
+      const problems = aborted.failed.map((failed) => `  ${failed.shard} not emptied (${failed.problem}): empty its next-generation table by hand`).join('\n');
+      print(aborted.aborted ? `reshard aborted: the live shards are unchanged${problems ? `\n${problems}` : ''}` : 'no reshard was under way: nothing changed', aborted);
+      return 0;
+    }
+    if (command === 'reshard') {
+      // What an earlier reshard could not empty goes first: a prepare refuses while it is there.
+      const leftover = await retireShards(db.sql);
+      if (leftover.failed.length > 0) {
+        await audit('SERVICE_UNAVAILABLE', { action: 'reshard', reason: 'retired shards not emptied', failed: leftover.failed.map((failed) => failed.shard) });
+        process.stderr.write(`the generation before is not retired:\n${retireProblems(leftover)}\n`);
+        return 1;
+      }
+      const plan = await prepareReshard(db, shardUrls);
+      if (plan.unchanged) {
+        await audit('OK', { action: 'reshard', shards: plan.to, unchanged: true });
+        print(`the search projection is already over ${plan.to.join(', ')}: nothing changed`, plan);
+        return 0;
+      }
+      if (!json) process.stdout.write(`resharding from ${plan.from.join(', ')} to ${plan.to.join(', ')} (generation ${plan.generation}); copying\n`);
+      const started = Date.now();
+      const copied = await copyIntoNext(db.sql, {
+        onBatch: (done) => {
+          if (!json) process.stderr.write(`  copied ${done.images} photographs (${done.projected} embeddings)\n`);
+        },
+      });
+      const copySeconds = (Date.now() - started) / 1000;
+      const finished = await finishReshard(db.sql);
+      await new Promise((resolve) => setTimeout(resolve, graceMs));
+      const retired = await retireShards(db.sql);
+      const outcome = retired.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK';
+      await audit(outcome, { action: 'reshard', from: plan.from, shards: finished.shards, generation: finished.generation, projected: copied.projected, notEmptied: retired.failed.map((failed) => failed.shard) });
+      const text = [
+        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${copied.projected} embeddings of ${copied.images} photographs copied in ${copySeconds.toFixed(1)} s`,
+        `retired ${finished.retired.join(', ')}${retired.failed.length > 0 ? '' : ' (emptied)'}`,
+        ...(retired.failed.length > 0 ? [retireProblems(retired)] : []),
+        `restart the API processes with SEARCH_SHARD_URLS naming these shards in this order: until then they search on the primary`,
+      ].join('\n');
+      print(text, { ...plan, copied, finished, retired });
+      return retired.failed.length > 0 ? 1 : 0;
     }
     const replayed = await replayAll(db.sql);
     await audit('OK', { action: 'replay', projected: replayed.projected });

@@ -32,7 +32,7 @@ export type ReadinessCounters = {
   rateLimit: { admitted: number; storeCalls: number; leaseSize: number } | null;
   /** The sharded search's counts (search/shards.ts), null without SEARCH_SHARD_URLS. A shard that fails does not
    *  make the process unready: the primary answers, and `primaryFallbacks` counts it. */
-  searchShards: { shards: number; shardSearches: number; withQueued: number; primaryFallbacks: number } | null;
+  searchShards: { shards: number; shardSearches: number; withQueued: number; primaryFallbacks: number; resharded: number } | null;
 };
 
 export function createReadinessRoute({ db, embedder, migrationsDir, rateLimiter = null, shardSearch = null }: {

@@ -21,6 +21,17 @@
 // k best of the merge are the answer. So a photograph written a moment ago is searched as it is now, before any
 // replay: the clinician who saved a case finds it. With more queued photographs than MAX_PENDING_MERGED (a
 // backfill, replay stopped), or when a shard fails, the primary answers alone, as on one node (logged, counted).
+//
+// Resharding (another number of shards, a shard moved or retired) builds the next generation of the projection
+// beside the live one, since the shards hold nothing the primary does not: prepareReshard creates the next shards'
+// table (case_projection_g<N>, so a shard of both generations keeps serving) and search_shards.case_projection_next
+// over them; from then on every replay writes both generations; copyIntoNext fills the next one from the primary
+// in batches, each under the replay's lock (so a batch and a replay never interleave: a write that commits after a
+// batch read its photograph is queued, and its replay reaches both generations); finishReshard swaps the two
+// partitioned tables in one transaction of the primary and counts the generation up; retireShards then empties the
+// retired generation's tables through their foreign partitions (no shard keeps a stale copy of a patient) and
+// drops their servers. An API process searches the shards only while the primary's generation is the one it
+// opened: after a reshard it searches on the primary (logged, counted) until restarted with the new shards.
 import pg from 'pg';
 import pgvector from 'pgvector';
 import { AppError } from '../errors.js';
@@ -51,8 +62,26 @@ export const MAX_PENDING_MERGED = 1000;
 /** Outbox rows one replay transaction takes. */
 export const REPLAY_BATCH = 500;
 
-/** pg_try_advisory_xact_lock key of the replay: one replay at a time over every API process of the primary. */
+/** Photographs one batch of a reshard's copy takes. */
+export const COPY_BATCH = 2000;
+
+/** pg_try_advisory_xact_lock key of the replay: one replay at a time over every API process of the primary. The
+ *  reshard's steps take it too, waiting for it (pg_advisory_xact_lock). */
 const REPLAY_LOCK = 7318002;
+
+/** The primary's partitioned tables: the live projection, the next generation's while a reshard fills it, and the
+ *  generation a reshard retired until retireShards has emptied its shards. */
+const LIVE = 'case_projection';
+const NEXT = 'case_projection_next';
+const RETIRED = 'case_projection_retired';
+
+/** The shards' table of a generation: case_projection for the first attachment, case_projection_g<N> after. */
+export function shardTableName(generation: number): string {
+  if (!Number.isInteger(generation) || generation < 1) throw new Error(`no shard table for generation ${generation}`);
+  return generation === 1 ? 'case_projection' : `case_projection_g${generation}`;
+}
+const serverName = (generation: number, index: number) => (generation === 1 ? `fundus_shard_${index}` : `fundus_shard_g${generation}_${index}`);
+const partitionName = (generation: number, index: number) => (generation === 1 ? `case_projection_${index}` : `case_projection_g${generation}_${index}`);
 
 /** The projection's columns; the same on the shards and on the primary's partitioned table. */
 const COLUMNS = `
@@ -72,13 +101,13 @@ const COLUMNS = `
  * replay's deletes (which do not know the patient of an erased photograph); one HNSW graph per reference grade
  * and one for the ungraded, as migration 0007 builds on the primary, so a grade filter walks its own graph.
  */
-export function shardTableSql(): string[] {
+export function shardTableSql(table = shardTableName(1)): string[] {
   return [
-    `CREATE TABLE IF NOT EXISTS case_projection (${COLUMNS},
+    `CREATE TABLE IF NOT EXISTS ${table} (${COLUMNS},
   PRIMARY KEY (patient_id, image_id, model_version))`,
-    'CREATE INDEX IF NOT EXISTS case_projection_image_id_idx ON case_projection (image_id)',
-    ...INDEXED_GRADES.map((grade) => `CREATE INDEX IF NOT EXISTS case_projection_hnsw_grade_${grade} ON case_projection USING hnsw (embedding vector_cosine_ops) WHERE dr_grade = ${grade}`),
-    'CREATE INDEX IF NOT EXISTS case_projection_hnsw_ungraded ON case_projection USING hnsw (embedding vector_cosine_ops) WHERE dr_grade IS NULL',
+    `CREATE INDEX IF NOT EXISTS ${table}_image_id_idx ON ${table} (image_id)`,
+    ...INDEXED_GRADES.map((grade) => `CREATE INDEX IF NOT EXISTS ${table}_hnsw_grade_${grade} ON ${table} USING hnsw (embedding vector_cosine_ops) WHERE dr_grade = ${grade}`),
+    `CREATE INDEX IF NOT EXISTS ${table}_hnsw_ungraded ON ${table} USING hnsw (embedding vector_cosine_ops) WHERE dr_grade IS NULL`,
   ];
 }
 
@@ -104,38 +133,120 @@ export function shardName(text: string): string {
 
 const quoteLiteral = (value: string) => `'${value.replaceAll("'", "''")}'`;
 
-export type ShardAttachment = { enabled: boolean; shards: number | null; servers: string[] };
+export type ShardAttachment = {
+  enabled: boolean;
+  shards: number | null;
+  /** 0 never attached; 1 after attach; one more after each reshard. */
+  generation: number;
+  /** The live generation's shards (host:port/db), in the order of their hash remainders (the order given). */
+  servers: string[];
+  /** A reshard under way: the generation it fills, its shards, and whether its copy has finished. */
+  next: { generation: number; servers: string[]; copied: boolean } | null;
+  /** Shards of a retired generation not yet emptied (retireShards). */
+  retired: string[];
+};
 
-/** What the primary says of the shards: the state row and the foreign partitions' servers (host:port/db), in the
- *  order of their hash remainders (the order attach was given them). */
-export async function readShardAttachment(sql: SqlRunner): Promise<ShardAttachment> {
-  const [state] = await sql.query<{ enabled: boolean; shards: number | null }>('SELECT enabled, shards FROM search_projection_state WHERE id');
-  const servers = await sql.query<{ options: string[] }>(`
-    SELECT s.srvoptions AS options
+type Partition = { partition: string; server: string; shard: string };
+
+/** The foreign partitions of one of the primary's partitioned tables, in the order of their hash remainders. */
+async function partitionsOf(sql: SqlRunner, parent: string): Promise<Partition[]> {
+  const rows = await sql.query<{ partition: string; server: string; options: string[] }>(`
+    SELECT c.relname AS partition, s.srvname AS server, s.srvoptions AS options
     FROM pg_inherits i
     JOIN pg_class parent ON parent.oid = i.inhparent
     JOIN pg_namespace n ON n.oid = parent.relnamespace
+    JOIN pg_class c ON c.oid = i.inhrelid
     JOIN pg_foreign_table ft ON ft.ftrelid = i.inhrelid
     JOIN pg_foreign_server s ON s.oid = ft.ftserver
-    WHERE n.nspname = '${SHARD_SCHEMA}' AND parent.relname = 'case_projection'
-    ORDER BY (SELECT (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'remainder (\\d+)'))[1]::int FROM pg_class c WHERE c.oid = i.inhrelid)`);
+    WHERE n.nspname = '${SHARD_SCHEMA}' AND parent.relname = $1
+    ORDER BY (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'remainder (\\d+)'))[1]::int`, [parent]);
   const option = (options: string[], name: string) => options.find((one) => one.startsWith(`${name}=`))?.slice(name.length + 1) ?? '';
+  return rows.map(({ partition, server, options }) => ({ partition, server, shard: `${option(options, 'host')}:${option(options, 'port') || '5432'}/${option(options, 'dbname')}` }));
+}
+
+/** What the primary says of the shards: the state row and the foreign partitions of each generation. */
+export async function readShardAttachment(sql: SqlRunner): Promise<ShardAttachment> {
+  const [state] = await sql.query<{ enabled: boolean; shards: number | null; generation: number; next_generation: number | null; copied: boolean }>(
+    'SELECT enabled, shards, generation, next_generation, next_copied_at IS NOT NULL AS copied FROM search_projection_state WHERE id',
+  );
+  // One after another: `sql` may be a transaction's one connection.
+  const live = await partitionsOf(sql, LIVE);
+  const next = await partitionsOf(sql, NEXT);
+  const retired = await partitionsOf(sql, RETIRED);
+  const nextGeneration = state?.next_generation ?? null;
   return {
     enabled: state?.enabled === true,
     shards: state?.shards ?? null,
-    servers: servers.map(({ options }) => `${option(options, 'host')}:${option(options, 'port') || '5432'}/${option(options, 'dbname')}`),
+    generation: state?.generation ?? 0,
+    servers: live.map((partition) => partition.shard),
+    next: nextGeneration === null ? null : { generation: nextGeneration, servers: next.map((partition) => partition.shard), copied: state?.copied === true },
+    retired: retired.map((partition) => partition.shard),
   };
 }
 
-/** Fails unless the primary's projection is on and over exactly these shards, in this order. */
-export async function assertShardsAttached(sql: SqlRunner, shardUrls: string[]): Promise<void> {
+/** Fails unless the primary's projection is on and over exactly these shards, in this order; returns it. */
+export async function assertShardsAttached(sql: SqlRunner, shardUrls: string[]): Promise<ShardAttachment> {
   const attachment = await readShardAttachment(sql);
   const wanted = shardUrls.map(shardName);
   if (!attachment.enabled || attachment.servers.join(',') !== wanted.join(',')) {
     throw new AppError(
       'CONFLICT',
-      `the database's search projection is ${attachment.enabled ? `over ${attachment.servers.join(', ')}` : 'not attached to shards'}, but SEARCH_SHARD_URLS names ${wanted.join(', ')}: run \`npm run shards -- attach\` with the same URLs first`,
+      `the database's search projection is ${attachment.enabled ? `over ${attachment.servers.join(', ')}` : 'not attached to shards'}, but SEARCH_SHARD_URLS names ${wanted.join(', ')}: run \`npm run shards -- attach\` with the same URLs first (or set SEARCH_SHARD_URLS to the shards the database names)`,
     );
+  }
+  return attachment;
+}
+
+/** Checks a list of shards given to attach or reshard: PostgreSQL, at least one, none twice. */
+function checkedShardNames(db: Pick<Database, 'kind'>, shardUrls: string[]): string[] {
+  if (db.kind !== 'postgres') throw new AppError('BAD_USER_INPUT', 'shards are for PostgreSQL: set DATABASE_URL to the primary');
+  if (shardUrls.length === 0) throw new AppError('BAD_USER_INPUT', 'name at least one shard (--shard URL, or SEARCH_SHARD_URLS)');
+  const names = shardUrls.map(shardName);
+  if (new Set(names).size !== names.length) throw new AppError('BAD_USER_INPUT', `a shard is named twice: ${names.join(', ')}`);
+  return names;
+}
+
+async function assertForeignDataWrapper(sql: SqlRunner): Promise<void> {
+  const [fdw] = await sql.query<{ usable: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_foreign_data_wrapper WHERE fdwname = 'postgres_fdw') AND has_foreign_data_wrapper_privilege('postgres_fdw', 'USAGE') AS usable`);
+  if (!fdw?.usable) throw new AppError('BAD_USER_INPUT', 'the primary has no usable postgres_fdw: as a superuser, CREATE EXTENSION postgres_fdw and GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw to this role');
+}
+
+/** On each shard: the vector extension checked, the generation's table and indexes created (if missing), and, with
+ *  `truncate`, emptied. */
+async function prepareShardTables(shardUrls: string[], table: string, { truncate }: { truncate: boolean }): Promise<void> {
+  for (const url of shardUrls) {
+    const client = new pg.Client({ connectionString: url });
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ found: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') AS found`);
+      if (!rows[0]?.found) throw new AppError('BAD_USER_INPUT', `shard ${shardName(url)} has no vector extension: CREATE EXTENSION vector there as a superuser`);
+      for (const statement of shardTableSql(table)) await client.query(statement);
+      if (truncate) await client.query(`TRUNCATE ${table}`);
+    } catch (error) {
+      if (error instanceof AppError) throw error;
+      throw new AppError('SERVICE_UNAVAILABLE', `shard ${shardName(url)}: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+}
+
+/** In a transaction of the primary: `parent`, PARTITION BY HASH (patient_id) over one foreign partition a shard, the
+ *  generation's servers and user mappings (replacing any of the same names). */
+async function createPartitionedTable(tx: SqlRunner, parent: string, generation: number, shardUrls: string[]): Promise<void> {
+  await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${SHARD_SCHEMA}`);
+  await tx.exec(`DROP TABLE IF EXISTS ${SHARD_SCHEMA}.${parent}`);
+  await tx.exec(`CREATE TABLE ${SHARD_SCHEMA}.${parent} (${COLUMNS}) PARTITION BY HASH (patient_id)`);
+  for (const [index, url] of shardUrls.entries()) {
+    const { host, port, dbname, user, password } = parseShardUrl(url);
+    const server = serverName(generation, index);
+    // extensions 'vector': <=> and the ORDER BY may ship to the shard; async_capable: the shards scan at once.
+    const serverOptions = `host ${quoteLiteral(host)}, port ${quoteLiteral(port)}, dbname ${quoteLiteral(dbname)}, extensions 'vector', async_capable 'true', batch_size '500', fetch_size '500'`;
+    await tx.exec(`DROP SERVER IF EXISTS ${server} CASCADE`);
+    await tx.exec(`CREATE SERVER ${server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (${serverOptions})`);
+    await tx.exec(`CREATE USER MAPPING FOR CURRENT_USER SERVER ${server} OPTIONS (user ${quoteLiteral(user)}, password ${quoteLiteral(password)})`);
+    await tx.exec(`CREATE FOREIGN TABLE ${SHARD_SCHEMA}.${partitionName(generation, index)} PARTITION OF ${SHARD_SCHEMA}.${parent}
+      FOR VALUES WITH (MODULUS ${shardUrls.length}, REMAINDER ${index}) SERVER ${server} OPTIONS (schema_name 'public', table_name ${quoteLiteral(shardTableName(generation))})`);
   }
 }
 
@@ -147,53 +258,23 @@ export type AttachResult = { shards: string[]; alreadyAttached: boolean; queued:
  * mappings and the partitioned table, turns the projection on and queues every embedded photograph (the
  * backfill): a write that commits after this transaction is queued by the triggers, one before it by the backfill.
  * Run the replay afterwards (`npm run shards -- attach` does). Attaching again with the same shards changes nothing;
- * other shards are a CONFLICT (moving rows between shards is not built).
+ * other shards are a CONFLICT (that is a reshard: prepareReshard).
  * Needs, on the primary, the postgres_fdw extension and USAGE on it for this role; on each shard, the vector
  * extension (a superuser's steps, as for pgvector on the primary).
  */
 export async function attachShards(db: Pick<Database, 'sql' | 'kind'>, shardUrls: string[]): Promise<AttachResult> {
-  if (db.kind !== 'postgres') throw new AppError('BAD_USER_INPUT', 'shards are for PostgreSQL: set DATABASE_URL to the primary');
-  if (shardUrls.length === 0) throw new AppError('BAD_USER_INPUT', 'name at least one shard (--shard URL, or SEARCH_SHARD_URLS)');
-  const names = shardUrls.map(shardName);
-  if (new Set(names).size !== names.length) throw new AppError('BAD_USER_INPUT', `a shard is named twice: ${names.join(', ')}`);
+  const names = checkedShardNames(db, shardUrls);
   const attachment = await readShardAttachment(db.sql);
   if (attachment.enabled) {
     if (attachment.servers.join(',') === names.join(',')) return { shards: names, alreadyAttached: true, queued: 0 };
-    throw new AppError('CONFLICT', `the search projection is already over ${attachment.servers.join(', ')}; moving it to ${names.join(', ')} is not supported`);
+    throw new AppError('CONFLICT', `the search projection is already over ${attachment.servers.join(', ')}: to move it to ${names.join(', ')}, run \`npm run shards -- reshard\` with them`);
   }
-  const [fdw] = await db.sql.query<{ usable: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_foreign_data_wrapper WHERE fdwname = 'postgres_fdw') AND has_foreign_data_wrapper_privilege('postgres_fdw', 'USAGE') AS usable`);
-  if (!fdw?.usable) throw new AppError('BAD_USER_INPUT', 'the primary has no usable postgres_fdw: as a superuser, CREATE EXTENSION postgres_fdw and GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw to this role');
-  for (const url of shardUrls) {
-    const client = new pg.Client({ connectionString: url });
-    try {
-      await client.connect();
-      const { rows } = await client.query<{ found: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') AS found`);
-      if (!rows[0]?.found) throw new AppError('BAD_USER_INPUT', `shard ${shardName(url)} has no vector extension: CREATE EXTENSION vector there as a superuser`);
-      for (const statement of shardTableSql()) await client.query(statement);
-      await client.query('TRUNCATE case_projection');
-    } catch (error) {
-      if (error instanceof AppError) throw error;
-      throw new AppError('SERVICE_UNAVAILABLE', `shard ${shardName(url)}: ${error instanceof Error ? error.message : String(error)}`);
-    } finally {
-      await client.end().catch(() => {});
-    }
-  }
+  await assertForeignDataWrapper(db.sql);
+  // Emptied: a shard not yet attached holds nothing this primary wrote.
+  await prepareShardTables(shardUrls, shardTableName(1), { truncate: true });
   const queued = await db.sql.transaction(async (tx) => {
-    await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${SHARD_SCHEMA}`);
-    await tx.exec(`DROP TABLE IF EXISTS ${SHARD_SCHEMA}.case_projection`);
-    await tx.exec(`CREATE TABLE ${SHARD_SCHEMA}.case_projection (${COLUMNS}) PARTITION BY HASH (patient_id)`);
-    for (const [index, url] of shardUrls.entries()) {
-      const { host, port, dbname, user, password } = parseShardUrl(url);
-      const server = `fundus_shard_${index}`;
-      // extensions 'vector': <=> and the ORDER BY may ship to the shard; async_capable: the shards scan at once.
-      const serverOptions = `host ${quoteLiteral(host)}, port ${quoteLiteral(port)}, dbname ${quoteLiteral(dbname)}, extensions 'vector', async_capable 'true', batch_size '500', fetch_size '500'`;
-      await tx.exec(`DROP SERVER IF EXISTS ${server} CASCADE`);
-      await tx.exec(`CREATE SERVER ${server} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (${serverOptions})`);
-      await tx.exec(`CREATE USER MAPPING FOR CURRENT_USER SERVER ${server} OPTIONS (user ${quoteLiteral(user)}, password ${quoteLiteral(password)})`);
-      await tx.exec(`CREATE FOREIGN TABLE ${SHARD_SCHEMA}.case_projection_${index} PARTITION OF ${SHARD_SCHEMA}.case_projection
-        FOR VALUES WITH (MODULUS ${shardUrls.length}, REMAINDER ${index}) SERVER ${server} OPTIONS (schema_name 'public', table_name 'case_projection')`);
-    }
-    await tx.query('UPDATE search_projection_state SET enabled = true, shards = $1, enabled_at = now() WHERE id', [shardUrls.length]);
+    await createPartitionedTable(tx, LIVE, 1, shardUrls);
+    await tx.query('UPDATE search_projection_state SET enabled = true, shards = $1, enabled_at = now(), generation = 1, next_generation = NULL, next_copied_at = NULL WHERE id', [shardUrls.length]);
     const [row] = await tx.query<{ queued: number }>(`
       WITH queued AS (INSERT INTO search_projection_outbox (image_id) SELECT DISTINCT image_id FROM image_embedding RETURNING 1)
       SELECT count(*)::int AS queued FROM queued`);
@@ -221,6 +302,17 @@ const PROJECTION_SELECT = `
   JOIN visit v ON v.id = fi.visit_id
   WHERE e.image_id = ANY($1::uuid[])`;
 
+/** Replaces the photographs' rows in one of the primary's partitioned tables with what the primary holds now;
+ *  returns the rows written. The delete names no patient, so it reaches every partition. */
+async function reproject(tx: SqlRunner, parent: string, images: string[]): Promise<number> {
+  await tx.query(`DELETE FROM ${SHARD_SCHEMA}.${parent} WHERE image_id = ANY($1::uuid[])`, [images]);
+  const inserted = await tx.query<{ image_id: string }>(`
+    INSERT INTO ${SHARD_SCHEMA}.${parent} (image_id, model_version, patient_id, dr_grade, eye, sex, age_at_visit, treatment_types, content_hash, embedding)
+    ${PROJECTION_SELECT}
+    RETURNING image_id`, [images]);
+  return inserted.length;
+}
+
 export type ReplayResult = { outboxRows: number; images: number; projected: number; locked: boolean };
 
 /**
@@ -235,13 +327,12 @@ export async function replayProjection(sql: SqlRunner, batch = REPLAY_BATCH): Pr
     const rows = await tx.query<{ id: string; image_id: string }>('SELECT id::text AS id, image_id::text AS image_id FROM search_projection_outbox ORDER BY id LIMIT $1', [batch]);
     if (rows.length === 0) return { outboxRows: 0, images: 0, projected: 0, locked: true };
     const images = [...new Set(rows.map((row) => row.image_id))];
-    await tx.query(`DELETE FROM ${SHARD_SCHEMA}.case_projection WHERE image_id = ANY($1::uuid[])`, [images]);
-    const inserted = await tx.query<{ image_id: string }>(`
-      INSERT INTO ${SHARD_SCHEMA}.case_projection (image_id, model_version, patient_id, dr_grade, eye, sex, age_at_visit, treatment_types, content_hash, embedding)
-      ${PROJECTION_SELECT}
-      RETURNING image_id`, [images]);
+    // While a reshard fills the next generation, it gets every replay too (its copy and the replays take turns).
+    const [state] = await tx.query<{ next: number | null }>('SELECT next_generation AS next FROM search_projection_state WHERE id');
+    const projected = await reproject(tx, LIVE, images);
+    if (state?.next != null) await reproject(tx, NEXT, images);
     await tx.query('DELETE FROM search_projection_outbox WHERE id = ANY($1::bigint[])', [rows.map((row) => row.id)]);
-    return { outboxRows: rows.length, images: images.length, projected: inserted.length, locked: true };
+    return { outboxRows: rows.length, images: images.length, projected, locked: true };
   });
 }
 
@@ -259,17 +350,173 @@ export async function replayAll(sql: SqlRunner, onBatch?: (result: ReplayResult)
   }
 }
 
+export type ReshardPlan = { from: string[]; to: string[]; generation: number; unchanged: boolean };
+
+/**
+ * A reshard's first step: the next generation's table on each of the given shards, and, in one transaction of the
+ * primary under the replay's lock, search_shards.case_projection_next over them (emptied through its partitions),
+ * so that every replay from then on writes it too. Run again with the same shards (after a failed copy), it starts
+ * the copy over; with other shards while one is under way, a CONFLICT (finish it, or abortReshard).
+ * `unchanged`: the shards given are the live ones; nothing was done.
+ */
+export async function prepareReshard(db: Pick<Database, 'sql' | 'kind'>, shardUrls: string[]): Promise<ReshardPlan> {
+  const names = checkedShardNames(db, shardUrls);
+  const attachment = await readShardAttachment(db.sql);
+  if (!attachment.enabled) throw new AppError('BAD_USER_INPUT', 'the search projection is not attached to shards: run `npm run shards -- attach` first');
+  if (attachment.retired.length > 0) throw new AppError('CONFLICT', `the shards of the generation before (${attachment.retired.join(', ')}) are not emptied yet: run \`npm run shards -- retire\` first`);
+  if (attachment.next && attachment.next.servers.join(',') !== names.join(',')) {
+    throw new AppError('CONFLICT', `a reshard to ${attachment.next.servers.join(', ')} is under way: run it to its end with those shards, or \`npm run shards -- reshard --abort\``);
+  }
+  if (!attachment.next && attachment.servers.join(',') === names.join(',')) return { from: attachment.servers, to: names, generation: attachment.generation, unchanged: true };
+  await assertForeignDataWrapper(db.sql);
+  const generation = attachment.next?.generation ?? attachment.generation + 1;
+  await prepareShardTables(shardUrls, shardTableName(generation), { truncate: false });
+  await db.sql.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
+    if (!attachment.next) await createPartitionedTable(tx, NEXT, generation, shardUrls);
+    // Emptied under the lock: what an earlier try or an aborted reshard left there is not the primary's now.
+    await tx.exec(`TRUNCATE ${SHARD_SCHEMA}.${NEXT}`);
+    await tx.query('UPDATE search_projection_state SET next_generation = $1, next_copied_at = NULL WHERE id', [generation]);
+  });
+  return { from: attachment.servers, to: names, generation, unchanged: false };
+}
+
+export type CopyResult = { images: number; projected: number };
+
+/**
+ * A reshard's second step: every embedded photograph copied from the primary into the next generation, in batches
+ * of `batch` photographs by id, each in one transaction of the primary that waits for the replay's lock; then the
+ * copy is marked finished. A photograph written meanwhile is queued by the triggers and replayed to both generations.
+ */
+export async function copyIntoNext(sql: SqlRunner, { batch = COPY_BATCH, onBatch }: { batch?: number; onBatch?: (done: CopyResult) => void } = {}): Promise<CopyResult> {
+  const total: CopyResult = { images: 0, projected: 0 };
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const done = await sql.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
+      const [state] = await tx.query<{ next: number | null }>('SELECT next_generation AS next FROM search_projection_state WHERE id');
+      if (state?.next == null) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
+      const ids = await tx.query<{ image_id: string }>(
+        'SELECT image_id::text AS image_id FROM image_embedding WHERE image_id > $1::uuid GROUP BY image_id ORDER BY image_id LIMIT $2',
+        [after, batch],
+      );
+      if (ids.length === 0) {
+        await tx.query('UPDATE search_projection_state SET next_copied_at = now() WHERE id');
+        return true;
+      }
+      total.projected += await reproject(tx, NEXT, ids.map((row) => row.image_id));
+      total.images += ids.length;
+      after = ids[ids.length - 1]!.image_id;
+      return false;
+    });
+    if (done) return total;
+    onBatch?.({ ...total });
+  }
+}
+
+/**
+ * A reshard's third step, in one transaction of the primary under the replay's lock: the next generation becomes
+ * the live one and the live one is retired (search_shards.case_projection_retired), the generation counted up.
+ * Refused (CONFLICT) with no reshard under way or its copy unfinished.
+ */
+export async function finishReshard(sql: SqlRunner): Promise<{ generation: number; shards: string[]; retired: string[] }> {
+  return sql.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
+    const attachment = await readShardAttachment(tx);
+    if (!attachment.next) throw new AppError('CONFLICT', 'no reshard is under way: nothing to finish');
+    if (!attachment.next.copied) throw new AppError('CONFLICT', 'the copy into the next shards has not finished: run `npm run shards -- reshard` with the same shards again');
+    if (attachment.retired.length > 0) throw new AppError('CONFLICT', `the shards of the generation before (${attachment.retired.join(', ')}) are not emptied yet: run \`npm run shards -- retire\` first`);
+    await tx.exec(`ALTER TABLE ${SHARD_SCHEMA}.${LIVE} RENAME TO ${RETIRED}`);
+    await tx.exec(`ALTER TABLE ${SHARD_SCHEMA}.${NEXT} RENAME TO ${LIVE}`);
+    await tx.query(
+      'UPDATE search_projection_state SET generation = next_generation, next_generation = NULL, next_copied_at = NULL, shards = $1, enabled_at = now() WHERE id',
+      [attachment.next.servers.length],
+    );
+    return { generation: attachment.next.generation, shards: attachment.next.servers, retired: attachment.servers };
+  });
+}
+
+export type RetireResult = { emptied: string[]; failed: { shard: string; problem: string }[]; dropped: boolean };
+
+/** Empties the foreign partitions of `parent` one by one (postgres_fdw's TRUNCATE on each shard); the ones that fail
+ *  are returned with why. */
+async function emptyPartitions(sql: SqlRunner, partitions: Partition[]): Promise<Omit<RetireResult, 'dropped'>> {
+  const result: Omit<RetireResult, 'dropped'> = { emptied: [], failed: [] };
+  for (const { partition, shard } of partitions) {
+    try {
+      await sql.exec(`TRUNCATE ${SHARD_SCHEMA}.${partition}`);
+      result.emptied.push(shard);
+    } catch (error) {
+      result.failed.push({ shard, problem: error instanceof Error ? error.message : String(error) });
+    }
+  }
+  return result;
+}
+
+/**
+ * A reshard's last step: the retired generation's tables emptied on their shards, then its partitioned table and
+ * servers dropped from the primary. A shard that cannot be reached keeps its rows and the primary keeps its
+ * partition (`failed`, `dropped` false): run it again once the shard is back. Nothing retired: nothing done.
+ * The emptied tables stay on the shards (dropping them needs a connection of the shard's own).
+ */
+export async function retireShards(sql: SqlRunner): Promise<RetireResult> {
+  const partitions = await partitionsOf(sql, RETIRED);
+  if (partitions.length === 0) {
+    await sql.exec(`DROP TABLE IF EXISTS ${SHARD_SCHEMA}.${RETIRED}`);
+    return { emptied: [], failed: [], dropped: false };
+  }
+  const result = await emptyPartitions(sql, partitions);
+  if (result.failed.length > 0) return { ...result, dropped: false };
+  await sql.transaction(async (tx) => {
+    await tx.exec(`DROP TABLE ${SHARD_SCHEMA}.${RETIRED}`);
+    for (const { server } of partitions) await tx.exec(`DROP SERVER IF EXISTS ${server} CASCADE`);
+  });
+  return { ...result, dropped: true };
+}
+
+/**
+ * Gives up a reshard under way: the next generation's tables emptied on their shards (as far as they answer), its
+ * partitioned table and servers dropped, and the replay back to the live generation alone, in one transaction
+ * under the replay's lock. The live generation is untouched. `aborted` false: none was under way.
+ */
+export async function abortReshard(sql: SqlRunner): Promise<{ aborted: boolean; failed: { shard: string; problem: string }[] }> {
+  return sql.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
+    const [state] = await tx.query<{ next: number | null }>('SELECT next_generation AS next FROM search_projection_state WHERE id');
+    if (state?.next == null) return { aborted: false, failed: [] };
+    const partitions = await partitionsOf(tx, NEXT);
+    const failed: { shard: string; problem: string }[] = [];
+    for (const { partition, shard } of partitions) {
+      // A savepoint each: a shard that does not answer fails its TRUNCATE, not the abort.
+      await tx.exec('SAVEPOINT empty_partition');
+      try {
+        await tx.exec(`TRUNCATE ${SHARD_SCHEMA}.${partition}`);
+        await tx.exec('RELEASE SAVEPOINT empty_partition');
+      } catch (error) {
+        await tx.exec('ROLLBACK TO SAVEPOINT empty_partition');
+        failed.push({ shard, problem: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    await tx.exec(`DROP TABLE IF EXISTS ${SHARD_SCHEMA}.${NEXT}`);
+    for (const { server } of partitions) await tx.exec(`DROP SERVER IF EXISTS ${server} CASCADE`);
+    await tx.query('UPDATE search_projection_state SET next_generation = NULL, next_copied_at = NULL WHERE id');
+    return { aborted: true, failed };
+  });
+}
+
 export type ShardStatus = { shard: string; rows: number | null; problem: string | null };
 
 /** Outbox depth and, per shard, its projection rows (or why it could not be read). */
 export async function shardStatus(sql: SqlRunner, shardUrls: string[]): Promise<{ attachment: ShardAttachment; queued: number; oldestQueuedSeconds: number | null; shards: ShardStatus[] }> {
   const attachment = await readShardAttachment(sql);
+  // A shard of the reshard under way is counted in the next generation's table; another in the live one's.
+  const tableOf = (url: string) => shardTableName(attachment.next?.servers.includes(shardName(url)) ? attachment.next.generation : Math.max(attachment.generation, 1));
   const [outbox] = await sql.query<{ queued: number; oldest: number | null }>('SELECT count(*)::int AS queued, EXTRACT(EPOCH FROM now() - min(enqueued_at))::float8 AS oldest FROM search_projection_outbox');
   const shards = await Promise.all(shardUrls.map(async (url): Promise<ShardStatus> => {
     const client = new pg.Client({ connectionString: url });
     try {
       await client.connect();
-      const { rows } = await client.query<{ rows: number }>('SELECT count(*)::int AS rows FROM case_projection');
+      const { rows } = await client.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM ${tableOf(url)}`);
       return { shard: shardName(url), rows: rows[0]?.rows ?? 0, problem: null };
     } catch (error) {
       // 42P01: the shard answers but has no projection table: nothing was attached to it yet.
@@ -295,7 +542,7 @@ class Statement {
  * One shard's statement: the top k of each searched grade's graph under the filters, the queued photographs left
  * out, merged and ranked (the primary's approximateSearchSql over the projection's own columns).
  */
-export function shardSearchStatement(search: SimilarImageSearch, queryVector: string, pending: string[]): { text: string; values: unknown[] } {
+export function shardSearchStatement(search: SimilarImageSearch, queryVector: string, pending: string[], table = shardTableName(1)): { text: string; values: unknown[] } {
   const statement = new Statement();
   const query = statement.param(queryVector, '::vector');
   const { filters } = search;
@@ -314,7 +561,7 @@ export function shardSearchStatement(search: SimilarImageSearch, queryVector: st
   const branches = grades.map((grade) => {
     // A literal grade: the planner proves a partial index's predicate only from a constant.
     const gradeClause = grade === null ? 'dr_grade IS NULL' : `dr_grade = ${checkedGrade(grade)}`;
-    return `(SELECT image_id, dr_grade, embedding <=> ${query} AS distance FROM case_projection
+    return `(SELECT image_id, dr_grade, embedding <=> ${query} AS distance FROM ${table}
       WHERE ${gradeClause} AND ${clauses.join(' AND ')} ORDER BY embedding <=> ${query} LIMIT ${k})`;
   });
   return {
@@ -333,8 +580,11 @@ export type ShardSearchStats = {
   shardSearches: number;
   /** Of those, searches that ranked queued photographs on the primary. */
   withQueued: number;
-  /** Searches the primary answered alone: a shard failed, or more than MAX_PENDING_MERGED were queued. */
+  /** Searches the primary answered alone: a shard failed, more than MAX_PENDING_MERGED were queued, or the
+   *  projection was resharded since this process opened the shards. */
   primaryFallbacks: number;
+  /** Of those, searches that found the projection resharded (restart with the new SEARCH_SHARD_URLS). */
+  resharded: number;
 };
 
 export type ShardSearch = ShardedSearcher & {
@@ -348,7 +598,8 @@ export type ShardSearch = ShardedSearcher & {
  * grade-filtered ef_search for grade-filtered walks, as db/database.ts opens on the primary) and the searcher
  * that fans out over them.
  */
-export function openShardSearch({ shardUrls, poolSize, logger }: { shardUrls: string[]; poolSize: number; logger: Logger }): ShardSearch {
+export function openShardSearch({ shardUrls, generation, poolSize, logger }: { shardUrls: string[]; generation: number; poolSize: number; logger: Logger }): ShardSearch {
+  const table = shardTableName(generation);
   const shards: ShardPools[] = shardUrls.map((url) => {
     // A dead shard must fail fast (the primary then answers), not hang the request. No parallel query: a search's
     // sequential scan of a small grade as 3 processes a shard, every shard at once, overran the cores (bench/README.md,
@@ -360,14 +611,23 @@ export function openShardSearch({ shardUrls, poolSize, logger }: { shardUrls: st
     gradeFiltered.on('error', () => {});
     return { name: shardName(url), pool, gradeFiltered };
   });
-  const stats: ShardSearchStats = { shardSearches: 0, withQueued: 0, primaryFallbacks: 0 };
+  const stats: ShardSearchStats = { shardSearches: 0, withQueued: 0, primaryFallbacks: 0, resharded: 0 };
 
   async function search(prisma: PrismaClient, search: SimilarImageSearch): Promise<SimilarImageHit[]> {
-    // The query embedding (a stored photograph's) and the queued ids, in one statement on the search's database.
+    // The query embedding (a stored photograph's), the projection's generation and the queued ids, in one statement
+    // on the search's database.
     const storedQuery = 'imageId' in search.query ? Prisma.sql`(SELECT embedding::text FROM image_embedding WHERE image_id = ${search.query.imageId}::uuid AND model_version = ${search.modelVersion})` : Prisma.sql`NULL::text`;
-    const [head] = await queryRows<{ embedding: string | null; pending: string[] }>(prisma, Prisma.sql`
+    const [head] = await queryRows<{ embedding: string | null; generation: number | null; pending: string[] }>(prisma, Prisma.sql`
       SELECT ${storedQuery} AS embedding,
+             (SELECT generation FROM search_projection_state WHERE id) AS generation,
              ARRAY(SELECT DISTINCT image_id::text FROM search_projection_outbox LIMIT ${MAX_PENDING_MERGED + 1}) AS pending`);
+    if (head?.generation !== generation) {
+      // Resharded since start-up: these shards are no longer kept (or are being emptied).
+      stats.primaryFallbacks += 1;
+      stats.resharded += 1;
+      if (stats.resharded === 1) logger.warn('the search projection was resharded since start-up: the primary answers until this process is restarted with the new SEARCH_SHARD_URLS (npm run shards -- status)', { opened: generation, now: head?.generation ?? null });
+      return searchPrimaryApproximately(prisma, search);
+    }
     const pending = head?.pending ?? [];
     if (pending.length > MAX_PENDING_MERGED) {
       stats.primaryFallbacks += 1;
@@ -381,7 +641,7 @@ export function openShardSearch({ shardUrls, poolSize, logger }: { shardUrls: st
     } else {
       queryVector = pgvector.toSql(Array.from(search.query.vector));
     }
-    const statement = shardSearchStatement(search, queryVector, pending);
+    const statement = shardSearchStatement(search, queryVector, pending, table);
     const gradeFilteredSearch = !coversEveryGrade(search);
     try {
       const [queued, ...perShard] = await Promise.all([
