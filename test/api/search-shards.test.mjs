@@ -292,6 +292,8 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     // Writes before the copy reaches them, and after it: both must be in the new generation.
     const [before, afterCopy] = images.filter((image) => image.dr_grade === 2);
     await grade(before.id, 1);
+    // A second prepare while a copy runs (another operator) empties the next generation: that copy must stop.
+    await assert.rejects(shards.copyIntoNext(api.db.sql, { batch: 97, onBatch: () => shards.prepareReshard(api.db, newUrls) }), (error) => error.code === 'CONFLICT' && /prepared again/.test(error.message));
     const copied = await shards.copyIntoNext(api.db.sql, { batch: 97 });
     assert.equal(copied.images, (await embedded()).length);
     await grade(afterCopy.id, 0);

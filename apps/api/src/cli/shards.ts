@@ -78,7 +78,10 @@ async function main(): Promise<number> {
     if (command === 'status') {
       const status = await shardStatus(db.sql, shardUrls);
       await audit('OK', { action: 'status' });
-      const attached = status.attachment.enabled ? `attached to ${status.attachment.servers.join(', ')}` : 'not attached';
+      const { attachment } = status;
+      const next = attachment.next ? `; a reshard to ${attachment.next.servers.join(', ')} (generation ${attachment.next.generation}) is under way, its copy ${attachment.next.copied ? 'finished' : 'not finished'}` : '';
+      const retired = attachment.retired.length > 0 ? `; retired shards not emptied yet: ${attachment.retired.join(', ')} (npm run shards -- retire)` : '';
+      const attached = attachment.enabled ? `attached to ${attachment.servers.join(', ')} (generation ${attachment.generation})${next}${retired}` : 'not attached';
       const oldest = status.oldestQueuedSeconds === null ? '' : `, oldest ${status.oldestQueuedSeconds.toFixed(1)} s`;
       const shards = status.shards.map((shard) => `  ${shard.shard}: ${shard.rows === null ? shard.problem : `${shard.rows} rows`}`).join('\n');
       print(`search projection ${attached}; outbox ${status.queued} queued${oldest}\n${shards}`, status);

@@ -373,6 +373,8 @@ export async function prepareReshard(db: Pick<Database, 'sql' | 'kind'>, shardUr
   await prepareShardTables(shardUrls, shardTableName(generation), { truncate: false });
   await db.sql.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
+    const [state] = await tx.query<{ next: number | null }>('SELECT next_generation AS next FROM search_projection_state WHERE id');
+    if ((state?.next ?? null) !== (attachment.next?.generation ?? null)) throw new AppError('CONFLICT', 'another reshard changed the projection meanwhile: run `npm run shards -- status`, then again');
     if (!attachment.next) await createPartitionedTable(tx, NEXT, generation, shardUrls);
     // Emptied under the lock: what an earlier try or an aborted reshard left there is not the primary's now.
     await tx.exec(`TRUNCATE ${SHARD_SCHEMA}.${NEXT}`);
@@ -387,15 +389,20 @@ export type CopyResult = { images: number; projected: number };
  * A reshard's second step: every embedded photograph copied from the primary into the next generation, in batches
  * of `batch` photographs by id, each in one transaction of the primary that waits for the replay's lock; then the
  * copy is marked finished. A photograph written meanwhile is queued by the triggers and replayed to both generations.
+ * A prepare run meanwhile (another operator's: it empties the next generation) changes the state row, which every
+ * batch checks (its row version, xmin), so this copy stops with a CONFLICT instead of marking a partial copy done.
  */
-export async function copyIntoNext(sql: SqlRunner, { batch = COPY_BATCH, onBatch }: { batch?: number; onBatch?: (done: CopyResult) => void } = {}): Promise<CopyResult> {
+export async function copyIntoNext(sql: SqlRunner, { batch = COPY_BATCH, onBatch }: { batch?: number; onBatch?: (done: CopyResult) => void | Promise<unknown> } = {}): Promise<CopyResult> {
   const total: CopyResult = { images: 0, projected: 0 };
   let after = '00000000-0000-0000-0000-000000000000';
+  let version: string | null = null;
   for (;;) {
     const done = await sql.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
-      const [state] = await tx.query<{ next: number | null }>('SELECT next_generation AS next FROM search_projection_state WHERE id');
+      const [state] = await tx.query<{ next: number | null; version: string }>('SELECT next_generation AS next, xmin::text AS version FROM search_projection_state WHERE id');
       if (state?.next == null) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
+      if (version !== null && state.version !== version) throw new AppError('CONFLICT', 'the reshard was prepared again meanwhile (another operator?): this copy stops; run `npm run shards -- reshard` again');
+      version = state.version;
       const ids = await tx.query<{ image_id: string }>(
         'SELECT image_id::text AS image_id FROM image_embedding WHERE image_id > $1::uuid GROUP BY image_id ORDER BY image_id LIMIT $2',
         [after, batch],
@@ -410,7 +417,7 @@ export async function copyIntoNext(sql: SqlRunner, { batch = COPY_BATCH, onBatch
       return false;
     });
     if (done) return total;
-    onBatch?.({ ...total });
+    await onBatch?.({ ...total });
   }
 }
 
