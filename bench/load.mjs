@@ -4,7 +4,7 @@
 // (HTTP status >= 400, GraphQL errors, socket errors and timeouts: must be none), throughput, p50/p95/p99 of each
 // HTTP request; and the API process's resident memory (idle, peak, end). The load generator is autocannon.
 //
-//   npm run build && npm run bench:load [-- --duration 120] [--connections 32] [--backends postgres,pglite,postgres+pool32,postgres+production,postgres+production+apis2]
+//   npm run build && npm run bench:load [-- --duration 120] [--connections 32] [--backends postgres,pglite,postgres+pool32,postgres+production,postgres+production+apis2,postgres+production+shards]
 //        [--mix 20,8,4] [--model models/fundus-cbr.onnx] [--json out.json] [--profile DIR]
 //
 // PostgreSQL: a scratch copy of DATABASE_URL's (else TEST_DATABASE_URL's) database (bench/scratch-database.mjs);
@@ -12,6 +12,10 @@
 // synthetic demo-clinic) before the API starts; see seed() for its embeddings. The API runs as its own process (node
 // apps/api/dist/index.js), so its memory is its own and the load generator does not share its event loop; both
 // share this machine's cores, which the figures include.
+// +shards: the API searches over shards (SEARCH_SHARD_URLS, search/shards.ts): a scratch database on each node of
+// SEARCH_SHARD_URLS (copied from the node's database fundus, which has vector: scripts/cluster/shard.sh), attached
+// to the seeded scratch primary and replayed before the API starts; the scratch primary needs postgres_fdw usable
+// by its role, so take DATABASE_URL=postgresql://fundus:fundus@127.0.0.1:5442/fundus_template (shard.sh makes it so).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +25,7 @@ import { startApiProcess } from '../test/support/processes.mjs';
 import { api, option, root } from './cli.mjs';
 import { syntheticJpeg, withComment } from './photographs.mjs';
 import { createScratchEnvironment } from './scratch-database.mjs';
+import { dropScratchDatabase } from '../test/support/drop-database.mjs';
 
 const durationSeconds = Number(option('duration', 120));
 const connections = Number(option('connections', 32));
@@ -124,7 +129,7 @@ async function runOperation({ baseUrls, clients, ...operation }) {
  * run the real preprocessing and model at request time.
  */
 async function seed(env) {
-  const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
+  const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' });
   const db = await openDatabase(config);
   const embedder = await Embedder.load({ modelPath, device: 'cpu' });
   const started = Date.now();
@@ -144,8 +149,44 @@ async function seed(env) {
   return { rows, seconds };
 }
 
+/** One scratch shard database on each node of SEARCH_SHARD_URLS, attached to the primary of `env` and replayed. */
+async function attachScratchShards(env) {
+  const nodes = (process.env.SEARCH_SHARD_URLS ?? '').split(',').filter(Boolean);
+  if (nodes.length === 0) throw new Error('+shards needs SEARCH_SHARD_URLS: bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env');
+  const name = `fundus_load_${Date.now().toString(36)}`;
+  const at = (url, database) => Object.assign(new URL(url), { pathname: `/${database}` }).toString();
+  const urls = [];
+  const drop = async () => {
+    for (const url of urls) await dropScratchDatabase(at(url, 'postgres'), name).catch((error) => console.error(`[load] could not drop ${name}: ${error.message}`));
+  };
+  try {
+    for (const node of nodes) {
+      const admin = new pg.Client({ connectionString: at(node, 'postgres') });
+      await admin.connect();
+      try {
+        await admin.query(`CREATE DATABASE ${name} TEMPLATE fundus`);
+      } finally {
+        await admin.end();
+      }
+      urls.push(at(node, name));
+    }
+    const [{ attachShards, replayAll }] = await Promise.all([api('search/shards.js')]);
+    const db = await openDatabase(loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' }));
+    try {
+      await attachShards(db, urls);
+      const replayed = await replayAll(db.sql);
+      return { urls, projected: replayed.projected, drop };
+    } finally {
+      await db.close();
+    }
+  } catch (error) {
+    await drop();
+    throw error;
+  }
+}
+
 async function countIngested(env) {
-  const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn' });
+  const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' });
   const db = await openDatabase(config);
   try {
     const [row] = await db.sql.query("SELECT count(*)::int AS n FROM fundus_image i JOIN visit v ON v.id = i.visit_id JOIN patient p ON p.id = v.patient_id WHERE p.mrn LIKE 'LOAD-%'");
@@ -199,6 +240,7 @@ async function runBackend(variant) {
   const [kind, ...tweaks] = variant.split('+');
   const variantEnv = {};
   let apiProcesses = 1;
+  let sharded = false;
   for (const tweak of tweaks) {
     const pool = /^pool(\d+)$/.exec(tweak);
     const apis = /^apis(\d+)$/.exec(tweak);
@@ -210,8 +252,12 @@ async function runBackend(variant) {
     else if (tweak === 'production') variantEnv.NODE_ENV = 'production';
     // Every statement PostgreSQL's unnamed one, parsed and planned on each execution (the build before named ones).
     else if (tweak === 'unnamed') variantEnv.DATABASE_NAMED_STATEMENTS = 'false';
-    else throw new Error(`unknown variant ${tweak} (known: poolN, production, apisN, unnamed)`);
+    else if (tweak === 'shards') sharded = true;
+    else throw new Error(`unknown variant ${tweak} (known: poolN, production, apisN, unnamed, shards)`);
   }
+  if (sharded && kind !== 'postgres') throw new Error('+shards needs PostgreSQL');
+  // SEARCH_SHARD_URLS names the shard nodes (for +shards' scratch databases); no API process inherits it.
+  if (!sharded) variantEnv.SEARCH_SHARD_URLS = '';
   if (apiProcesses > 1 && kind !== 'postgres') throw new Error('several API processes need PostgreSQL: the embedded database is one process\'s');
   if (kind === 'postgres') {
     const url = process.env.DATABASE_URL ?? process.env.TEST_DATABASE_URL;
@@ -224,8 +270,13 @@ async function runBackend(variant) {
   const env = Object.fromEntries(Object.entries(scratch.env).filter(([, value]) => value !== undefined));
   const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fundus-load-keys-'));
   const servers = [];
+  let shardScratch = null;
   try {
     const seeded = await seed(scratch.env);
+    if (sharded) {
+      shardScratch = await attachScratchShards(scratch.env);
+      variantEnv.SEARCH_SHARD_URLS = shardScratch.urls.join(',');
+    }
     const output = [];
     for (let index = 0; index < apiProcesses; index += 1) {
       servers.push(await startApiProcess({
@@ -351,8 +402,10 @@ async function runBackend(variant) {
     // The audit log's group commit and the rate limit's leases in each process (/readyz's counters).
     const audit = { inserts: 0, requests: 0 };
     const rateLimit = { storeCalls: 0, admitted: 0 };
+    const searchShards = sharded ? { shardSearches: 0, withQueued: 0, primaryFallbacks: 0 } : null;
     for (const one of servers) {
       const { counters } = await (await fetch(`${one.baseUrl}/readyz`)).json();
+      if (searchShards) for (const key of Object.keys(searchShards)) searchShards[key] += counters.searchShards?.[key] ?? 0;
       audit.inserts += counters.audit.inserts;
       audit.requests += counters.audit.requests;
       rateLimit.storeCalls += counters.rateLimit?.storeCalls ?? 0;
@@ -382,6 +435,7 @@ async function runBackend(variant) {
       operations,
       ingest: { acknowledged: tallies.ingest.acknowledged, stored, lost: tallies.ingest.acknowledged - Math.min(stored, tallies.ingest.acknowledged) },
       // Summed over the API processes (utilisation: cores' worth).
+      ...(shardScratch ? { shards: { nodes: shardScratch.urls.length, attached: shardScratch.projected, ...searchShards } } : {}),
       apiCpu: { seconds: Number(apiCpuSeconds.toFixed(1)), msPerRequest: Number(((apiCpuSeconds * 1000) / Math.max(requests, 1)).toFixed(1)), utilisation: Number((apiCpuSeconds / elapsed).toFixed(2)) },
       databaseBackends,
       // The warm-up requests are counted too (the rows are seeded straight into the database, not through the API).
@@ -393,6 +447,7 @@ async function runBackend(variant) {
     };
   } finally {
     for (const one of servers) await one.stop();
+    await shardScratch?.drop();
     await scratch.drop();
     fs.rmSync(keyDir, { recursive: true, force: true });
   }
@@ -423,6 +478,7 @@ console.error(['| database | operation | request | clients | operations | errors
 for (const result of report.results.filter((r) => !r.skipped)) {
   console.error(`${result.database}: API CPU ${result.apiCpu.msPerRequest} ms a request (${result.apiCpu.utilisation} of a core); PostgreSQL backends on average: ${JSON.stringify(result.databaseBackends)}`);
   console.error(`${result.database}: audit log, requests per INSERT: ${result.auditRequestsPerInsert}; rate limit, requests per counter update: ${result.requestsPerRateLimitUpdate}`);
+  if (result.shards) console.error(`${result.database}: shards ${JSON.stringify(result.shards)}`);
   console.error(`${result.database}: API RSS idle ${result.apiRssMiB.idle} MiB, peak ${result.apiRssMiB.peak} MiB, end ${result.apiRssMiB.end} MiB; ingest acknowledged ${result.ingest.acknowledged}, stored ${result.ingest.stored}, lost ${result.ingest.lost}`);
 }
 if (report.results.some((result) => result.operations?.some((operation) => operation.errors > 0) || result.ingest?.lost > 0)) process.exitCode = 1;
