@@ -366,7 +366,24 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     const before = await shards.readShardAttachment(api.db.sql);
     const plan = await shards.prepareReshard(api.db, [shardUrls[1]]);
     assert.equal(plan.generation, before.generation + 1);
-    await shards.copyIntoNext(api.db.sql);
+    // A write during the copy is replayed between its batches, not left queued until the copy ends.
+    const target = images.find((image) => image.dr_grade !== null);
+    let batches = 0;
+    const queuedAtBatch = [];
+    await shards.copyIntoNext(api.db.sql, {
+      batch: 50,
+      onBatch: async () => {
+        batches += 1;
+        queuedAtBatch.push(await queued());
+        if (batches === 1) {
+          const { body } = await api.graphql(`mutation { recordGrading(input: { caseId: "${target.id}", drGrade: 2 }) { id } }`);
+          assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+          assert.ok(await queued() > 0, 'the correction is queued');
+        }
+      },
+    });
+    assert.ok(batches >= 2, `batches: ${batches}`);
+    assert.deepEqual(queuedAtBatch.slice(1), queuedAtBatch.slice(1).map(() => 0), 'replayed between the batches');
     const table = shards.shardTableName(plan.generation);
     assert.ok((await onShard(1, `SELECT count(*)::int AS n FROM ${table}`))[0].n > 0, 'the copy reached the next shard');
     assert.deepEqual(await shards.abortReshard(api.db.sql), { aborted: true, failed: [] });

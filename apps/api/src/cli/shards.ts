@@ -13,7 +13,8 @@
 // every time (the order fixes which hash remainder a shard holds). `reshard`: moves the projection to the shards
 // given (another number of them, one replaced), with searches and writes going on: prepares the next generation
 // on them, copies every embedded photograph there from the primary (prints progress), swaps the generations on the
-// primary, waits --grace-seconds (5 unless set: searches that read the old generation finish) and retires the old
+// primary, waits --grace-seconds (30 unless set: searches that read the old generation, on a lagging replica too,
+// finish; search/shards.ts RETIRE_GRACE_MS) and retires the old
 // one (empties its tables on its shards). Run again with the same shards after a failure, it starts the copy over;
 // `reshard --abort` gives up a reshard under way. `retire`: empties a retired generation's shards once they answer
 // again (reshard reports the ones it could not). API processes search on the primary after a reshard until
@@ -24,7 +25,8 @@ import os from 'node:os';
 import { writeAuditEvents } from '../audit/audit.service.js';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
-import { abortReshard, attachShards, copyIntoNext, finishReshard, prepareReshard, replayAll, retireShards, shardStatus, type RetireResult } from '../search/shards.js';
+import { AppError } from '../errors.js';
+import { RETIRE_GRACE_MS, abortReshard, attachShards, copyIntoNext, finishReshard, prepareReshard, readShardAttachment, replayAll, retireShards, shardName, shardStatus, shardTableName, type RetireResult } from '../search/shards.js';
 import { UsageError, parseArgs } from './args.js';
 import { runAudited } from './audited-run.js';
 
@@ -32,6 +34,17 @@ const USAGE = 'usage: npm run shards -- attach [--shards URL,URL,...] [--json] |
   + '       | reshard [--shards URL,URL,...] [--grace-seconds S] [--json] | reshard --abort [--json] | retire [--json]';
 
 const COMMANDS = ['attach', 'replay', 'status', 'reshard', 'retire'];
+
+/** A step's failure that is not a refusal (a shard that stopped answering mid-copy) as SERVICE_UNAVAILABLE, audited
+ *  and printed without a stack. */
+async function step<T>(what: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw new AppError('SERVICE_UNAVAILABLE', `${what} failed: ${error instanceof Error ? error.message : String(error)}; run the same command again once the shards answer (or reshard --abort)`);
+  }
+}
 
 /** What a retire left undone, as a line for the operator. */
 function retireProblems(retired: RetireResult): string {
@@ -42,7 +55,7 @@ async function main(): Promise<number> {
   let command: string | undefined;
   let json: boolean;
   let abort: boolean;
-  let graceMs = 5000;
+  let graceMs = RETIRE_GRACE_MS;
   let shardUrls: string[];
   let config: ReturnType<typeof loadConfig>;
   try {
@@ -111,21 +124,29 @@ async function main(): Promise<number> {
       return retired.failed.length > 0 ? 1 : 0;
     }
     if (command === 'reshard' && abort) {
+      const before = await readShardAttachment(db.sql);
       const aborted = await abortReshard(db.sql);
-      await audit('OK', { action: 'reshard-abort', aborted: aborted.aborted, notEmptied: aborted.failed.map((failed) => failed.shard) });
-      const problems = aborted.failed.map((failed) => `  ${failed.shard} not emptied (${failed.problem}): empty its next-generation table by hand`).join('\n');
+      await audit(aborted.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK', { action: 'reshard-abort', aborted: aborted.aborted, notEmptied: aborted.failed.map((failed) => failed.shard) });
+      // The abort goes through without them (a dead next shard must not stall the replay), but their copy stays.
+      const table = before.next ? shardTableName(before.next.generation) : '';
+      const problems = aborted.failed.map((failed) => `  ${failed.shard} not emptied (${failed.problem}): it still holds a copy of the projection; once it answers, TRUNCATE ${table} there`).join('\n');
       print(aborted.aborted ? `reshard aborted: the live shards are unchanged${problems ? `\n${problems}` : ''}` : 'no reshard was under way: nothing changed', aborted);
-      return 0;
+      return aborted.failed.length > 0 ? 1 : 0;
     }
     if (command === 'reshard') {
-      // What an earlier reshard could not empty goes first: a prepare refuses while it is there.
+      // What an earlier reshard could not empty goes first (a prepare refuses while it is there), after the grace:
+      // that reshard may have stopped during its own.
+      const current = await readShardAttachment(db.sql);
+      if (current.retired.length > 0) await new Promise((resolve) => setTimeout(resolve, graceMs));
       const leftover = await retireShards(db.sql);
       if (leftover.failed.length > 0) {
         await audit('SERVICE_UNAVAILABLE', { action: 'reshard', reason: 'retired shards not emptied', failed: leftover.failed.map((failed) => failed.shard) });
         process.stderr.write(`the generation before is not retired:\n${retireProblems(leftover)}\n`);
         return 1;
       }
-      const plan = await prepareReshard(db, shardUrls);
+      // A copy that finished before the last run stopped is not made again.
+      const resumable = current.next?.copied === true && current.next.servers.join(',') === shardUrls.map(shardName).join(',');
+      const plan = resumable ? { from: current.servers, to: current.next!.servers, generation: current.next!.generation, unchanged: false } : await step('prepare', () => prepareReshard(db, shardUrls));
       if (plan.unchanged) {
         await audit('OK', { action: 'reshard', shards: plan.to, unchanged: true });
         print(`the search projection is already over ${plan.to.join(', ')}: nothing changed`, plan);
@@ -133,19 +154,19 @@ async function main(): Promise<number> {
       }
       if (!json) process.stdout.write(`resharding from ${plan.from.join(', ')} to ${plan.to.join(', ')} (generation ${plan.generation}); copying\n`);
       const started = Date.now();
-      const copied = await copyIntoNext(db.sql, {
+      const copied = resumable ? { images: 0, projected: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
         onBatch: (done) => {
           if (!json) process.stderr.write(`  copied ${done.images} photographs (${done.projected} embeddings)\n`);
         },
-      });
+      }));
       const copySeconds = (Date.now() - started) / 1000;
-      const finished = await finishReshard(db.sql);
+      const finished = await step('the swap', () => finishReshard(db.sql));
       await new Promise((resolve) => setTimeout(resolve, graceMs));
       const retired = await retireShards(db.sql);
       const outcome = retired.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK';
       await audit(outcome, { action: 'reshard', from: plan.from, shards: finished.shards, generation: finished.generation, projected: copied.projected, notEmptied: retired.failed.map((failed) => failed.shard) });
       const text = [
-        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${copied.projected} embeddings of ${copied.images} photographs copied in ${copySeconds.toFixed(1)} s`,
+        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${resumable ? 'copied by an earlier run' : `${copied.projected} embeddings of ${copied.images} photographs copied in ${copySeconds.toFixed(1)} s`}`,
         `retired ${finished.retired.join(', ')}${retired.failed.length > 0 ? '' : ' (emptied)'}`,
         ...(retired.failed.length > 0 ? [retireProblems(retired)] : []),
         `restart the API processes with SEARCH_SHARD_URLS naming these shards in this order: until then they search on the primary`,

@@ -65,6 +65,15 @@ export const REPLAY_BATCH = 500;
 /** Photographs one batch of a reshard's copy takes. */
 export const COPY_BATCH = 2000;
 
+/** statement_timeout of a search on a shard: a search reads a generation's shards for at most this long after it
+ *  read the generation, which bounds how long a retired generation must stay whole (RETIRE_GRACE_MS). */
+export const SHARD_STATEMENT_TIMEOUT_MS = 10_000;
+
+/** How long a reshard waits after the swap before it empties the retired shards: a search routed to a replica
+ *  reads the generation up to REPLICA_MAX_LAG_MS (5 s) plus one lag poll late, then its shards for at most
+ *  SHARD_STATEMENT_TIMEOUT_MS; 30 s covers both with room. */
+export const RETIRE_GRACE_MS = 30_000;
+
 /** pg_try_advisory_xact_lock key of the replay: one replay at a time over every API process of the primary. The
  *  reshard's steps take it too, waiting for it (pg_advisory_xact_lock). */
 const REPLAY_LOCK = 7318002;
@@ -417,6 +426,9 @@ export async function copyIntoNext(sql: SqlRunner, { batch = COPY_BATCH, onBatch
       return false;
     });
     if (done) return total;
+    // The replay's turn: the next batch would take the lock again at once, and the background replays (which only
+    // try the lock) would hardly ever get it, leaving the queue to grow for the whole copy.
+    await replayAll(sql);
     await onBatch?.({ ...total });
   }
 }
@@ -578,7 +590,7 @@ export function shardSearchStatement(search: SimilarImageSearch, queryVector: st
   };
 }
 
-const SERIAL = '-c max_parallel_workers_per_gather=0';
+const SERIAL = `-c max_parallel_workers_per_gather=0 -c statement_timeout=${SHARD_STATEMENT_TIMEOUT_MS}`;
 
 type ShardPools = { name: string; pool: pg.Pool; gradeFiltered: pg.Pool };
 
