@@ -121,6 +121,11 @@ async function runOperation({ baseUrls, clients, ...operation }) {
   return results.every((result) => result === null) ? null : { timeouts: results.reduce((total, result) => total + (result?.timeouts ?? 0), 0) };
 }
 
+/** This script's own connection to a backend's scratch database (seeding, attaching, counting): never over shards. */
+function scriptConfig(env) {
+  return loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' });
+}
+
 /**
  * The demo cohort's rows (patients, visits, gradings, treatments; placeholder images) with the fixture's synthetic
  * embeddings relabelled as the loaded model's version: searches then cost what they cost over the demo cohort
@@ -129,7 +134,7 @@ async function runOperation({ baseUrls, clients, ...operation }) {
  * run the real preprocessing and model at request time.
  */
 async function seed(env) {
-  const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' });
+  const config = scriptConfig(env);
   const db = await openDatabase(config);
   const embedder = await Embedder.load({ modelPath, device: 'cpu' });
   const started = Date.now();
@@ -170,8 +175,8 @@ async function attachScratchShards(env) {
       }
       urls.push(at(node, name));
     }
-    const [{ attachShards, replayAll }] = await Promise.all([api('search/shards.js')]);
-    const db = await openDatabase(loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' }));
+    const { attachShards, replayAll } = await api('search/shards.js');
+    const db = await openDatabase(scriptConfig(env));
     try {
       await attachShards(db, urls);
       const replayed = await replayAll(db.sql);
@@ -186,7 +191,7 @@ async function attachScratchShards(env) {
 }
 
 async function countIngested(env) {
-  const config = loadConfig({ ...process.env, ...env, SEED_DEMO_COHORT: 'false', LOG_LEVEL: 'warn', SEARCH_SHARD_URLS: '' });
+  const config = scriptConfig(env);
   const db = await openDatabase(config);
   try {
     const [row] = await db.sql.query("SELECT count(*)::int AS n FROM fundus_image i JOIN visit v ON v.id = i.visit_id JOIN patient p ON p.id = v.patient_id WHERE p.mrn LIKE 'LOAD-%'");

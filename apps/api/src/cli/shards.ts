@@ -22,6 +22,7 @@
 // (operation maintain-search-shards).
 // Exit codes: 0 done, 1 refused or failed, 2 bad usage (nothing changed).
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeAuditEvents } from '../audit/audit.service.js';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
@@ -137,7 +138,7 @@ async function main(): Promise<number> {
       // What an earlier reshard could not empty goes first (a prepare refuses while it is there), after the grace:
       // that reshard may have stopped during its own.
       const current = await readShardAttachment(db.sql);
-      if (current.retired.length > 0) await new Promise((resolve) => setTimeout(resolve, graceMs));
+      if (current.retired.length > 0) await sleep(graceMs);
       const leftover = await retireShards(db.sql);
       if (leftover.failed.length > 0) {
         await audit('SERVICE_UNAVAILABLE', { action: 'reshard', reason: 'retired shards not emptied', failed: leftover.failed.map((failed) => failed.shard) });
@@ -161,7 +162,7 @@ async function main(): Promise<number> {
       }));
       const copySeconds = (Date.now() - started) / 1000;
       const finished = await step('the swap', () => finishReshard(db.sql));
-      await new Promise((resolve) => setTimeout(resolve, graceMs));
+      await sleep(graceMs);
       const retired = await retireShards(db.sql);
       const outcome = retired.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK';
       await audit(outcome, { action: 'reshard', from: plan.from, shards: finished.shards, generation: finished.generation, projected: copied.projected, notEmptied: retired.failed.map((failed) => failed.shard) });
