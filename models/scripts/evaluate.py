@@ -140,6 +140,9 @@ def main() -> None:
     for name, entry in results["lesions"].items():
         print(f"{name} ({entry['map']}): mean {entry['mean_ratio']:.2f} [{entry['ci95'][0]:.2f}, {entry['ci95'][1]:.2f}], "
               f"median {entry['median_ratio']:.2f}, {entry['images']} images")
+    print("\n### lesion mass ratio, paired over the same images\n")
+    for name, pairs in results.get("lesion_paired", {}).items():
+        print(name, {k: f"{v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]" for k, v in pairs.items()})
     print("\n### paired differences (reference - model)\n")
     for pair, groups in results["paired_differences"].items():
         for group, values in groups.items():

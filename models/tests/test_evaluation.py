@@ -31,6 +31,15 @@ def test_perfect_embeddings_score_one_and_random_ranking_scores_near_the_grade_s
     assert trivial["always_majority"]["summary"]["knn_qwk"] == pytest.approx(0.0)
 
 
+def test_a_map_without_mass_is_skipped_or_kept_as_nan_to_stay_aligned():
+    record = CacheRecord("images/l.png", "lesions", "images/l.jpg", "lesions-l", "", -1, 256, 256, 0, 0, 256)
+    boxes = {"images/l.jpg": [(0.5, 0.5, 0.25, 0.25)]}
+    maps = np.stack([np.zeros((8, 8), np.float32), np.full((8, 8), 1 / 64, np.float32)])
+    assert lesion_ratios(maps, [record, record], boxes, 256) == pytest.approx([1.0])
+    kept = lesion_ratios(maps, [record, record], boxes, 256, keep_unscored=True)
+    assert np.isnan(kept[0]) and kept[1] == pytest.approx(1.0)
+
+
 def test_bootstrap_mean_brackets_the_mean():
     values = np.array([1.0, 2.0, 3.0, 4.0])
     mean, (low, high) = bootstrap_mean(values, resamples=200)
@@ -58,6 +67,25 @@ def test_evaluate_models_reports_groups_baselines_lesions_and_paired_differences
     assert results["lesions"]["a"]["images"] == 1
     assert results["lesions"]["uniform-over-fundus"]["mean_ratio"] >= 1.0
     assert "macro_p@10" in results["paired_differences"]["a - b"]["as_taken"]
+    control = results["lesions"]["uniform-over-fundus"]["mean_ratio"]
+    against_control = results["lesion_paired"]["a"]["minus uniform-over-fundus"]["difference"]
+    assert against_control == pytest.approx(results["lesions"]["a"]["mean_ratio"] - control)
+    assert "a minus this" not in results["lesion_paired"]["a"]
+    # b's untrained activation map has no mass on this image: no finite ratio, so no pair either (not a zero).
+    assert results["lesions"]["b"]["images"] == 0
+    assert np.isnan(results["lesion_paired"]["b"]["a minus this"]["difference"])
+
+
+def test_paired_bootstrap_mean_difference_cancels_what_the_pair_shares():
+    from fundus_cbr.evaluation import paired_bootstrap_mean_difference
+
+    shared = np.random.default_rng(1).normal(0, 5, 200)  # large per-item spread common to both
+    point, (low, high) = paired_bootstrap_mean_difference(shared + 0.5, shared, resamples=200)
+    assert point == pytest.approx(0.5) and low == pytest.approx(0.5) and high == pytest.approx(0.5)
+    _, (unpaired_low, unpaired_high) = bootstrap_mean(shared + 0.5, resamples=200)
+    assert unpaired_high - unpaired_low > 1.0  # unpaired, the shared spread swamps the 0.5
+    with pytest.raises(ValueError):
+        paired_bootstrap_mean_difference(np.zeros(3), np.zeros(4))
 
 
 def test_a_separate_gallery_is_searched_without_the_query_patients_own_images():

@@ -109,9 +109,12 @@ def lesion_ratios(
     records: Sequence[CacheRecord],
     boxes_by_image: Dict[str, List[tuple]],
     size: int,
+    keep_unscored: bool = False,
 ) -> np.ndarray:
     """Per lesion image: heat-map mass inside haemorrhage/exudate boxes / the boxes' area share (1.0 = uniform).
-    Maps are bilinearly upsampled from feature resolution to the crop size; images without boxes are skipped."""
+    Maps are bilinearly upsampled from feature resolution to the crop size; images without boxes are skipped, and
+    so are maps without mass (no finite ratio) unless `keep_unscored`, which keeps them as NaN so that two models'
+    ratios stay aligned image by image."""
     ratios = []
     for heat_map, record in zip(heat_maps, records):
         boxes = boxes_in_crop_frame(boxes_by_image.get(record.image, []), record, size)
@@ -119,15 +122,29 @@ def lesion_ratios(
             continue
         upsampled = F.interpolate(torch.from_numpy(heat_map)[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)
         ratio = metrics.lesion_mass_ratio(upsampled[0, 0].clamp(min=0).numpy(), box_mask(boxes, size))
-        if np.isfinite(ratio):
-            ratios.append(ratio)
-    return np.asarray(ratios)
+        if keep_unscored or np.isfinite(ratio):
+            ratios.append(ratio if np.isfinite(ratio) else np.nan)
+    return np.asarray(ratios, dtype=np.float64)
 
 
 def bootstrap_mean(values: np.ndarray, resamples: int = 1000, seed: int = 0):
     rng = np.random.default_rng(seed)
     means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(resamples)]
     return float(values.mean()), (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
+
+
+def paired_bootstrap_mean_difference(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0):
+    """Mean of a - b over paired items (the same images scored two ways; items where either is NaN are left out),
+    with a 95% interval from resampling the items: each resample draws one set of item indices for both, so what
+    the two share cancels."""
+    if a.shape != b.shape:
+        raise ValueError(f"paired values differ in shape: {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    differences = (a - b)[np.isfinite(a) & np.isfinite(b)]
+    if len(differences) == 0:
+        return float("nan"), (float("nan"), float("nan"))
+    means = [differences[rng.integers(0, len(differences), len(differences))].mean() for _ in range(resamples)]
+    return float(differences.mean()), (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
 
 
 def make_validator(images: torch.Tensor, grades: np.ndarray, patients: np.ndarray):
@@ -182,7 +199,8 @@ def evaluate_models(
     LoadedSplit of the other patients' photographs as taken), also CASE_BASE_GROUP. `images_by_model` gives a
     model its own (test, case base, lesion) images, the same photographs in the same order at its input size;
     models not in it take the splits' own images."""
-    results: Dict[str, object] = {"groups": {}, "lesions": {}, "paired_differences": {}}
+    results: Dict[str, object] = {"groups": {}, "lesions": {}, "paired_differences": {}, "lesion_paired": {}}
+    ratios_by_model: Dict[str, np.ndarray] = {}
     group_members = {
         name: np.flatnonzero(np.isin([r.source_set for r in test_split.records], sets)) for name, sets in TEST_GROUPS.items()
     }
@@ -228,7 +246,9 @@ def evaluate_models(
         log(f"{model_name}: as-taken macro P@10 {results['groups']['as_taken'][model_name]['summary']['macro_p@10']:.3f}")
         if lesion_images is not None and len(lesion_records):
             _, heat_maps = embed_images(model, model_lesion_images)
-            ratios = lesion_ratios(heat_maps, lesion_records, lesion_boxes, model.config.input_size)
+            ratios_by_model[model_name] = lesion_ratios(heat_maps, lesion_records, lesion_boxes, model.config.input_size,
+                                                        keep_unscored=True)
+            ratios = ratios_by_model[model_name][np.isfinite(ratios_by_model[model_name])]
             mean, interval = bootstrap_mean(ratios, bootstrap, seed)
             results["lesions"][model_name] = {
                 "mean_ratio": mean,
@@ -241,12 +261,22 @@ def evaluate_models(
         # Control: a map spread evenly over the fundus (not the black border). Boxes lie inside the fundus, so this
         # already scores above 1; a model's map is only "on lesions" if it beats this, not just 1.0.
         fundus_maps = (lesion_images.float().mean(dim=1) > 8.0).float().numpy()
-        ratios = lesion_ratios(fundus_maps, lesion_records, lesion_boxes, lesion_images.shape[-1])
+        control = lesion_ratios(fundus_maps, lesion_records, lesion_boxes, lesion_images.shape[-1], keep_unscored=True)
+        ratios = control[np.isfinite(control)]
         mean, interval = bootstrap_mean(ratios, bootstrap, seed)
         results["lesions"]["uniform-over-fundus"] = {
             "mean_ratio": mean, "ci95": interval, "median_ratio": float(np.median(ratios)), "images": int(len(ratios)),
             "map": "uniform_fundus",
         }
+        # Paired over the same lesion images: each model's map against the uniform control, and against the
+        # reference model's map.
+        for model_name, model_ratios in ratios_by_model.items():
+            paired = {"minus uniform-over-fundus": paired_bootstrap_mean_difference(model_ratios, control, bootstrap, seed)}
+            if reference in ratios_by_model and model_name != reference:
+                paired[f"{reference} minus this"] = paired_bootstrap_mean_difference(
+                    ratios_by_model[reference], model_ratios, bootstrap, seed)
+            results["lesion_paired"][model_name] = {
+                name: {"difference": point, "ci95": interval} for name, (point, interval) in paired.items()}
     for group, members in group_members.items():
         if len(members) == 0:
             continue
