@@ -250,3 +250,40 @@ def test_pretrain_script_uses_training_patients_and_their_lesion_copies_only_and
                     "--with-lesions"], check=True, capture_output=True)
     packed_lesions = [r for r in read_cache_index(str(packed)) if r.source_set == "lesions"]
     assert [r.patient_id for r in packed_lesions] == [r.patient_id for r in expected if r.source_set == "lesions"]
+
+
+def test_ablation_tables_print_curves_per_source_figures_and_mark_intervals_that_exclude_zero(tmp_path):
+    import json
+
+    def run_folder(name, scores):
+        folder = tmp_path / name
+        folder.mkdir()
+        history = [{"step": step, "macro_p@10": p, "knn_qwk": q} for step, (p, q) in scores.items()]
+        (folder / "training.json").write_text(json.dumps({"history": history}))
+        return f"{name}={folder}"
+
+    def entry(p, q):
+        return {"summary": {"macro_p@10": p, "knn_qwk": q}, "ci95": {"macro_p@10": [p - 0.01, p + 0.01],
+                                                                   "knn_qwk": [q - 0.1, q + 0.1]}, "queries": 90}
+
+    trivial = {"summary": {"macro_p@10": 0.2, "knn_qwk": 0.0}}
+    results = {
+        "groups": {"srahim": {"a": entry(0.33, 0.68), "b": entry(0.31, 0.65), "random_ranking": trivial,
+                              "always_majority": trivial}},
+        "paired_differences": {"a - b": {"srahim": {"macro_p@10": {"difference": 0.02, "ci95": [0.005, 0.04]},
+                                                    "knn_qwk": {"difference": 0.03, "ci95": [-0.07, 0.12]}}}},
+        "lesions": {"a": {"mean_ratio": 0.6, "ci95": [0.54, 0.67], "median_ratio": 0.58, "images": 25, "map": "mirror"}},
+        "lesion_paired": {"a": {"minus uniform-over-fundus": {"difference": -0.78, "ci95": [-0.84, -0.71]}}},
+    }
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(results))
+    out = subprocess.run(
+        [sys.executable, os.path.join(SCRIPTS, "ablation_tables.py"), "--results", str(results_path),
+         "--arm", run_folder("a", {100: (0.40, 0.70), 200: (0.44, 0.75)}), "--arm", run_folder("b", {100: (0.43, 0.73)})],
+        check=True, capture_output=True, text=True).stdout
+    assert "| a | **0.440 / 0.750** (200) | 0.400 / 0.700 | 0.440 / 0.750 |" in out
+    assert "| b | **0.430 / 0.730** (100) | 0.430 / 0.730 |  |" in out
+    assert "| srahim, among test patients (90) | 0.330 [0.320, 0.340] | 0.310 [0.300, 0.320] | 0.200 | 0.200 |" in out
+    assert "**+0.020 [+0.005, +0.040]**" in out  # excludes 0: bold
+    assert "| +0.030 [-0.070, +0.120] |" in out  # spans 0: plain
+    assert "| a (mirror) | 25 | 0.60 [0.54, 0.67] | 0.58 | -0.78 [-0.84, -0.71] |  |" in out
