@@ -9,7 +9,7 @@
 #   - a PostgreSQL primary with streaming replicas on 5442-5444 (scripts/cluster/start.sh --databases-only)
 # Idempotent: when everything is there it only checks (about a second). apt-get update runs at most once, and
 # only when something has to be installed. Needs root (or sudo) for apt and for the postgres superuser.
-# Recipes and their caveats: /work/shared/TOOLCHAIN.md.
+# Recipes and their caveats: ../shared/TOOLCHAIN.md.
 set -euo pipefail
 
 PG_VERSION=15

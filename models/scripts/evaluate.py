@@ -1,6 +1,6 @@
 """Score trained checkpoints on the held-out TEST patients (never used for training or selection).
 
-  /usr/bin/python3 models/scripts/evaluate.py --cache models/cache/256 --data /work/shared/data \
+  /usr/bin/python3 models/scripts/evaluate.py --cache models/cache/256 --data ../shared/data \
       --model mirror-ftl=models/runs/mirror-ftl/best.pt --model gem-triplet=models/runs/gem-triplet/best.pt \
       --reference mirror-ftl --out models/results/test-metrics.json
 """

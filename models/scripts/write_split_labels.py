@@ -3,7 +3,7 @@ evaluate CLI scores exactly the patients the model card reports. Image paths are
 relative path against the CSV's folder only when it is not absolute). The split is the same hash of patient_id
 that training uses (fundus_cbr.data.split_of_patient), so no split file is needed.
 
-  /usr/bin/python3 models/scripts/write_split_labels.py --data /work/shared/data --out /tmp/fundus-test-labels
+  /usr/bin/python3 models/scripts/write_split_labels.py --data ../shared/data --out /tmp/fundus-test-labels
 """
 from __future__ import annotations
 
