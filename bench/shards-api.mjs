@@ -3,13 +3,14 @@
 //
 //   bash scripts/cluster/start.sh --databases-only && bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env
 //   npm run build && nice node bench/shards-api.mjs [--cases 100000] [--queries 100] [--clients 1,4] [--seconds 10] [--writes 300]
-//       [--spread 1 | none] [--reshard none]
+//       [--spread 1 | none] [--reshard none] [--attach-graphs after | during]
 //
 // Scratch databases, dropped afterwards: the application database copied from the primary's template (5442, with
 // vector and postgres_fdw: shard.sh) and one shard database on each node of SEARCH_SHARD_URLS (5445, 5446), copied
 // from the node's database fundus (vector). Cases: bench/seed-cases.mjs (128-d unit embeddings around a centre per
 // grade, noise of norm --spread; uniform random with --spread none; N/2 patients, grades 0-4 at a fixed mix),
-// attached with attachShards and replayed (timed: the projection's first fill). Then:
+// attached with attachShards and replayed, then the shards' graphs built (timed: the projection's first fill, as
+// `npm run shards -- attach` makes it; --attach-graphs during: into graphs made before the backfill). Then:
 // - writes: single-row embedding updates (as re-embedding and ingest write) with the projection on (each queues the
 //   photograph: one outbox row from the statement's trigger) and off, alternating in rounds; then the replay of
 //   what they queued, timed;
@@ -20,7 +21,8 @@
 // - throughput: C concurrent searches without a filter for --seconds, primary alone and sharded, alternating;
 // - the reshard (unless --reshard none): 2 search clients (the process opened before it: no filter and grade 4
 //   in turn) and 1 writer (single-row embedding updates) run for --seconds, then on through a reshard from the
-//   shards to them plus one more (a second scratch database on the first node): prepare, copy (timed), swap,
+//   shards to them plus one more (a second scratch database on the first node): prepare, copy (timed, and within
+//   it the build of the new shards' graphs), swap,
 //   retire; search and write latencies per phase (before, during the copy, after the swap, when the old process
 //   searches on the primary); then a process opened over the new shards: recall@10 and latency per filter, and
 //   the new generation's rows counted against the primary's embedded photographs.
@@ -43,6 +45,9 @@ const spread = spreadOption === 'none' ? null : Number(spreadOption);
 const K = 10;
 const MODEL_VERSION = 'bench-shards';
 const reshard = option('reshard', 'yes') !== 'none';
+// The attach's HNSW graphs: built after the backfill (the CLI's way) or there from the start, filled row by row.
+const attachGraphs = option('attach-graphs', 'after');
+if (!['after', 'during'].includes(attachGraphs)) throw new Error('--attach-graphs: after or during');
 
 const [{ openDatabase }, search, shards, { createLogger }] = await Promise.all([
   api('db/database.js'), api('search/similar-images.js'), api('search/shards.js'), api('logger.js'),
@@ -94,10 +99,12 @@ try {
   log(`seeded ${caseCount} cases in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   started = performance.now();
-  const attached = await shards.attachShards(db, scratchShards);
+  // As `npm run shards -- attach` does (graphs after the backfill), or with --attach-graphs during, into the graphs.
+  const attached = await shards.attachShards(db, scratchShards, { graphs: attachGraphs === 'during' });
   const replayed = await shards.replayAll(db.sql);
+  const graphSeconds = attachGraphs === 'after' ? await shards.buildAttachedGraphs(db.sql, scratchShards) : 0;
   const attachSeconds = (performance.now() - started) / 1000;
-  result.attach = { queued: attached.queued, projected: replayed.projected, seconds: Number(attachSeconds.toFixed(1)), embeddingsPerSecond: Math.round(replayed.projected / attachSeconds) };
+  result.attach = { graphs: attachGraphs, queued: attached.queued, projected: replayed.projected, seconds: Number(attachSeconds.toFixed(1)), graphSeconds: Number(graphSeconds.toFixed(1)), embeddingsPerSecond: Math.round(replayed.projected / attachSeconds) };
   log(`attach: ${JSON.stringify(result.attach)}`);
   for (const url of scratchShards) {
     const client = new pg.Client({ connectionString: url });
@@ -235,7 +242,7 @@ try {
       phaseOf.now = 'copy';
       let t = performance.now();
       const plan = await shards.prepareReshard(db, newShards);
-      const copied = await shards.copyIntoNext(db.sql);
+      const copied = await shards.copyIntoNext(db.sql, { shardUrls: newShards });
       const copySeconds = (performance.now() - t) / 1000;
       t = performance.now();
       const finished = await shards.finishReshard(db.sql);
@@ -261,7 +268,7 @@ try {
       }
       result.reshard = {
         from: plan.from.length, to: plan.to.length, generation: finished.generation,
-        copy: { images: copied.images, projected: copied.projected, seconds: Number(copySeconds.toFixed(1)), embeddingsPerSecond: Math.round(copied.projected / copySeconds) },
+        copy: { images: copied.images, projected: copied.projected, seconds: Number(copySeconds.toFixed(1)), graphSeconds: Number(copied.graphSeconds.toFixed(1)), embeddingsPerSecond: Math.round(copied.projected / copySeconds) },
         swapMs: Number(swapMs.toFixed(1)), retire: { ms: Number(retireMs.toFixed(1)), emptied: retired.emptied.length, failed: retired.failed.length },
         rows: { embedded, onNewShards },
         // The old process's searches from the load's start: on its shards (with queued photographs beside them),

@@ -81,6 +81,10 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
       await client.end();
     }
   }
+  /** The HNSW graphs (and anything else named like them) of a shard's table, with whether each is valid. */
+  const graphsOf = (index, table) => onShard(index, `SELECT c.relname AS name, i.indisvalid AS valid, pg_get_indexdef(c.oid) LIKE '%USING hnsw%' AS hnsw
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = '${table}'::regclass AND c.relname LIKE '${table}_hnsw_%' ORDER BY 1`);
+  const graphNames = (table) => [0, 1, 2, 3, 4].map((grade) => `${table}_hnsw_grade_${grade}`).concat(`${table}_hnsw_ungraded`).sort();
   const shardRows = async () => (await Promise.all([0, 1].map((index) => onShard(index, 'SELECT image_id::text AS image_id, patient_id::text AS patient_id, dr_grade FROM case_projection')))).map((rows, index) => rows.map((row) => ({ ...row, shard: index }))).flat();
   const queued = async () => (await api.db.sql.query('SELECT count(*)::int AS n FROM search_projection_outbox'))[0].n;
 
@@ -108,12 +112,15 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
         await superuser.connect();
         await superuser.query(`CREATE EXTENSION IF NOT EXISTS postgres_fdw; GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO ${new URL(process.env.TEST_DATABASE_URL).username}`);
         await superuser.end();
-        const attached = await shards.attachShards(db, shardUrls.slice(0, 2));
+        // The operator's command: attach, the backfill into tables without graphs, then the graphs built over them.
+        const { stdout } = await promisify(execFile)(process.execPath, [path.join(repositoryRoot, 'apps/api/dist/cli/shards.js'), 'attach', '--shards', shardUrls.slice(0, 2).join(','), '--json'], { env: { ...process.env, DATABASE_URL: database.url, LOG_LEVEL: 'silent' } });
+        const attached = JSON.parse(stdout);
         assert.equal(attached.alreadyAttached, false);
         const [{ n }] = await db.sql.query('SELECT count(DISTINCT image_id)::int AS n FROM image_embedding');
         assert.equal(attached.queued, n);
-        const replayed = await shards.replayAll(db.sql);
-        assert.equal(replayed.images, n);
+        assert.equal(attached.replayed.images, n);
+        assert.ok(attached.graphSeconds > 0);
+        for (const index of [0, 1]) assert.deepEqual(await graphsOf(index, 'case_projection'), graphNames('case_projection').map((name) => ({ name, valid: true, hnsw: true })), `shard ${index}'s graphs after attach`);
       },
       // The background replay's first pass runs at start-up; afterwards each test replays when it means to.
       env: (database) => ({ DATABASE_URL: database.url, SEARCH_SHARD_URLS: shardUrls.slice(0, 2).join(','), SEARCH_SHARD_REPLAY_INTERVAL_MS: '3600000' }),
@@ -268,6 +275,11 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
   test('attach refuses other shards, and the API refuses to start over shards the database does not name', async () => {
     const attachedUrls = shardUrls.slice(0, 2);
     assert.deepEqual((await shards.attachShards(api.db, attachedUrls)).alreadyAttached, true);
+    // An attach that stopped before all its graphs were built: attaching again builds the missing one.
+    await onShard(1, 'DROP INDEX case_projection_hnsw_grade_3');
+    const { stdout } = await promisify(execFile)(process.execPath, [path.join(repositoryRoot, 'apps/api/dist/cli/shards.js'), 'attach', '--shards', attachedUrls.join(',')], { env: { ...process.env, DATABASE_URL: api.database.url, LOG_LEVEL: 'silent' } });
+    assert.match(stdout, /already attached .*nothing changed.*search graphs checked/);
+    assert.deepEqual(await graphsOf(1, 'case_projection'), graphNames('case_projection').map((name) => ({ name, valid: true, hnsw: true })));
     await assert.rejects(shards.attachShards(api.db, shardUrls.slice(0, 1)), (error) => error.code === 'CONFLICT' && /npm run shards -- reshard/.test(error.message));
     await assert.rejects(shards.attachShards(api.db, [shardUrls[0], shardUrls[0]]), (error) => error.code === 'BAD_USER_INPUT');
     await assert.rejects(shards.assertShardsAttached(api.db.sql, [...attachedUrls].reverse()), (error) => error.code === 'CONFLICT' && /npm run shards -- attach/.test(error.message));
@@ -293,9 +305,28 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     const [before, afterCopy] = images.filter((image) => image.dr_grade === 2);
     await grade(before.id, 1);
     // A second prepare while a copy runs (another operator) empties the next generation: that copy must stop.
-    await assert.rejects(shards.copyIntoNext(api.db.sql, { batch: 97, onBatch: () => shards.prepareReshard(api.db, newUrls) }), (error) => error.code === 'CONFLICT' && /prepared again/.test(error.message));
-    const copied = await shards.copyIntoNext(api.db.sql, { batch: 97 });
+    await assert.rejects(shards.copyIntoNext(api.db.sql, { shardUrls: newUrls, batch: 97, onBatch: () => shards.prepareReshard(api.db, newUrls) }), (error) => error.code === 'CONFLICT' && /prepared again/.test(error.message));
+    await assert.rejects(shards.copyIntoNext(api.db.sql, { shardUrls: oldUrls }), (error) => error.code === 'CONFLICT' && /not .*reshard --abort/.test(error.message), 'a copy to other shards than the prepared ones');
+    // The copy writes tables without graphs and builds them after. A graph an earlier build left invalid is built
+    // again: here one is made to fail on shard 0 (a division by zero in its expression) once rows are there.
+    const graphsDuringCopy = [];
+    let broken = false;
+    const copied = await shards.copyIntoNext(api.db.sql, {
+      shardUrls: newUrls,
+      batch: 97,
+      onBatch: async () => {
+        graphsDuringCopy.push(...(await graphsOf(2, 'case_projection_g2')), ...(await graphsOf(1, 'case_projection_g2')));
+        if (broken) return;
+        broken = true;
+        await assert.rejects(onShard(0, 'CREATE INDEX CONCURRENTLY case_projection_g2_hnsw_grade_0 ON case_projection_g2 ((1 / (coalesce(dr_grade, 0) - coalesce(dr_grade, 0))))'), /division by zero/);
+        assert.deepEqual(await graphsOf(0, 'case_projection_g2'), [{ name: 'case_projection_g2_hnsw_grade_0', valid: false, hnsw: false }]);
+      },
+    });
     assert.equal(copied.images, (await embedded()).length);
+    assert.ok(broken, 'the copy took more than one batch');
+    assert.deepEqual(graphsDuringCopy, [], 'no graph while the rows are copied');
+    assert.ok(copied.graphSeconds > 0);
+    for (const index of [0, 1, 2]) assert.deepEqual(await graphsOf(index, 'case_projection_g2'), graphNames('case_projection_g2').map((name) => ({ name, valid: true, hnsw: true })), `shard ${index}'s graphs`);
     await grade(afterCopy.id, 0);
     const erased = images.find((image) => image.patient_id !== before.patient_id && image.patient_id !== afterCopy.patient_id).patient_id;
     await api.db.sql.query('DELETE FROM patient WHERE id = $1', [erased]);
@@ -371,6 +402,7 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     let batches = 0;
     const queuedAtBatch = [];
     await shards.copyIntoNext(api.db.sql, {
+      shardUrls: [shardUrls[1]],
       batch: 50,
       onBatch: async () => {
         batches += 1;
@@ -390,6 +422,6 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     assert.equal((await onShard(1, `SELECT count(*)::int AS n FROM ${table}`))[0].n, 0, 'emptied');
     assert.deepEqual(await shards.readShardAttachment(api.db.sql), before);
     await assert.rejects(shards.finishReshard(api.db.sql), (error) => error.code === 'CONFLICT' && /no reshard/.test(error.message));
-    await assert.rejects(shards.copyIntoNext(api.db.sql), (error) => error.code === 'CONFLICT');
+    await assert.rejects(shards.copyIntoNext(api.db.sql, { shardUrls: [shardUrls[1]] }), (error) => error.code === 'CONFLICT' && /no reshard/.test(error.message));
   });
 });

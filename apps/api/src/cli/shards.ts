@@ -7,12 +7,14 @@
 // Sharded similar-case search (search/shards.ts) on the PostgreSQL primary of DATABASE_URL. `attach`: creates the
 // projection's table and indexes on each shard, the partitioned table over postgres_fdw foreign partitions on the
 // primary, turns the outbox on and queues every embedded photograph, then replays until the shards hold them all
-// (prints progress); attaching again with the same shards changes nothing. `replay`: replays the outbox once until
+// (prints progress), then builds the shards' HNSW graphs over what they hold; attaching again with the same shards
+// changes nothing (it builds graphs an earlier attach did not finish). `replay`: replays the outbox once until
 // empty (the API does this in the background; for a maintenance window or a test). `status`: outbox depth and its
 // oldest row's age, and each shard's rows. The shards are --shards, else SEARCH_SHARD_URLS, in the same order
 // every time (the order fixes which hash remainder a shard holds). `reshard`: moves the projection to the shards
 // given (another number of them, one replaced), with searches and writes going on: prepares the next generation
-// on them, copies every embedded photograph there from the primary (prints progress), swaps the generations on the
+// on them, copies every embedded photograph there from the primary (prints progress) and then builds the new
+// shards' HNSW graphs over what they hold (one build a graph, faster than inserting row by row), swaps the generations on the
 // primary, waits --grace-seconds (30 unless set: searches that read the old generation, on a lagging replica too,
 // finish; search/shards.ts RETIRE_GRACE_MS) and retires the old
 // one (empties its tables on its shards). Run again with the same shards after a failure, it starts the copy over;
@@ -27,7 +29,7 @@ import { writeAuditEvents } from '../audit/audit.service.js';
 import { loadConfig } from '../config.js';
 import { openDatabase } from '../db/database.js';
 import { AppError } from '../errors.js';
-import { RETIRE_GRACE_MS, abortReshard, attachShards, copyIntoNext, finishReshard, prepareReshard, readShardAttachment, replayAll, retireShards, shardName, shardStatus, shardTableName, type RetireResult } from '../search/shards.js';
+import { RETIRE_GRACE_MS, abortReshard, attachShards, buildAttachedGraphs, copyIntoNext, finishReshard, prepareReshard, readShardAttachment, replayAll, retireShards, shardName, shardStatus, shardTableName, type RetireResult } from '../search/shards.js';
 import { UsageError, parseArgs } from './args.js';
 import { runAudited } from './audited-run.js';
 
@@ -102,10 +104,14 @@ async function main(): Promise<number> {
       return 0;
     }
     if (command === 'attach') {
-      const attached = await attachShards(db, shardUrls);
+      // The backfill writes tables without graphs, which are built over them once it is done: faster than
+      // inserting each photograph into them (bench/README.md).
+      const attached = await attachShards(db, shardUrls, { graphs: false });
       if (attached.alreadyAttached) {
+        // What an attach that stopped before its graphs left undone (nothing, when they are there).
+        const graphSeconds = await step('building the search graphs', () => buildAttachedGraphs(db.sql, shardUrls));
         await audit('OK', { action: 'attach', shards: attached.shards, alreadyAttached: true });
-        print(`already attached to ${attached.shards.join(', ')}: nothing changed (npm run shards -- status)`, attached);
+        print(`already attached to ${attached.shards.join(', ')}: nothing changed (npm run shards -- status); search graphs checked (${graphSeconds.toFixed(1)} s)`, { ...attached, graphSeconds });
         return 0;
       }
       if (!json) process.stdout.write(`attached ${attached.shards.join(', ')}; ${attached.queued} photographs queued for the shards, replaying\n`);
@@ -113,8 +119,10 @@ async function main(): Promise<number> {
       const replayed = await replayAll(db.sql, (batch) => {
         if (!json && batch.outboxRows > 0) process.stderr.write(`  replayed ${batch.images} photographs (${batch.projected} embeddings)\n`);
       });
+      if (!json) process.stderr.write(`  building the search graphs on ${attached.shards.join(', ')}\n`);
+      const graphSeconds = await step('building the search graphs', () => buildAttachedGraphs(db.sql, shardUrls));
       await audit('OK', { action: 'attach', shards: attached.shards, queued: attached.queued, projected: replayed.projected });
-      print(`the shards hold ${replayed.projected} embeddings of ${replayed.images} photographs (${((Date.now() - started) / 1000).toFixed(1)} s)${replayed.locked ? '' : '; another process is replaying the rest'}`, { ...attached, replayed });
+      print(`the shards hold ${replayed.projected} embeddings of ${replayed.images} photographs (${((Date.now() - started) / 1000).toFixed(1)} s, of which ${graphSeconds.toFixed(1)} s building their search graphs)${replayed.locked ? '' : '; another process is replaying the rest'}`, { ...attached, replayed, graphSeconds });
       return 0;
     }
     if (command === 'retire') {
@@ -155,9 +163,13 @@ async function main(): Promise<number> {
       }
       if (!json) process.stdout.write(`resharding from ${plan.from.join(', ')} to ${plan.to.join(', ')} (generation ${plan.generation}); copying\n`);
       const started = Date.now();
-      const copied = resumable ? { images: 0, projected: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
+      const copied = resumable ? { images: 0, projected: 0, graphSeconds: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
+        shardUrls,
         onBatch: (done) => {
           if (!json) process.stderr.write(`  copied ${done.images} photographs (${done.projected} embeddings)\n`);
+        },
+        onGraphs: () => {
+          if (!json) process.stderr.write(`  building the search graphs on ${plan.to.join(', ')}\n`);
         },
       }));
       const copySeconds = (Date.now() - started) / 1000;
@@ -167,7 +179,7 @@ async function main(): Promise<number> {
       const outcome = retired.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK';
       await audit(outcome, { action: 'reshard', from: plan.from, shards: finished.shards, generation: finished.generation, projected: copied.projected, notEmptied: retired.failed.map((failed) => failed.shard) });
       const text = [
-        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${resumable ? 'copied by an earlier run' : `${copied.projected} embeddings of ${copied.images} photographs copied in ${copySeconds.toFixed(1)} s`}`,
+        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${resumable ? 'copied by an earlier run' : `${copied.projected} embeddings of ${copied.images} photographs copied in ${copySeconds.toFixed(1)} s (of which ${copied.graphSeconds.toFixed(1)} s building the shards' search graphs)`}`,
         `retired ${finished.retired.join(', ')}${retired.failed.length > 0 ? '' : ' (emptied)'}`,
         ...(retired.failed.length > 0 ? [retireProblems(retired)] : []),
         `restart the API processes with SEARCH_SHARD_URLS naming these shards in this order: until then they search on the primary`,

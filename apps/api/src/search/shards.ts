@@ -27,11 +27,13 @@
 // table (case_projection_g<N>, so a shard of both generations keeps serving) and search_shards.case_projection_next
 // over them; from then on every replay writes both generations; copyIntoNext fills the next one from the primary
 // in batches, each under the replay's lock (so a batch and a replay never interleave: a write that commits after a
-// batch read its photograph is queued, and its replay reaches both generations); finishReshard swaps the two
-// partitioned tables in one transaction of the primary and counts the generation up; retireShards then empties the
-// retired generation's tables through their foreign partitions (no shard keeps a stale copy of a patient) and
-// drops their servers. An API process searches the shards only while the primary's generation is the one it
-// opened: after a reshard it searches on the primary (logged, counted) until restarted with the new shards.
+// batch read its photograph is queued, and its replay reaches both generations), into tables without HNSW graphs,
+// and then builds each next shard's graphs over its rows (CREATE INDEX CONCURRENTLY, the replays writing on);
+// finishReshard swaps the two partitioned tables in one transaction of the primary and counts the generation up;
+// retireShards then empties the retired generation's tables through their foreign partitions (no shard keeps a
+// stale copy of a patient) and drops their servers. An API process searches the shards only while the primary's
+// generation is the one it opened: after a reshard it searches on the primary (logged, counted) until restarted
+// with the new shards.
 import pg from 'pg';
 import pgvector from 'pgvector';
 import { AppError } from '../errors.js';
@@ -105,18 +107,28 @@ const COLUMNS = `
   content_hash text NOT NULL,
   embedding vector(128) NOT NULL`;
 
+/** The HNSW graphs of a shard's table: one per reference grade and one for the ungraded, as migration 0007 builds on
+ *  the primary, so a grade filter walks its own graph. */
+function shardGraphs(table: string): { name: string; where: string }[] {
+  return [
+    ...INDEXED_GRADES.map((grade) => ({ name: `${table}_hnsw_grade_${grade}`, where: `dr_grade = ${grade}` })),
+    { name: `${table}_hnsw_ungraded`, where: 'dr_grade IS NULL' },
+  ];
+}
+
 /**
  * One shard's table and indexes: the primary key leads with the partition key; an index on image_id for the
- * replay's deletes (which do not know the patient of an erased photograph); one HNSW graph per reference grade
- * and one for the ungraded, as migration 0007 builds on the primary, so a grade filter walks its own graph.
+ * replay's deletes (which do not know the patient of an erased photograph); and, unless `graphs` is false, the HNSW
+ * graphs (shardGraphs). A reshard's next generation is made without them and fills its graphs in one build each
+ * after the copy (buildShardGraphs): a graph built over its rows takes a tenth of the time of one grown an insert
+ * at a time, and is searched as well (bench/README.md, G8-G9).
  */
-export function shardTableSql(table = shardTableName(1)): string[] {
+export function shardTableSql(table = shardTableName(1), { graphs = true }: { graphs?: boolean } = {}): string[] {
   return [
     `CREATE TABLE IF NOT EXISTS ${table} (${COLUMNS},
   PRIMARY KEY (patient_id, image_id, model_version))`,
     `CREATE INDEX IF NOT EXISTS ${table}_image_id_idx ON ${table} (image_id)`,
-    ...INDEXED_GRADES.map((grade) => `CREATE INDEX IF NOT EXISTS ${table}_hnsw_grade_${grade} ON ${table} USING hnsw (embedding vector_cosine_ops) WHERE dr_grade = ${grade}`),
-    `CREATE INDEX IF NOT EXISTS ${table}_hnsw_ungraded ON ${table} USING hnsw (embedding vector_cosine_ops) WHERE dr_grade IS NULL`,
+    ...(graphs ? shardGraphs(table).map(({ name, where }) => `CREATE INDEX IF NOT EXISTS ${name} ON ${table} USING hnsw (embedding vector_cosine_ops) WHERE ${where}`) : []),
   ];
 }
 
@@ -220,24 +232,53 @@ async function assertForeignDataWrapper(sql: SqlRunner): Promise<void> {
   if (!fdw?.usable) throw new AppError('BAD_USER_INPUT', 'the primary has no usable postgres_fdw: as a superuser, CREATE EXTENSION postgres_fdw and GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw to this role');
 }
 
-/** On each shard: the vector extension checked, the generation's table and indexes created (if missing), and, with
- *  `truncate`, emptied. */
-async function prepareShardTables(shardUrls: string[], table: string, { truncate }: { truncate: boolean }): Promise<void> {
-  for (const url of shardUrls) {
-    const client = new pg.Client({ connectionString: url });
-    try {
-      await client.connect();
-      const { rows } = await client.query<{ found: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') AS found`);
-      if (!rows[0]?.found) throw new AppError('BAD_USER_INPUT', `shard ${shardName(url)} has no vector extension: CREATE EXTENSION vector there as a superuser`);
-      for (const statement of shardTableSql(table)) await client.query(statement);
-      if (truncate) await client.query(`TRUNCATE ${table}`);
-    } catch (error) {
-      if (error instanceof AppError) throw error;
-      throw new AppError('SERVICE_UNAVAILABLE', `shard ${shardName(url)}: ${error instanceof Error ? error.message : String(error)}`);
-    } finally {
-      await client.end().catch(() => {});
-    }
+/** Runs `work` on a connection of the shard, a failure that is not a refusal as SERVICE_UNAVAILABLE naming it. */
+async function onShard(url: string, work: (client: pg.Client, url: string) => Promise<void>): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+    await work(client, url);
+  } catch (error) {
+    if (error instanceof AppError) throw error;
+    throw new AppError('SERVICE_UNAVAILABLE', `shard ${shardName(url)}: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    await client.end().catch(() => {});
   }
+}
+
+/** On each shard: the vector extension checked, the generation's table and indexes created (if missing), and, with
+ *  `truncate`, emptied. With `graphs` false the table is left without HNSW graphs, and those an earlier try left
+ *  are dropped (a reshard's next table, which nothing searches before its swap). */
+async function prepareShardTables(shardUrls: string[], table: string, { truncate, graphs }: { truncate: boolean; graphs: boolean }): Promise<void> {
+  for (const url of shardUrls) await onShard(url, async (client) => {
+    const { rows } = await client.query<{ found: boolean }>(`SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') AS found`);
+    if (!rows[0]?.found) throw new AppError('BAD_USER_INPUT', `shard ${shardName(url)} has no vector extension: CREATE EXTENSION vector there as a superuser`);
+    for (const statement of shardTableSql(table, { graphs })) await client.query(statement);
+    if (!graphs) for (const { name } of shardGraphs(table)) await client.query(`DROP INDEX IF EXISTS ${name}`);
+    if (truncate) await client.query(`TRUNCATE ${table}`);
+  });
+}
+
+/** maintenance_work_mem of a graph build on a shard: pgvector builds in memory while the graph fits, and much more
+ *  slowly on disk after (about 833 bytes a vector at m 16: 512 MB holds a grade of about 600k photographs). */
+export const SHARD_GRAPH_BUILD_MEMORY = '512MB';
+
+/**
+ * Builds `table`'s HNSW graphs (shardGraphs) on every shard at once, one graph after another on each, with CREATE
+ * INDEX CONCURRENTLY, so the replays that write the table meanwhile are not blocked. A graph an earlier build left
+ * invalid (it failed or was cancelled) is dropped and built again; a valid one is kept. Returns the seconds taken.
+ */
+async function buildShardGraphs(shardUrls: string[], table: string): Promise<number> {
+  const started = performance.now();
+  await Promise.all(shardUrls.map((url) => onShard(url, async (client) => {
+    await client.query(`SET maintenance_work_mem = '${SHARD_GRAPH_BUILD_MEMORY}'`);
+    for (const { name, where } of shardGraphs(table)) {
+      const { rows } = await client.query<{ valid: boolean }>('SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND pg_table_is_visible(c.oid)', [name]);
+      if (rows[0]?.valid === false) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+      await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON ${table} USING hnsw (embedding vector_cosine_ops) WHERE ${where}`);
+    }
+  })));
+  return (performance.now() - started) / 1000;
 }
 
 /** In a transaction of the primary: `parent`, PARTITION BY HASH (patient_id) over one foreign partition a shard, the
@@ -266,12 +307,14 @@ export type AttachResult = { shards: string[]; alreadyAttached: boolean; queued:
  * attached holds nothing this primary wrote), then in one transaction of the primary the foreign servers, user
  * mappings and the partitioned table, turns the projection on and queues every embedded photograph (the
  * backfill): a write that commits after this transaction is queued by the triggers, one before it by the backfill.
- * Run the replay afterwards (`npm run shards -- attach` does). Attaching again with the same shards changes nothing;
- * other shards are a CONFLICT (that is a reshard: prepareReshard).
+ * Run the replay afterwards (`npm run shards -- attach` does). With `graphs` false the shards' tables are made
+ * without their HNSW graphs, for the backfill to write plain tables and buildAttachedGraphs to build the graphs
+ * over them after it (what the CLI does; a search on the shards meanwhile scans them exactly). Attaching again with
+ * the same shards changes nothing; other shards are a CONFLICT (that is a reshard: prepareReshard).
  * Needs, on the primary, the postgres_fdw extension and USAGE on it for this role; on each shard, the vector
  * extension (a superuser's steps, as for pgvector on the primary).
  */
-export async function attachShards(db: Pick<Database, 'sql' | 'kind'>, shardUrls: string[]): Promise<AttachResult> {
+export async function attachShards(db: Pick<Database, 'sql' | 'kind'>, shardUrls: string[], { graphs = true }: { graphs?: boolean } = {}): Promise<AttachResult> {
   const names = checkedShardNames(db, shardUrls);
   const attachment = await readShardAttachment(db.sql);
   if (attachment.enabled) {
@@ -280,7 +323,7 @@ export async function attachShards(db: Pick<Database, 'sql' | 'kind'>, shardUrls
   }
   await assertForeignDataWrapper(db.sql);
   // Emptied: a shard not yet attached holds nothing this primary wrote.
-  await prepareShardTables(shardUrls, shardTableName(1), { truncate: true });
+  await prepareShardTables(shardUrls, shardTableName(1), { truncate: true, graphs });
   const queued = await db.sql.transaction(async (tx) => {
     await createPartitionedTable(tx, LIVE, 1, shardUrls);
     await tx.query('UPDATE search_projection_state SET enabled = true, shards = $1, enabled_at = now(), generation = 1, next_generation = NULL, next_copied_at = NULL WHERE id', [shardUrls.length]);
@@ -290,6 +333,13 @@ export async function attachShards(db: Pick<Database, 'sql' | 'kind'>, shardUrls
     return row?.queued ?? 0;
   });
   return { shards: names, alreadyAttached: false, queued };
+}
+
+/** Builds the live generation's HNSW graphs on its shards (buildShardGraphs: the ones there and valid are kept, so
+ *  after an attach that built them this only checks); `shardUrls` must be the attached shards. Returns seconds. */
+export async function buildAttachedGraphs(sql: SqlRunner, shardUrls: string[]): Promise<number> {
+  const { generation } = await assertShardsAttached(sql, shardUrls);
+  return buildShardGraphs(shardUrls, shardTableName(generation));
 }
 
 /**
@@ -379,7 +429,7 @@ export async function prepareReshard(db: Pick<Database, 'sql' | 'kind'>, shardUr
   if (!attachment.next && attachment.servers.join(',') === names.join(',')) return { from: attachment.servers, to: names, generation: attachment.generation, unchanged: true };
   await assertForeignDataWrapper(db.sql);
   const generation = attachment.next?.generation ?? attachment.generation + 1;
-  await prepareShardTables(shardUrls, shardTableName(generation), { truncate: false });
+  await prepareShardTables(shardUrls, shardTableName(generation), { truncate: false, graphs: false });
   await db.sql.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
     const [state] = await tx.query<{ next: number | null }>('SELECT next_generation AS next FROM search_projection_state WHERE id');
@@ -392,45 +442,71 @@ export async function prepareReshard(db: Pick<Database, 'sql' | 'kind'>, shardUr
   return { from: attachment.servers, to: names, generation, unchanged: false };
 }
 
-export type CopyResult = { images: number; projected: number };
+export type CopyResult = { images: number; projected: number; graphSeconds: number };
 
 /**
  * A reshard's second step: every embedded photograph copied from the primary into the next generation, in batches
- * of `batch` photographs by id, each in one transaction of the primary that waits for the replay's lock; then the
- * copy is marked finished. A photograph written meanwhile is queued by the triggers and replayed to both generations.
- * A prepare run meanwhile (another operator's: it empties the next generation) changes the state row, which every
- * batch checks (its row version, xmin), so this copy stops with a CONFLICT instead of marking a partial copy done.
+ * of `batch` photographs by id, each in one transaction of the primary that waits for the replay's lock (the
+ * replays run between the batches); then the next shards' HNSW graphs built over what they hold (buildShardGraphs:
+ * the copy writes tables without graphs), and the copy marked finished. `shardUrls` are the next generation's shards
+ * as prepareReshard was given them (the primary knows them without their passwords). A photograph written meanwhile
+ * is queued by the triggers and replayed to both generations, into the graphs as they are built. A prepare run
+ * meanwhile (another operator's: it empties the next generation) changes the state row, which every batch and the
+ * last step check (its row version, xmin), so this copy stops with a CONFLICT instead of marking a partial copy done.
  */
-export async function copyIntoNext(sql: SqlRunner, { batch = COPY_BATCH, onBatch }: { batch?: number; onBatch?: (done: CopyResult) => void | Promise<unknown> } = {}): Promise<CopyResult> {
-  const total: CopyResult = { images: 0, projected: 0 };
+export async function copyIntoNext(
+  sql: SqlRunner,
+  { shardUrls, batch = COPY_BATCH, onBatch, onGraphs }: {
+    shardUrls: string[];
+    batch?: number;
+    onBatch?: (done: Omit<CopyResult, 'graphSeconds'>) => void | Promise<unknown>;
+    /** Called once the rows are copied, before the graphs are built. */
+    onGraphs?: () => void | Promise<unknown>;
+  },
+): Promise<CopyResult> {
+  const attachment = await readShardAttachment(sql);
+  if (!attachment.next) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
+  const names = shardUrls.map(shardName);
+  if (names.join(',') !== attachment.next.servers.join(',')) {
+    throw new AppError('CONFLICT', `the reshard under way is to ${attachment.next.servers.join(', ')}, not ${names.join(', ')}: copy with its shards, or \`npm run shards -- reshard --abort\``);
+  }
+  const total = { images: 0, projected: 0 };
   let after = '00000000-0000-0000-0000-000000000000';
   let version: string | null = null;
+  // One primary transaction under the replay's lock: still the reshard this copy began (else CONFLICT), and then
+  // `work` (null when the state row was only checked).
+  const underLock = <T>(work: (tx: SqlRunner) => Promise<T>) => sql.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
+    const [state] = await tx.query<{ next: number | null; version: string }>('SELECT next_generation AS next, xmin::text AS version FROM search_projection_state WHERE id');
+    if (state?.next == null) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
+    if (state.next !== attachment.next!.generation || (version !== null && state.version !== version)) {
+      throw new AppError('CONFLICT', 'the reshard was prepared again meanwhile (another operator?): this copy stops; run `npm run shards -- reshard` again');
+    }
+    version = state.version;
+    return work(tx);
+  });
   for (;;) {
-    const done = await sql.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
-      const [state] = await tx.query<{ next: number | null; version: string }>('SELECT next_generation AS next, xmin::text AS version FROM search_projection_state WHERE id');
-      if (state?.next == null) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
-      if (version !== null && state.version !== version) throw new AppError('CONFLICT', 'the reshard was prepared again meanwhile (another operator?): this copy stops; run `npm run shards -- reshard` again');
-      version = state.version;
+    const more = await underLock(async (tx) => {
       const ids = await tx.query<{ image_id: string }>(
         'SELECT image_id::text AS image_id FROM image_embedding WHERE image_id > $1::uuid GROUP BY image_id ORDER BY image_id LIMIT $2',
         [after, batch],
       );
-      if (ids.length === 0) {
-        await tx.query('UPDATE search_projection_state SET next_copied_at = now() WHERE id');
-        return true;
-      }
+      if (ids.length === 0) return false;
       total.projected += await reproject(tx, NEXT, ids.map((row) => row.image_id));
       total.images += ids.length;
       after = ids[ids.length - 1]!.image_id;
-      return false;
+      return true;
     });
-    if (done) return total;
+    if (!more) break;
     // The replay's turn: the next batch would take the lock again at once, and the background replays (which only
     // try the lock) would hardly ever get it, leaving the queue to grow for the whole copy.
     await replayAll(sql);
     await onBatch?.({ ...total });
   }
+  await onGraphs?.();
+  const graphSeconds = await buildShardGraphs(shardUrls, shardTableName(attachment.next.generation));
+  await underLock((tx) => tx.query('UPDATE search_projection_state SET next_copied_at = now() WHERE id'));
+  return { ...total, graphSeconds };
 }
 
 /**
