@@ -310,19 +310,27 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     // The copy writes tables without graphs and builds them after. A graph an earlier build left invalid is built
     // again: here one is made to fail on shard 0 (a division by zero in its expression) once rows are there.
     const graphsDuringCopy = [];
+    const batches = [];
     let broken = false;
     const copied = await shards.copyIntoNext(api.db.sql, {
       shardUrls: newUrls,
       batch: 97,
-      onBatch: async () => {
+      onBatch: async (done) => {
         graphsDuringCopy.push(...(await graphsOf(2, 'case_projection_g2')), ...(await graphsOf(1, 'case_projection_g2')));
-        if (broken) return;
+        batches.push(done);
+        if (broken || (await onShard(0, 'SELECT count(*)::int AS n FROM case_projection_g2'))[0].n === 0) return;
         broken = true;
         await assert.rejects(onShard(0, 'CREATE INDEX CONCURRENTLY case_projection_g2_hnsw_grade_0 ON case_projection_g2 ((1 / (coalesce(dr_grade, 0) - coalesce(dr_grade, 0))))'), /division by zero/);
         assert.deepEqual(await graphsOf(0, 'case_projection_g2'), [{ name: 'case_projection_g2_hnsw_grade_0', valid: false, hnsw: false }]);
       },
     });
-    assert.equal(copied.images, (await embedded()).length);
+    // Shards 0 and 1 are in both generations: the rows whose patients stay on them are carried over within the
+    // shard (hash mod 2 = mod 3 = the shard's remainder: about a third), the rest come through the primary.
+    assert.deepEqual(copied.carriedOn, oldUrls.map(shards.shardName));
+    assert.ok(copied.carried > 0 && copied.images > 0, JSON.stringify(copied));
+    assert.equal(copied.carried + copied.images, (await embedded()).length, 'each photograph once: carried or copied');
+    assert.equal(copied.carriedRows + copied.projected, copied.carried + copied.images, 'one embedding a photograph');
+    assert.ok(batches.some((done) => done.carried > 0 && done.images === 0), 'carried over before the copy through the primary');
     assert.ok(broken, 'the copy took more than one batch');
     assert.deepEqual(graphsDuringCopy, [], 'no graph while the rows are copied');
     assert.ok(copied.graphSeconds > 0);
@@ -362,6 +370,14 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
     assert.deepEqual([...new Set(rows.map((row) => row.shard))].sort(), [0, 1, 2], 'each of the three shards holds patients');
     const attachment = await shards.readShardAttachment(api.db.sql);
     assert.deepEqual({ ...attachment, servers: attachment.servers.length }, { enabled: true, shards: 3, generation: 2, servers: 3, next: null, retired: [] });
+    // Every row is in the partition the primary's hash routes its patient to, the carried ones too (the rows read
+    // first, so that postgres_fdw does not ship the primary's regclass to the shard).
+    for (const remainder of [0, 1, 2]) {
+      const [{ wrong, n }] = await api.db.sql.query(`WITH shard AS MATERIALIZED (SELECT patient_id FROM search_shards.case_projection_g2_${remainder})
+        SELECT count(*) FILTER (WHERE NOT satisfies_hash_partition('search_shards.case_projection'::regclass, 3, ${remainder}, patient_id))::int AS wrong, count(*)::int AS n FROM shard`);
+      assert.ok(n > 0);
+      assert.equal(wrong, 0, `rows of partition ${remainder} outside its hash bound`);
+    }
 
     // A process started now with the new shards (what server.ts's openShards does) searches them; the old list is refused.
     await assert.rejects(shards.assertShardsAttached(api.db.sql, oldUrls), (error) => error.code === 'CONFLICT');
@@ -378,7 +394,8 @@ describe('similar-case search over shards (PostgreSQL)', { skip: SKIP }, () => {
       const { stdout } = await cli('reshard', '--shards', `${shardUrls[0]},${shardUrls[2]}`, '--grace-seconds', '0', '--json');
       const printed = JSON.parse(stdout);
       assert.equal(printed.finished.generation, 3);
-      assert.equal(printed.copied.images, (await embedded()).length);
+      assert.equal(printed.copied.images + printed.copied.carried, (await embedded()).length);
+      assert.deepEqual(printed.copied.carriedOn, [shardUrls[0], shardUrls[2]].map(shards.shardName), 'both shards stay: their rows carried over');
       assert.deepEqual(printed.retired, { emptied: newUrls.map(shards.shardName), failed: [], dropped: true });
       assert.deepEqual(await rowsOf([0, 1, 2], 'case_projection_g2'), []);
       assert.deepEqual((await rowsOf([0, 2], 'case_projection_g3')).map((row) => row.image_id).sort(), await embedded());

@@ -13,7 +13,8 @@
 // oldest row's age, and each shard's rows. The shards are --shards, else SEARCH_SHARD_URLS, in the same order
 // every time (the order fixes which hash remainder a shard holds). `reshard`: moves the projection to the shards
 // given (another number of them, one replaced), with searches and writes going on: prepares the next generation
-// on them, copies every embedded photograph there from the primary (prints progress) and then builds the new
+// on them, carries over within each shard of both generations the rows whose patients stay on it, copies every
+// other embedded photograph there from the primary (prints progress) and then builds the new
 // shards' HNSW graphs over what they hold (one build a graph, faster than inserting row by row), swaps the generations on the
 // primary, waits --grace-seconds (30 unless set: searches that read the old generation, on a lagging replica too,
 // finish; search/shards.ts RETIRE_GRACE_MS) and retires the old
@@ -163,10 +164,10 @@ async function main(): Promise<number> {
       }
       if (!json) process.stdout.write(`resharding from ${plan.from.join(', ')} to ${plan.to.join(', ')} (generation ${plan.generation}); copying\n`);
       const started = Date.now();
-      const copied = resumable ? { images: 0, projected: 0, graphSeconds: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
+      const copied = resumable ? { images: 0, projected: 0, carried: 0, carriedRows: 0, carriedOn: [], graphSeconds: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
         shardUrls,
         onBatch: (done) => {
-          if (!json) process.stderr.write(`  copied ${done.images} photographs (${done.projected} embeddings)\n`);
+          if (!json) process.stderr.write(`  carried over within their shards ${done.carried} photographs (${done.carriedRows} embeddings); copied through the primary ${done.images} photographs (${done.projected} embeddings)\n`);
         },
         onGraphs: () => {
           if (!json) process.stderr.write(`  building the search graphs on ${plan.to.join(', ')}\n`);
@@ -177,9 +178,9 @@ async function main(): Promise<number> {
       await sleep(graceMs);
       const retired = await retireShards(db.sql);
       const outcome = retired.failed.length > 0 ? 'SERVICE_UNAVAILABLE' : 'OK';
-      await audit(outcome, { action: 'reshard', from: plan.from, shards: finished.shards, generation: finished.generation, projected: copied.projected, notEmptied: retired.failed.map((failed) => failed.shard) });
+      await audit(outcome, { action: 'reshard', from: plan.from, shards: finished.shards, generation: finished.generation, projected: copied.projected, carried: copied.carriedRows, notEmptied: retired.failed.map((failed) => failed.shard) });
       const text = [
-        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${resumable ? 'copied by an earlier run' : `${copied.projected} embeddings of ${copied.images} photographs copied in ${copySeconds.toFixed(1)} s (of which ${copied.graphSeconds.toFixed(1)} s building the shards' search graphs)`}`,
+        `the search projection is over ${finished.shards.join(', ')} (generation ${finished.generation}): ${resumable ? 'copied by an earlier run' : `${copied.carriedRows} embeddings of ${copied.carried} photographs carried over within ${copied.carriedOn.length === 0 ? 'no shard' : copied.carriedOn.join(', ')} and ${copied.projected} embeddings of ${copied.images} photographs copied through the primary in ${copySeconds.toFixed(1)} s (of which ${copied.graphSeconds.toFixed(1)} s building the shards' search graphs)`}`,
         `retired ${finished.retired.join(', ')}${retired.failed.length > 0 ? '' : ' (emptied)'}`,
         ...(retired.failed.length > 0 ? [retireProblems(retired)] : []),
         `restart the API processes with SEARCH_SHARD_URLS naming these shards in this order: until then they search on the primary`,

@@ -67,6 +67,9 @@ export const REPLAY_BATCH = 500;
 /** Photographs one batch of a reshard's copy takes. */
 export const COPY_BATCH = 2000;
 
+/** Photographs one batch of a reshard's carry-over takes (rows copied within a shard, not through the primary). */
+export const CARRY_BATCH = 20_000;
+
 /** statement_timeout of a search on a shard: a search reads a generation's shards for at most this long after it
  *  read the generation, which bounds how long a retired generation must stay whole (RETIRE_GRACE_MS). */
 export const SHARD_STATEMENT_TIMEOUT_MS = 10_000;
@@ -442,23 +445,96 @@ export async function prepareReshard(db: Pick<Database, 'sql' | 'kind'>, shardUr
   return { from: attachment.servers, to: names, generation, unchanged: false };
 }
 
-export type CopyResult = { images: number; projected: number; graphSeconds: number };
+export type CopyResult = {
+  /** Photographs copied through the primary, and their rows (one per embedding). */
+  images: number;
+  projected: number;
+  /** Photographs carried over within their shard (carryOnShard), and their rows; a photograph a replay wrote into
+   *  the next generation first is not counted. */
+  carried: number;
+  carriedRows: number;
+  /** The shards rows were carried over on: those of both generations whose hash agreed with the primary's. */
+  carriedOn: string[];
+  graphSeconds: number;
+};
+
+/** A shard's table whose only use is its partition key: satisfies_hash_partition on it hashes a patient id as the
+ *  primary's partitioned tables do (same key type and operator class), so a shard can tell which of a generation's
+ *  partitions a patient belongs to without asking the primary. */
+const HASH_KEY_TABLE = 'case_projection_hash_key';
+
+const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
+
+/** Patient ids a carry-over checks the shard's hash on, against the primary's, before trusting it. */
+const HASH_PROBES = 64;
+
+type CarryPair = { from: number; to: number; url: string; shard: string };
 
 /**
- * A reshard's second step: every embedded photograph copied from the primary into the next generation, in batches
- * of `batch` photographs by id, each in one transaction of the primary that waits for the replay's lock (the
- * replays run between the batches); then the next shards' HNSW graphs built over what they hold (buildShardGraphs:
- * the copy writes tables without graphs), and the copy marked finished. `shardUrls` are the next generation's shards
- * as prepareReshard was given them (the primary knows them without their passwords). A photograph written meanwhile
+ * The pairs of partitions, the live generation's `from` and the next one's `to`, that sit on the same shard (by
+ * host:port/db), each checked: the shard must place HASH_PROBES patient ids in the next generation's partitions as
+ * the primary does (same hash function and seed; a shard whose PostgreSQL hashed otherwise would be skipped, and its
+ * rows copied through the primary).
+ */
+async function carryPairs(sql: SqlRunner, live: Partition[], shardUrls: string[], modulus: number): Promise<CarryPair[]> {
+  const names = shardUrls.map(shardName);
+  const candidates = live.flatMap((partition, from) => {
+    const to = names.indexOf(partition.shard);
+    return to < 0 ? [] : [{ from, to, url: shardUrls[to]!, shard: partition.shard }];
+  });
+  if (candidates.length === 0) return [];
+  const probeSql = (parent: string) => `
+    SELECT p.id::text AS id, r.remainder
+    FROM (SELECT md5('fundus-hash-probe-' || g)::uuid AS id FROM generate_series(1, ${HASH_PROBES}) g) p
+    CROSS JOIN LATERAL (SELECT r AS remainder FROM generate_series(0, ${modulus - 1}) r
+                        WHERE satisfies_hash_partition('${parent}'::regclass, ${modulus}, r, p.id)) r
+    ORDER BY 1`;
+  const expected = JSON.stringify(await sql.query<{ id: string; remainder: number }>(probeSql(`${SHARD_SCHEMA}.${NEXT}`)));
+  const agreed: CarryPair[] = [];
+  for (const pair of candidates) {
+    await onShard(pair.url, async (client) => {
+      await client.query(`CREATE TABLE IF NOT EXISTS ${HASH_KEY_TABLE} (patient_id uuid NOT NULL) PARTITION BY HASH (patient_id)`);
+      const { rows } = await client.query<{ id: string; remainder: number }>(probeSql(HASH_KEY_TABLE));
+      if (JSON.stringify(rows) === expected) agreed.push(pair);
+    });
+  }
+  return agreed;
+}
+
+/** On the primary: true for a photograph whose patient's rows a carry-over moved within a shard (its partition of
+ *  the live generation and of the next are a pair on one shard). */
+function carriedPredicate(pairs: CarryPair[], liveModulus: number, nextModulus: number, patient: string): string {
+  if (pairs.length === 0) return 'false';
+  return pairs.map(({ from, to }) => `(satisfies_hash_partition('${SHARD_SCHEMA}.${LIVE}'::regclass, ${liveModulus}, ${from}, ${patient})
+      AND satisfies_hash_partition('${SHARD_SCHEMA}.${NEXT}'::regclass, ${nextModulus}, ${to}, ${patient}))`).join(' OR ');
+}
+
+const PROJECTION_COLUMNS = 'image_id, model_version, patient_id, dr_grade, eye, sex, age_at_visit, treatment_types, content_hash, embedding';
+
+/**
+ * A reshard's second step: the next generation filled, then its graphs built and the copy marked finished.
+ * - Carry-over first: where a shard is in both generations, the rows it holds whose patients stay on it are copied
+ *   within the shard (INSERT ... SELECT from the live generation's table, in batches of `carryBatch` photographs),
+ *   never through the primary (carryPairs says which shards, having checked their hash against the primary's).
+ *   The live generation holds what the primary holds except what is queued, and a queued photograph is replayed to
+ *   both generations, so a carried row is the primary's, or is replaced by the replay.
+ * - Then every other embedded photograph copied from the primary, in batches of `batch` photographs by id.
+ * Each batch is one transaction of the primary that waits for the replay's lock (the replays run between the
+ * batches). Then the next shards' HNSW graphs are built over what they hold (buildShardGraphs: the copy writes
+ * tables without graphs), and the copy marked finished. `shardUrls` are the next generation's shards as
+ * prepareReshard was given them (the primary knows them without their passwords). A photograph written meanwhile
  * is queued by the triggers and replayed to both generations, into the graphs as they are built. A prepare run
  * meanwhile (another operator's: it empties the next generation) changes the state row, which every batch and the
  * last step check (its row version, xmin), so this copy stops with a CONFLICT instead of marking a partial copy done.
  */
 export async function copyIntoNext(
   sql: SqlRunner,
-  { shardUrls, batch = COPY_BATCH, onBatch, onGraphs }: {
+  { shardUrls, batch = COPY_BATCH, carryBatch = CARRY_BATCH, carry = true, onBatch, onGraphs }: {
     shardUrls: string[];
     batch?: number;
+    carryBatch?: number;
+    /** false: no carry-over, every photograph through the primary (a benchmark's comparison). */
+    carry?: boolean;
     onBatch?: (done: Omit<CopyResult, 'graphSeconds'>) => void | Promise<unknown>;
     /** Called once the rows are copied, before the graphs are built. */
     onGraphs?: () => void | Promise<unknown>;
@@ -466,12 +542,12 @@ export async function copyIntoNext(
 ): Promise<CopyResult> {
   const attachment = await readShardAttachment(sql);
   if (!attachment.next) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
+  const next = attachment.next;
   const names = shardUrls.map(shardName);
-  if (names.join(',') !== attachment.next.servers.join(',')) {
-    throw new AppError('CONFLICT', `the reshard under way is to ${attachment.next.servers.join(', ')}, not ${names.join(', ')}: copy with its shards, or \`npm run shards -- reshard --abort\``);
+  if (names.join(',') !== next.servers.join(',')) {
+    throw new AppError('CONFLICT', `the reshard under way is to ${next.servers.join(', ')}, not ${names.join(', ')}: copy with its shards, or \`npm run shards -- reshard --abort\``);
   }
-  const total = { images: 0, projected: 0 };
-  let after = '00000000-0000-0000-0000-000000000000';
+  const total = { images: 0, projected: 0, carried: 0, carriedRows: 0, carriedOn: [] as string[] };
   let version: string | null = null;
   // One primary transaction under the replay's lock: still the reshard this copy began (else CONFLICT), and then
   // `work` (null when the state row was only checked).
@@ -479,18 +555,58 @@ export async function copyIntoNext(
     await tx.query('SELECT pg_advisory_xact_lock($1)', [REPLAY_LOCK]);
     const [state] = await tx.query<{ next: number | null; version: string }>('SELECT next_generation AS next, xmin::text AS version FROM search_projection_state WHERE id');
     if (state?.next == null) throw new AppError('CONFLICT', 'no reshard is under way (it was finished or aborted meanwhile)');
-    if (state.next !== attachment.next!.generation || (version !== null && state.version !== version)) {
+    if (state.next !== next.generation || (version !== null && state.version !== version)) {
       throw new AppError('CONFLICT', 'the reshard was prepared again meanwhile (another operator?): this copy stops; run `npm run shards -- reshard` again');
     }
     version = state.version;
     return work(tx);
   });
+  // The replay's turn after each batch: the next batch would take the lock again at once, and the background
+  // replays (which only try the lock) would hardly ever get it, leaving the queue to grow for the whole copy.
+  const betweenBatches = async () => {
+    await replayAll(sql);
+    await onBatch?.({ ...total, carriedOn: [...total.carriedOn] });
+  };
+
+  const live = await partitionsOf(sql, LIVE);
+  const pairs = carry ? await carryPairs(sql, live, shardUrls, shardUrls.length) : [];
+  const [liveTable, nextTable] = [shardTableName(attachment.generation), shardTableName(next.generation)];
+  for (const pair of pairs) {
+    await onShard(pair.url, async (client) => {
+      let after = ZERO_UUID;
+      for (;;) {
+        // A row a replay already wrote into the next generation is the primary's (the replay wrote both): kept.
+        const { rows: [done] } = await underLock(() => client.query<{ last: string | null; images: number; rows: number }>(`
+          WITH batch AS (SELECT DISTINCT image_id FROM ${liveTable} WHERE image_id > $1::uuid ORDER BY image_id LIMIT $2),
+          carried AS (
+            INSERT INTO ${nextTable} (${PROJECTION_COLUMNS})
+            SELECT ${PROJECTION_COLUMNS} FROM ${liveTable}
+            WHERE image_id IN (SELECT image_id FROM batch) AND satisfies_hash_partition('${HASH_KEY_TABLE}'::regclass, $3, $4, patient_id)
+            ON CONFLICT DO NOTHING
+            RETURNING image_id)
+          SELECT (SELECT image_id::text FROM batch ORDER BY image_id DESC LIMIT 1) AS last,
+                 (SELECT count(DISTINCT image_id)::int FROM carried) AS images, (SELECT count(*)::int FROM carried) AS rows`,
+        [after, carryBatch, shardUrls.length, pair.to]));
+        if (!done?.last) break;
+        after = done.last;
+        total.carried += done.images;
+        total.carriedRows += done.rows;
+        await betweenBatches();
+      }
+    });
+    total.carriedOn.push(pair.shard);
+  }
+
+  // Through the primary: every photograph whose patient was not carried over.
+  const carried = carriedPredicate(pairs, live.length, shardUrls.length, 'fi.patient_id');
+  const select = pairs.length === 0
+    ? 'SELECT image_id::text AS image_id FROM image_embedding WHERE image_id > $1::uuid GROUP BY image_id ORDER BY image_id LIMIT $2'
+    : `SELECT e.image_id::text AS image_id FROM image_embedding e JOIN fundus_image fi ON fi.id = e.image_id
+       WHERE e.image_id > $1::uuid AND NOT (${carried}) GROUP BY e.image_id ORDER BY e.image_id LIMIT $2`;
+  let after = ZERO_UUID;
   for (;;) {
     const more = await underLock(async (tx) => {
-      const ids = await tx.query<{ image_id: string }>(
-        'SELECT image_id::text AS image_id FROM image_embedding WHERE image_id > $1::uuid GROUP BY image_id ORDER BY image_id LIMIT $2',
-        [after, batch],
-      );
+      const ids = await tx.query<{ image_id: string }>(select, [after, batch]);
       if (ids.length === 0) return false;
       total.projected += await reproject(tx, NEXT, ids.map((row) => row.image_id));
       total.images += ids.length;
@@ -498,13 +614,10 @@ export async function copyIntoNext(
       return true;
     });
     if (!more) break;
-    // The replay's turn: the next batch would take the lock again at once, and the background replays (which only
-    // try the lock) would hardly ever get it, leaving the queue to grow for the whole copy.
-    await replayAll(sql);
-    await onBatch?.({ ...total });
+    await betweenBatches();
   }
   await onGraphs?.();
-  const graphSeconds = await buildShardGraphs(shardUrls, shardTableName(attachment.next.generation));
+  const graphSeconds = await buildShardGraphs(shardUrls, nextTable);
   await underLock((tx) => tx.query('UPDATE search_projection_state SET next_copied_at = now() WHERE id'));
   return { ...total, graphSeconds };
 }
