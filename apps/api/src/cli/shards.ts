@@ -164,7 +164,7 @@ async function main(): Promise<number> {
       }
       if (!json) process.stdout.write(`resharding from ${plan.from.join(', ')} to ${plan.to.join(', ')} (generation ${plan.generation}); copying\n`);
       const started = Date.now();
-      const copied = resumable ? { images: 0, projected: 0, carried: 0, carriedRows: 0, carriedOn: [], graphSeconds: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
+      const copied = resumable ? { images: 0, projected: 0, carried: 0, carriedRows: 0, carriedOn: [], carrySeconds: 0, graphSeconds: 0 } : await step('the copy', () => copyIntoNext(db.sql, {
         shardUrls,
         onBatch: (done) => {
           if (!json) process.stderr.write(`  carried over within their shards ${done.carried} photographs (${done.carriedRows} embeddings); copied through the primary ${done.images} photographs (${done.projected} embeddings)\n`);

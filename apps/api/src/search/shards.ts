@@ -25,9 +25,10 @@
 // Resharding (another number of shards, a shard moved or retired) builds the next generation of the projection
 // beside the live one, since the shards hold nothing the primary does not: prepareReshard creates the next shards'
 // table (case_projection_g<N>, so a shard of both generations keeps serving) and search_shards.case_projection_next
-// over them; from then on every replay writes both generations; copyIntoNext fills the next one from the primary
-// in batches, each under the replay's lock (so a batch and a replay never interleave: a write that commits after a
-// batch read its photograph is queued, and its replay reaches both generations), into tables without HNSW graphs,
+// over them; from then on every replay writes both generations; copyIntoNext fills the next one in batches, each
+// under the replay's lock (so a batch and a replay never interleave: a write that commits after a batch read its
+// photograph is queued, and its replay reaches both generations), first carrying over within each shard of both
+// generations the rows whose patients stay on it, then the rest from the primary, into tables without HNSW graphs,
 // and then builds each next shard's graphs over its rows (CREATE INDEX CONCURRENTLY, the replays writing on);
 // finishReshard swaps the two partitioned tables in one transaction of the primary and counts the generation up;
 // retireShards then empties the retired generation's tables through their foreign partitions (no shard keeps a
@@ -194,6 +195,7 @@ export async function readShardAttachment(sql: SqlRunner): Promise<ShardAttachme
     'SELECT enabled, shards, generation, next_generation, next_copied_at IS NOT NULL AS copied FROM search_projection_state WHERE id',
   );
   // One after another: `sql` may be a transaction's one connection.
+  const carryStarted = performance.now();
   const live = await partitionsOf(sql, LIVE);
   const next = await partitionsOf(sql, NEXT);
   const retired = await partitionsOf(sql, RETIRED);
@@ -455,6 +457,8 @@ export type CopyResult = {
   carriedRows: number;
   /** The shards rows were carried over on: those of both generations whose hash agreed with the primary's. */
   carriedOn: string[];
+  /** Seconds of the carry-over (its batches and the replays between them), and of the graphs' build. */
+  carrySeconds: number;
   graphSeconds: number;
 };
 
@@ -535,7 +539,7 @@ export async function copyIntoNext(
     carryBatch?: number;
     /** false: no carry-over, every photograph through the primary (a benchmark's comparison). */
     carry?: boolean;
-    onBatch?: (done: Omit<CopyResult, 'graphSeconds'>) => void | Promise<unknown>;
+    onBatch?: (done: Omit<CopyResult, 'carrySeconds' | 'graphSeconds'>) => void | Promise<unknown>;
     /** Called once the rows are copied, before the graphs are built. */
     onGraphs?: () => void | Promise<unknown>;
   },
@@ -568,6 +572,7 @@ export async function copyIntoNext(
     await onBatch?.({ ...total, carriedOn: [...total.carriedOn] });
   };
 
+  const carryStarted = performance.now();
   const live = await partitionsOf(sql, LIVE);
   const pairs = carry ? await carryPairs(sql, live, shardUrls, shardUrls.length) : [];
   const [liveTable, nextTable] = [shardTableName(attachment.generation), shardTableName(next.generation)];
@@ -596,6 +601,7 @@ export async function copyIntoNext(
     });
     total.carriedOn.push(pair.shard);
   }
+  const carrySeconds = (performance.now() - carryStarted) / 1000;
 
   // Through the primary: every photograph whose patient was not carried over.
   const carried = carriedPredicate(pairs, live.length, shardUrls.length, 'fi.patient_id');
@@ -619,7 +625,7 @@ export async function copyIntoNext(
   await onGraphs?.();
   const graphSeconds = await buildShardGraphs(shardUrls, nextTable);
   await underLock((tx) => tx.query('UPDATE search_projection_state SET next_copied_at = now() WHERE id'));
-  return { ...total, graphSeconds };
+  return { ...total, carrySeconds, graphSeconds };
 }
 
 /**
