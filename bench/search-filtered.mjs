@@ -28,9 +28,6 @@
 // sized (`rebuild`), before the searches. --compare: the searches also run before the rebuild, on the indexes the
 // database had (`millisecondsBefore`), against the same exact results, so both index kinds are measured in one run.
 // `--ef none` runs the shipped settings only.
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
@@ -39,6 +36,7 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { api, option, root } from './cli.mjs';
 import { createScratchEnvironment } from './scratch-database.mjs';
+import { loadRealMixture } from './real-mixture.mjs';
 
 const caseCount = Number(option('cases', 100_000));
 const queryCount = Number(option('queries', 100));
@@ -50,86 +48,17 @@ const maxScanTuples = Number(option('max-scan-tuples', 20_000));
 const dataDir = path.resolve(root, option('data', '../shared/data'));
 const modelPath = path.resolve(root, option('model', 'models/fundus-cbr.onnx'));
 const SETS = String(option('sets', 'srahim,eyepacs-raw,idrid,mexico')).split(',');
-const PREVALENCE = [0.735, 0.07, 0.151, 0.025, 0.02];
 const K = 10;
-const MODEL_VERSION_FALLBACK = 'bench';
 
-const [{ loadConfig }, { openDatabase }, search, { Embedder }, { Prisma }, vectorIndexes] = await Promise.all([
-  api('config.js'), api('db/database.js'), api('search/similar-images.js'), api('embedding/embedder.js'), api('generated/prisma/client.js'), api('search/vector-indexes.js'),
+const [{ loadConfig }, { openDatabase }, search, { Prisma }, vectorIndexes] = await Promise.all([
+  api('config.js'), api('db/database.js'), api('search/similar-images.js'), api('generated/prisma/client.js'), api('search/vector-indexes.js'),
 ]);
 if (rebuildKind !== null) vectorIndexes.parseKind(rebuildKind);
 
-// ---- real embeddings, cached outside the repository
-const embedder = await Embedder.load({ modelPath, device: 'cpu' });
-const modelVersion = embedder.metadata.modelVersion ?? MODEL_VERSION_FALLBACK;
-const dimension = embedder.metadata.embeddingDim;
-await embedder.release();
-const cacheDir = path.resolve(option('embeddings', path.join(os.tmpdir(), 'fundus-cbr-bench-embeddings', modelVersion)));
-fs.mkdirSync(cacheDir, { recursive: true });
-for (const set of SETS) {
-  const dump = path.join(cacheDir, `${set}.jsonl`);
-  if (fs.existsSync(dump)) continue;
-  const labels = path.join(dataDir, set, 'labels.csv');
-  if (!fs.existsSync(labels)) throw new Error(`needs the real photographs: ${labels} is missing (pass --data, or --embeddings with cached dumps)`);
-  process.stderr.write(`embedding ${set} once into ${dump}\n`);
-  const run = spawnSync(process.execPath, [path.join(root, 'apps/api/dist/cli/evaluate.js'), '--queries', labels, '--model', modelPath, '--device', 'cpu', '--json', '--dump-embeddings', dump], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (run.status !== 0) throw new Error(`evaluate failed on ${set}`);
-}
-const realByGrade = [[], [], [], [], []];
-for (const set of SETS) {
-  for (const line of fs.readFileSync(path.join(cacheDir, `${set}.jsonl`), 'utf8').split('\n')) {
-    if (!line) continue;
-    const item = JSON.parse(line);
-    realByGrade[item.grade].push(Float64Array.from(item.embedding));
-  }
-}
-
-// ---- the mixture: deterministic (mulberry32), so two runs load the same cases
-let state = 0x9e3779b9;
-function random() {
-  state = (state + 0x6d2b79f5) | 0;
-  let t = Math.imul(state ^ (state >>> 15), 1 | state);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-}
-function gaussian() {
-  return Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-}
-function dot(a, b) {
-  let sum = 0;
-  for (let index = 0; index < a.length; index += 1) sum += a[index] * b[index];
-  return sum;
-}
-// Median distance to the nearest real neighbour of the same grade: the noise scale that keeps clusters as tight
-// as the real ones without making every sample a near-duplicate of its centre.
-const nearestDistances = [];
-for (const items of realByGrade) {
-  for (let i = 0; i < items.length; i += 1) {
-    let best = Infinity;
-    for (let j = 0; j < items.length; j += 1) if (j !== i) best = Math.min(best, Math.sqrt(Math.max(0, 2 - 2 * dot(items[i], items[j]))));
-    if (Number.isFinite(best)) nearestDistances.push(best);
-  }
-}
-nearestDistances.sort((a, b) => a - b);
-const noiseNorm = nearestDistances[Math.floor(nearestDistances.length / 2)];
-const sigma = noiseNorm / Math.sqrt(dimension);
-function sampleGrade() {
-  let u = random();
-  for (let grade = 0; grade < PREVALENCE.length; grade += 1) if ((u -= PREVALENCE[grade]) < 0) return grade;
-  return 0;
-}
-function sampleEmbedding(grade) {
-  const centre = realByGrade[grade][Math.floor(random() * realByGrade[grade].length)];
-  const vector = new Float64Array(dimension);
-  let norm = 0;
-  for (let d = 0; d < dimension; d += 1) {
-    vector[d] = centre[d] + sigma * gaussian();
-    norm += vector[d] * vector[d];
-  }
-  norm = Math.sqrt(norm);
-  for (let d = 0; d < dimension; d += 1) vector[d] /= norm;
-  return vector;
-}
+// ---- real embeddings (cached outside the repository) and the mixture around them: bench/real-mixture.mjs
+const { modelVersion, realByGrade, noiseNorm, random, sampleGrade, sampleEmbedding } = await loadRealMixture({
+  dataDir, modelPath, sets: SETS, cacheDir: option('embeddings', null),
+});
 const uuid = (kind, index) => `${kind}0000000-0000-4000-8000-${index.toString(16).padStart(12, '0')}`;
 const hash = (index) => index.toString(16).padStart(64, '0');
 

@@ -3,18 +3,21 @@
 //
 //   bash scripts/cluster/start.sh --databases-only && bash scripts/cluster/shard.sh && source /var/lib/fundus-cluster/shard-env
 //   npm run build && nice node bench/shards-api.mjs [--cases 100000] [--queries 100] [--clients 1,4] [--seconds 10] [--writes 300]
-//       [--spread 1 | none] [--reshard none] [--attach-graphs after | during]
+//       [--spread 1 | none | real] [--data ../shared/data] [--every-grade] [--reshard none] [--attach-graphs after | during]
 //
 // Scratch databases, dropped afterwards: the application database copied from the primary's template (5442, with
 // vector and postgres_fdw: shard.sh) and one shard database on each node of SEARCH_SHARD_URLS (5445, 5446), copied
 // from the node's database fundus (vector). Cases: bench/seed-cases.mjs (128-d unit embeddings around a centre per
-// grade, noise of norm --spread; uniform random with --spread none; N/2 patients, grades 0-4 at a fixed mix),
+// grade, noise of norm --spread; uniform random with --spread none; N/2 patients, grades 0-4 at a fixed mix; with
+// --spread real, embeddings that cluster like the shipped model's of ../shared/data and grades at EyePACS
+// prevalence, bench/real-mixture.mjs, as bench:search draws them),
 // attached with attachShards and replayed, then the shards' graphs built (timed: the projection's first fill, as
 // `npm run shards -- attach` makes it; --attach-graphs during: into graphs made before the backfill). Then:
 // - writes: single-row embedding updates (as re-embedding and ingest write) with the projection on (each queues the
 //   photograph: one outbox row from the statement's trigger) and off, alternating in rounds; then the replay of
 //   what they queued, timed;
-// - searches by stored case, k 10, per filter, every query three ways in turn: the exact path (truth), the primary's
+// - searches by stored case, k 10, per filter (none, grade 4, grade 0 + left eye, grade 2 + age 50-70; --every-grade
+//   adds grades 0-3 alone), every query three ways in turn: the exact path (truth), the primary's
 //   approximate path (a client with no shards registered), and the sharded path (the API's), wall time around
 //   searchSimilarImages; recall@10 of both approximate paths against the exact;
 // - the sharded path again with 100 photographs queued and not replayed (ranked on the primary beside the shards);
@@ -32,6 +35,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { api, option, root } from './cli.mjs';
 import { seedSyntheticCases } from './seed-cases.mjs';
+import { loadRealMixture } from './real-mixture.mjs';
 import { dropScratchDatabase } from '../test/support/drop-database.mjs';
 
 const caseCount = Number(option('cases', 100_000));
@@ -41,10 +45,15 @@ const seconds = Number(option('seconds', 10));
 const writeCount = Number(option('writes', 300));
 // Embeddings around per-grade centres (bench/seed-cases.mjs); --spread none: uniform random vectors.
 const spreadOption = option('spread', '1');
-const spread = spreadOption === 'none' ? null : Number(spreadOption);
+const spread = spreadOption === 'none' || spreadOption === 'real' ? null : Number(spreadOption);
+if (spread !== null && !Number.isFinite(spread)) throw new Error('--spread: a number, none or real');
+const mixture = spreadOption === 'real'
+  ? await loadRealMixture({ dataDir: path.resolve(root, option('data', '../shared/data')), modelPath: path.join(root, 'models/fundus-cbr.onnx'), sets: ['srahim', 'eyepacs-raw', 'idrid', 'mexico'] })
+  : null;
 const K = 10;
 const MODEL_VERSION = 'bench-shards';
 const reshard = option('reshard', 'yes') !== 'none';
+const everyGrade = process.argv.includes('--every-grade');
 // The attach's HNSW graphs: built after the backfill (the CLI's way) or there from the start, filled row by row.
 const attachGraphs = option('attach-graphs', 'after');
 if (!['after', 'during'].includes(attachGraphs)) throw new Error('--attach-graphs: after or during');
@@ -88,15 +97,17 @@ const summary = (times) => {
 };
 const log = (line) => process.stderr.write(`${line}\n`);
 
-const result = { cases: caseCount, spread, shards: shardUrls.length, queries: queryCount, k: K, machine: { load: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(2))) } };
+const result = { cases: caseCount, spread: spreadOption === 'real' ? 'real' : spread, shards: shardUrls.length, queries: queryCount, k: K, machine: { load: (await import('node:os')).loadavg().map((x) => Number(x.toFixed(2))) } };
 const migrationsDir = path.join(root, 'prisma', 'migrations');
 const db = await openDatabase({ database: { kind: 'postgres', url: primaryUrl }, migrationsDir });
 const alone = await openDatabase({ database: { kind: 'postgres', url: primaryUrl }, migrationsDir });
 let shardSearch;
 try {
   let started = performance.now();
-  await seedSyntheticCases(db, { caseCount, modelVersion: MODEL_VERSION, dimension: 128, spread });
-  log(`seeded ${caseCount} cases in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  await seedSyntheticCases(db, { caseCount, modelVersion: MODEL_VERSION, dimension: 128, spread, mixture, copyUrl: primaryUrl });
+  result.seedSeconds = Number(((performance.now() - started) / 1000).toFixed(1));
+  result.grades = Object.fromEntries((await db.sql.query('SELECT dr_grade, count(*)::int AS n FROM fundus_image GROUP BY dr_grade ORDER BY dr_grade')).map((row) => [row.dr_grade, row.n]));
+  log(`seeded ${caseCount} cases in ${result.seedSeconds} s, by grade ${JSON.stringify(result.grades)}`);
 
   started = performance.now();
   // As `npm run shards -- attach` does (graphs after the backfill), or with --attach-graphs during, into the graphs.
@@ -146,6 +157,8 @@ try {
     'grade 4': { ...none, drGrades: [4] },
     'grade 0 + left eye': { ...none, drGrades: [0], eye: 'LEFT' },
     'grade 2 + age 50-70': { ...none, drGrades: [2], ageMin: 50, ageMax: 70 },
+    // --every-grade: each DR grade's filter alone too
+    ...(everyGrade ? Object.fromEntries([0, 1, 2, 3].map((grade) => [`grade ${grade}`, { ...none, drGrades: [grade] }])) : {}),
   };
   const searchOf = (query, filter) => ({ modelVersion: MODEL_VERSION, query: { imageId: query.id }, k: K, filters: filter, excludePatientId: query.patient_id });
   const recall = (hits, truth) => truth.length === 0 ? 1 : hits.filter((hit) => truth.some((one) => one.imageId === hit.imageId)).length / truth.length;
@@ -180,8 +193,7 @@ try {
 
   // ---- 100 photographs queued, not replayed: ranked on the primary beside the shards
   await db.sql.query(`INSERT INTO search_projection_outbox (image_id) SELECT id FROM fundus_image ORDER BY md5('w' || id::text) LIMIT 100`);
-  delete filters['grade 0 + left eye'];
-  delete filters['grade 2 + age 50-70'];
+  for (const name of Object.keys(filters)) if (name !== 'none' && name !== 'grade 4') delete filters[name];
   await measureFilters('100 queued, ');
   await shards.replayAll(db.sql);
   const stats = shardSearch.stats();
